@@ -1,0 +1,59 @@
+# Switchboard — `make up` starts everything (installing what is missing), `make test` runs the suite.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+RUN := $(UV) run --frozen --quiet
+PYTEST_ARGS ?=
+
+.PHONY: help bootstrap up down clean env logs status test test-unit test-e2e lint format bench asyncapi
+
+help:
+	@echo "make up | down | clean | env | logs | status | test | test-unit | test-e2e | lint | bench | asyncapi"
+
+bootstrap:  ## install uv (from PyPI) when missing, then the workspace's locked dependencies
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || \
+	  python3 -m pip install --quiet uv 2>/dev/null || python3 -m pip install --quiet --user uv || \
+	  python3 -m pip install --quiet --break-system-packages uv
+	@$(UV) sync --frozen --quiet
+
+up: bootstrap  ## start Kafka, PostgreSQL and the four services with the demo configuration
+	@$(RUN) python -m shared.stack up
+
+down:  ## stop what `make up` started; keeps the data
+	@$(RUN) python -m shared.stack down
+
+clean:  ## stop and delete the local state (Kafka logs, Postgres data); caches stay
+	@$(RUN) python -m shared.stack clean
+
+env:
+	@$(RUN) python -m shared.stack env
+
+logs:
+	@$(RUN) python -m shared.stack logs $(if $(FOLLOW),--follow,)
+
+status:
+	@$(RUN) python -m shared.stack status
+
+test: bootstrap  ## the whole suite: unit, handler and end-to-end tests on real Kafka and PostgreSQL
+	@$(RUN) pytest $(PYTEST_ARGS)
+
+test-unit: bootstrap
+	@$(RUN) pytest -m "not e2e" $(PYTEST_ARGS)
+
+test-e2e: bootstrap
+	@$(RUN) pytest -m e2e $(PYTEST_ARGS)
+
+lint: bootstrap
+	@$(RUN) ruff check .
+	@$(RUN) ruff format --check .
+	@$(RUN) mypy
+
+format: bootstrap
+	@$(RUN) ruff check --fix .
+	@$(RUN) ruff format .
+
+bench: bootstrap  ## load test on the embedded stack; prints one JSON document
+	@$(RUN) python -m tests.bench $(BENCH_ARGS)
+
+asyncapi: bootstrap  ## write each service's AsyncAPI document under deploy/asyncapi/
+	@$(RUN) python -m shared.asyncapi deploy/asyncapi

@@ -1,0 +1,23 @@
+"""FastStream adapters: which use case handles which event type on which topic."""
+
+from __future__ import annotations
+
+from shared.runtime import Runtime
+
+from routing import service
+from shared import topics
+
+
+def register(runtime: Runtime) -> None:
+    runtime.consume(topics.CONVERSATIONS, {
+        "conversation.arrived": service.on_conversation_arrived,
+        "conversation.ended": service.on_conversation_ended,
+    }, after_batch=service.after_batch)
+    runtime.consume(topics.SESSIONS, {
+        "offer.accepted": service.on_offer_accepted,
+        "offer.rejected": service.on_offer_rejected,
+        "session.closed": service.on_session_closed,
+    }, after_batch=service.after_batch)
+    runtime.consume(topics.PRESENCE, {
+        "presence.changed": service.on_presence_changed,
+    }, after_batch=service.after_batch)

@@ -1,0 +1,243 @@
+"""routing's use cases: one function per event or command, each inside the caller's unit of work."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from shared.messaging import PoisonMessage, UnitOfWork
+
+from routing import domain, store
+from routing.store import Q
+from shared import contracts as c
+
+log = structlog.get_logger("switchboard.routing")
+DRAIN = "drain"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def capacity_changed(agent_id: str, row: Any) -> c.CapacityChanged:
+    used = {k: int(v) for k, v in row["used"].items()}
+    limits = {k: int(v) for k, v in row["limits"].items()}
+    full = row["exclusive_held"] or all(used.get(ch, 0) >= n for ch, n in limits.items() if n > 0)
+    return c.CapacityChanged(agent_id=agent_id, used=used, limits=limits, exclusive_held=row["exclusive_held"],
+                             full=bool(full), total_used=row["total_used"])
+
+
+async def on_conversation_arrived(uow: UnitOfWork, ev: c.CloudEvent, data: c.ConversationArrived) -> None:
+    conn = uow.conn
+    channels = await store.list_channels(conn)
+    if data.channel not in channels:
+        raise PoisonMessage(
+            f"unknown channel {data.channel!r} for conversation {data.conversation_id}; "
+            f"configured channels: {', '.join(sorted(channels)) or '(none)'}"
+        )
+    queue = domain.route_to_queue(data.channel, list((await store.list_queues(conn)).values()))
+    if queue is None:
+        raise PoisonMessage(f"no queue serves channel {data.channel!r}; add one to the routing configuration")
+    arrival = data.model_dump(mode="json", exclude_none=True)
+    if not await store.insert_work(conn, data.conversation_id, data.channel, queue.name, data.priority, arrival, ev.time):
+        log.info("duplicate_arrival", conversation_id=data.conversation_id)
+        return
+    depth = await conn.fetchval(Q.queue_depth, queue.name)
+    stats = await conn.fetchrow(Q.queue_stats, queue.name)
+    eta = domain.estimated_wait_s(depth, stats["handled"], stats["handle_seconds"], stats["staffed_slots"])
+    uow.emit(c.WorkQueued(conversation_id=data.conversation_id, channel=data.channel, queue=queue.name,
+                          position=depth, estimated_wait_s=eta))
+    await store.record_decision(conn, data.conversation_id, "queued", {"queue": queue.name, "position": depth})
+    uow.flags.add(DRAIN)
+
+
+async def on_conversation_ended(uow: UnitOfWork, ev: c.CloudEvent, data: c.ConversationEnded) -> None:
+    conn = uow.conn
+    work = await conn.fetchrow(Q.get_work, data.conversation_id)
+    if work is None:
+        return
+    if work["status"] == "queued":
+        await conn.execute(Q.end_waiting_work, data.conversation_id)
+        await store.record_decision(conn, data.conversation_id, "ended_while_queued", {})
+    elif work["status"] == "offered":
+        offer = await conn.fetchrow(Q.end_offer, work["offer_id"], work["agent_id"], "withdrawn")
+        await conn.execute("UPDATE work_items SET status = 'ended', updated_at = now() WHERE conversation_id = $1",
+                           data.conversation_id)
+        if offer:
+            await _release(uow, offer["agent_id"], offer["channel"])
+            uow.emit(c.WorkOfferExpired(agent_id=offer["agent_id"], offer_id=offer["offer_id"],
+                                        conversation_id=offer["conversation_id"], channel=offer["channel"],
+                                        expires_at=offer["expires_at"], cause="withdrawn"))
+
+
+async def on_offer_accepted(uow: UnitOfWork, ev: c.CloudEvent, data: c.OfferAccepted) -> None:
+    conn = uow.conn
+    offer = await conn.fetchrow(Q.accept_offer, data.offer_id, data.agent_id, _now())
+    if offer is None:
+        # Expired, withdrawn or someone else's: the offer is gone, so no session opens.
+        await store.record_decision(conn, data.conversation_id, "late_accept_ignored",
+                                    {"agent_id": data.agent_id, "offer_id": data.offer_id})
+        return
+    work = await conn.fetchrow(Q.mark_assigned, offer["conversation_id"], data.agent_id, data.offer_id, ["offered"])
+    if work is None:
+        return
+    uow.emit(c.WorkAssigned(agent_id=data.agent_id, conversation_id=work["conversation_id"], channel=work["channel"],
+                            queue=work["queue"], offer_id=data.offer_id, how="accepted", conversation=work["arrival"]))
+    await store.record_decision(conn, data.conversation_id, "assigned", {"agent_id": data.agent_id, "how": "accepted"})
+
+
+async def on_offer_rejected(uow: UnitOfWork, ev: c.CloudEvent, data: c.OfferRejected) -> None:
+    offer = await uow.conn.fetchrow(Q.end_offer, data.offer_id, data.agent_id, "rejected")
+    if offer is not None:
+        await _requeue_after_offer(uow, offer, "rejected")
+
+
+async def _requeue_after_offer(uow: UnitOfWork, offer: Any, cause: str) -> None:
+    conn = uow.conn
+    await _release(uow, offer["agent_id"], offer["channel"])
+    work = await conn.fetchrow(Q.requeue_work, offer["conversation_id"], offer["agent_id"], offer["offer_id"])
+    if cause == "rejected":
+        uow.emit(c.WorkOfferExpired(agent_id=offer["agent_id"], offer_id=offer["offer_id"],
+                                    conversation_id=offer["conversation_id"], channel=offer["channel"],
+                                    expires_at=offer["expires_at"], cause="rejected"))
+    else:
+        uow.emit(c.WorkOfferExpired(agent_id=offer["agent_id"], offer_id=offer["offer_id"],
+                                    conversation_id=offer["conversation_id"], channel=offer["channel"],
+                                    expires_at=offer["expires_at"], cause="expired"))
+    if work is not None:
+        uow.emit(c.WorkRequeued(conversation_id=work["conversation_id"], channel=work["channel"], queue=work["queue"],
+                                reason=f"offer {cause} by {offer['agent_id']}"))
+    await store.record_decision(conn, offer["conversation_id"], f"offer_{cause}", {"agent_id": offer["agent_id"]})
+    uow.flags.add(DRAIN)
+
+
+async def on_session_closed(uow: UnitOfWork, ev: c.CloudEvent, data: c.SessionClosed) -> None:
+    if not data.conversation_id:
+        return
+    conn = uow.conn
+    work = await conn.fetchrow(Q.close_work, data.conversation_id, data.agent_id)
+    if work is None:
+        return
+    await _release(uow, data.agent_id, work["channel"])
+    uow.emit(c.WorkReleased(agent_id=data.agent_id, conversation_id=data.conversation_id, channel=work["channel"],
+                            reason="session_closed"))
+    if work["assigned_at"] is not None:
+        await conn.execute(Q.record_handle_time, work["queue"], (_now() - work["assigned_at"]).total_seconds())
+    await store.record_decision(conn, data.conversation_id, "released", {"agent_id": data.agent_id})
+    uow.flags.add(DRAIN)
+
+
+async def on_presence_changed(uow: UnitOfWork, ev: c.CloudEvent, data: c.PresenceChanged) -> None:
+    status = data.base or data.status
+    if await uow.conn.fetchval(Q.upsert_presence, data.agent_id, status, ev.time):
+        uow.flags.add(DRAIN)
+
+
+async def _release(uow: UnitOfWork, agent_id: str, channel: str) -> None:
+    row = await store.release_capacity(uow.conn, agent_id, channel)
+    if row is not None:
+        uow.emit(capacity_changed(agent_id, row))
+
+
+async def drain(uow: UnitOfWork, limit: int = 1000) -> int:
+    """Work-conserving step: offer the oldest waiting work to agents with free, allowed capacity."""
+    conn = uow.conn
+    queues = await store.list_queues(conn)
+    presences = sorted({p for q in queues.values() for p in q.allowed_presences})
+    agents = await store.list_candidate_agents(conn, presences)
+    if not any(a.blocker(ch) is None for a in agents for ch in a.limits):
+        return 0
+    waiting = await store.list_waiting_work(conn, limit)
+    if not waiting:
+        return 0
+    arrivals = {w.conversation_id: arrival for w, arrival in waiting}
+    now = _now()
+    offered = 0
+    for choice in domain.plan([w for w, _ in waiting], queues, agents, now):
+        queue = queues[choice.work.queue]
+        row = await store.reserve_capacity(conn, choice.agent_id, choice.work.channel, list(queue.allowed_presences))
+        if row is None:
+            continue  # another replica took the slot first; the item stays queued for the next drain
+        uow.emit(capacity_changed(choice.agent_id, row))
+        arrival = arrivals[choice.work.conversation_id]
+        if choice.auto_accept:
+            await conn.fetchrow(Q.mark_assigned, choice.work.conversation_id, choice.agent_id, None, ["queued"])
+            uow.emit(c.WorkAssigned(agent_id=choice.agent_id, conversation_id=choice.work.conversation_id,
+                                    channel=choice.work.channel, queue=queue.name, how="auto_accepted",
+                                    conversation=arrival))
+            await store.record_decision(conn, choice.work.conversation_id, "assigned",
+                                        {"agent_id": choice.agent_id, "how": "auto_accepted", **choice.reason})
+        else:
+            offer_id = str(uuid.uuid4())
+            expires = now + timedelta(seconds=queue.offer_timeout_s)
+            await conn.execute(Q.mark_offered, choice.work.conversation_id, choice.agent_id, offer_id)
+            await conn.execute(Q.insert_offer, offer_id, choice.work.conversation_id, choice.agent_id,
+                               choice.work.channel, queue.name, expires)
+            uow.emit(c.WorkOffered(agent_id=choice.agent_id, offer_id=offer_id,
+                                   conversation_id=choice.work.conversation_id, channel=choice.work.channel,
+                                   queue=queue.name, expires_at=expires, reason=choice.reason, conversation=arrival))
+            await store.record_decision(conn, choice.work.conversation_id, "offered",
+                                        {"agent_id": choice.agent_id, "offer_id": offer_id, **choice.reason})
+        offered += 1
+    return offered
+
+
+async def after_batch(uow: UnitOfWork) -> None:
+    if DRAIN in uow.flags:
+        await drain(uow)
+
+
+async def expire_offers(uow: UnitOfWork, limit: int = 500) -> int:
+    """Durable offer timers: pending offers past expires_at are expired and their work re-routed."""
+    rows = await uow.conn.fetch(Q.list_expired_offers, _now(), limit)
+    for offer in rows:
+        await uow.conn.execute("UPDATE offers SET status = 'expired' WHERE offer_id = $1", offer["offer_id"])
+        await _requeue_after_offer(uow, offer, "expired")
+    if rows:
+        await drain(uow)
+    return len(rows)
+
+
+async def run_offer_timer(runtime: Any, interval_s: float) -> None:
+    """Background loop of one routing instance; replicas split expired offers with SKIP LOCKED."""
+    from shared.messaging import UnitOfWork as UoW
+
+    while True:
+        try:
+            async with runtime.pool.acquire() as conn, conn.transaction():
+                uow = UoW(conn, runtime.names, "/switchboard/routing")
+                n = await expire_offers(uow)
+                await uow.flush()
+            if n:
+                log.info("offers_expired", count=n)
+                continue
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("offer_timer_error", error=repr(exc))
+        await asyncio.sleep(interval_s)
+
+
+async def apply_config(conn: Any, cfg: dict[str, Any]) -> None:
+    """Apply the routing section of the YAML configuration (idempotent upserts)."""
+    channels = cfg.get("channels") or {}
+    for name, spec in channels.items():
+        await conn.execute(Q.upsert_channel, name, bool((spec or {}).get("exclusive", False)))
+    for q in cfg.get("queues") or []:
+        await conn.execute(Q.upsert_queue, q["name"], q["channels"], q.get("assignment", "longest_idle"),
+                           q.get("allowed_presences", ["available", "busy"]), q.get("priority", 0),
+                           q.get("offer_timeout_s", domain.DEFAULT_OFFER_TIMEOUT_S))
+    profiles = cfg.get("capacity_profiles") or {}
+    for a in cfg.get("agents") or []:
+        profile = profiles[a["capacity_profile"]]
+        limits, exclusive = {}, []
+        for ch, spec in profile.items():
+            units = spec["units"] if isinstance(spec, dict) else int(spec)
+            limits[ch] = units
+            if (isinstance(spec, dict) and spec.get("exclusive")) or (channels.get(ch) or {}).get("exclusive"):
+                exclusive.append(ch)
+        await conn.execute(Q.upsert_agent_profile, a["id"], a.get("queues", []), a.get("auto_accept", []),
+                           limits, exclusive)

@@ -1,0 +1,139 @@
+-- name: upsert_channel
+INSERT INTO channels (name, exclusive) VALUES ($1, $2)
+ON CONFLICT (name) DO UPDATE SET exclusive = EXCLUDED.exclusive;
+
+-- name: upsert_queue
+INSERT INTO queues (name, channels, assignment_method, allowed_presences, priority, offer_timeout_s)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (name) DO UPDATE SET channels = EXCLUDED.channels,
+    assignment_method = EXCLUDED.assignment_method, allowed_presences = EXCLUDED.allowed_presences,
+    priority = EXCLUDED.priority, offer_timeout_s = EXCLUDED.offer_timeout_s;
+
+-- name: upsert_agent_profile
+INSERT INTO agents (agent_id, configured, queues, auto_accept, limits, exclusive)
+VALUES ($1, true, $2, $3, $4, $5)
+ON CONFLICT (agent_id) DO UPDATE SET configured = true, queues = EXCLUDED.queues,
+    auto_accept = EXCLUDED.auto_accept, limits = EXCLUDED.limits, exclusive = EXCLUDED.exclusive;
+
+-- name: list_channels
+SELECT name, exclusive FROM channels;
+
+-- name: list_queues
+SELECT name, channels, assignment_method, allowed_presences, priority, offer_timeout_s FROM queues;
+
+-- name: upsert_presence
+INSERT INTO agents (agent_id, presence, presence_at) VALUES ($1, $2, $3)
+ON CONFLICT (agent_id) DO UPDATE SET presence = EXCLUDED.presence, presence_at = EXCLUDED.presence_at
+WHERE agents.presence_at IS NULL OR agents.presence_at <= EXCLUDED.presence_at
+RETURNING agent_id;
+
+-- name: insert_work
+INSERT INTO work_items (conversation_id, channel, queue, priority, status, arrival, enqueued_at)
+VALUES ($1, $2, $3, $4, 'queued', $5, $6)
+ON CONFLICT (conversation_id) DO NOTHING
+RETURNING conversation_id;
+
+-- name: queue_depth
+SELECT count(*) FROM work_items WHERE queue = $1 AND status = 'queued';
+
+-- name: queue_stats
+SELECT q.name, COALESCE(s.handled, 0) AS handled, COALESCE(s.handle_seconds, 0) AS handle_seconds,
+       (SELECT COALESCE(sum((a.limits->>ch)::int), 0) FROM agents a, unnest(q.channels) ch
+         WHERE a.configured AND q.name = ANY(a.queues) AND a.presence = ANY(q.allowed_presences)) AS staffed_slots
+FROM queues q LEFT JOIN queue_stats s ON s.queue = q.name WHERE q.name = $1;
+
+-- name: list_waiting_work
+SELECT conversation_id, channel, queue, priority, enqueued_at, passed_by, arrival
+FROM work_items WHERE status = 'queued'
+ORDER BY enqueued_at, conversation_id
+LIMIT $1
+FOR UPDATE SKIP LOCKED;
+
+-- name: list_candidate_agents
+SELECT agent_id, presence, queues, auto_accept, limits, exclusive, used, total_used, exclusive_held, idle_since
+FROM agents
+WHERE configured AND presence = ANY($1::text[]) AND NOT exclusive_held;
+
+-- name: reserve_capacity
+UPDATE agents SET
+    used = jsonb_set(used, ARRAY[$2::text], to_jsonb(COALESCE((used->>$2)::int, 0) + 1)),
+    total_used = total_used + 1,
+    exclusive_held = exclusive_held OR ($2 = ANY(exclusive))
+WHERE agent_id = $1
+  AND presence = ANY($3::text[])
+  AND COALESCE((used->>$2)::int, 0) + 1 <= COALESCE((limits->>$2)::int, 0)
+  AND NOT exclusive_held
+  AND (NOT ($2 = ANY(exclusive)) OR total_used = 0)
+RETURNING agent_id, used, limits, total_used, exclusive_held, exclusive;
+
+-- name: release_capacity
+UPDATE agents SET
+    used = jsonb_set(used, ARRAY[$2::text], to_jsonb(GREATEST(COALESCE((used->>$2)::int, 0) - 1, 0))),
+    total_used = GREATEST(total_used - 1, 0),
+    exclusive_held = exclusive_held AND NOT ($2 = ANY(exclusive)),
+    idle_since = now()
+WHERE agent_id = $1 AND COALESCE((used->>$2)::int, 0) > 0
+RETURNING agent_id, used, limits, total_used, exclusive_held, exclusive;
+
+-- name: mark_offered
+UPDATE work_items SET status = 'offered', agent_id = $2, offer_id = $3, attempts = attempts + 1, updated_at = now()
+WHERE conversation_id = $1 AND status = 'queued'
+RETURNING conversation_id;
+
+-- name: mark_assigned
+UPDATE work_items SET status = 'assigned', agent_id = $2, offer_id = $3, assigned_at = now(), updated_at = now()
+WHERE conversation_id = $1 AND status = ANY($4::text[])
+RETURNING conversation_id, channel, queue, arrival;
+
+-- name: insert_offer
+INSERT INTO offers (offer_id, conversation_id, agent_id, channel, queue, status, expires_at)
+VALUES ($1, $2, $3, $4, $5, 'pending', $6);
+
+-- name: accept_offer
+UPDATE offers SET status = 'accepted'
+WHERE offer_id = $1 AND agent_id = $2 AND status = 'pending' AND expires_at > $3
+RETURNING offer_id, conversation_id, agent_id, channel, queue, expires_at;
+
+-- name: end_offer
+UPDATE offers SET status = $3
+WHERE offer_id = $1 AND agent_id = $2 AND status = 'pending'
+RETURNING offer_id, conversation_id, agent_id, channel, queue, expires_at;
+
+-- name: list_expired_offers
+SELECT offer_id, conversation_id, agent_id, channel, queue, expires_at FROM offers
+WHERE status = 'pending' AND expires_at <= $1
+ORDER BY expires_at LIMIT $2
+FOR UPDATE SKIP LOCKED;
+
+-- name: next_offer_expiry
+SELECT min(expires_at) FROM offers WHERE status = 'pending';
+
+-- name: requeue_work
+UPDATE work_items SET status = 'queued', agent_id = NULL, offer_id = NULL,
+    passed_by = array_append(passed_by, $2), updated_at = now()
+WHERE conversation_id = $1 AND status = 'offered' AND offer_id = $3
+RETURNING conversation_id, channel, queue;
+
+-- name: close_work
+UPDATE work_items SET status = 'closed', updated_at = now()
+WHERE conversation_id = $1 AND status = 'assigned' AND agent_id = $2
+RETURNING conversation_id, channel, queue, assigned_at;
+
+-- name: get_work
+SELECT conversation_id, channel, queue, status, agent_id, offer_id FROM work_items WHERE conversation_id = $1 FOR UPDATE;
+
+-- name: end_waiting_work
+UPDATE work_items SET status = 'ended', updated_at = now()
+WHERE conversation_id = $1 AND status = 'queued'
+RETURNING conversation_id;
+
+-- name: record_handle_time
+INSERT INTO queue_stats (queue, handled, handle_seconds) VALUES ($1, 1, $2)
+ON CONFLICT (queue) DO UPDATE SET handled = queue_stats.handled + 1,
+    handle_seconds = queue_stats.handle_seconds + EXCLUDED.handle_seconds;
+
+-- name: insert_decision
+INSERT INTO decisions (conversation_id, kind, detail) VALUES ($1, $2, $3);
+
+-- name: list_decisions
+SELECT at, kind, detail FROM decisions WHERE conversation_id = $1 ORDER BY id;

@@ -1,0 +1,1 @@
+"""Switchboard's shared package: contracts, messaging, database, logging, settings and test helpers."""

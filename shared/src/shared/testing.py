@@ -1,0 +1,242 @@
+"""Test helpers: real infrastructure for tests, isolated deployments, and a Kafka probe.
+
+Order of preference (DESIGN.md): KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL when set; else
+testcontainers when a Docker engine answers; else the embedded local processes of shared.stack,
+under .state/test on their own ports (so a running `make up` is left alone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+
+from shared import contracts as c, stack, topics
+from shared.settings import ServiceSettings
+
+
+@dataclass
+class Infrastructure:
+    bootstrap: str
+    admin_url: str  # a superuser-ish URL whose database part is replaced per deployment
+    cleanup: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for fn in reversed(self.cleanup):
+            with contextlib.suppress(Exception):
+                fn()
+
+
+def _docker_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=5).returncode == 0
+    except (subprocess.TimeoutExpired, OSError):
+        return False
+
+
+def start_infrastructure() -> Infrastructure:
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    db_url = os.environ.get("DATABASE_URL")
+    infra = Infrastructure(bootstrap or "", db_url or "")
+    if bootstrap and db_url:
+        return infra
+    if os.environ.get("SWITCHBOARD_TESTCONTAINERS", "auto") != "never" and _docker_answers():
+        from testcontainers.kafka import KafkaContainer
+        from testcontainers.postgres import PostgresContainer
+
+        if not bootstrap:
+            kafka = KafkaContainer(f"apache/kafka:{stack.KAFKA_VERSION}").with_kraft()
+            kafka.start()
+            infra.cleanup.append(kafka.stop)
+            infra.bootstrap = kafka.get_bootstrap_server()
+        if not db_url:
+            pg = PostgresContainer("postgres:15", username="switchboard", password=stack.DB_PASSWORD)
+            pg.start()
+            infra.cleanup.append(pg.stop)
+            infra.admin_url = pg.get_connection_url(driver=None)
+        return infra
+    layout = stack.Layout(stack.ROOT / ".state" / "test", kafka_port=int(os.environ.get("SWITCHBOARD_TEST_KAFKA_PORT", 49092)),
+                          controller_port=int(os.environ.get("SWITCHBOARD_TEST_KAFKA_PORT", 49092)) + 1,
+                          pg_port=int(os.environ.get("SWITCHBOARD_TEST_PG_PORT", 45432)))
+    keep = os.environ.get("SWITCHBOARD_KEEP_INFRA") == "1"
+    if not db_url:
+        already = stack.port_open(layout.pg_port)
+        stack.start_postgres(layout)
+        infra.admin_url = layout.admin_url()
+        if not already and not keep:
+            infra.cleanup.append(lambda: stack.stop_postgres(layout))
+    if not bootstrap:
+        already = stack.port_open(layout.kafka_port)
+        stack.start_kafka(layout)
+        infra.bootstrap = layout.bootstrap
+        if not already and not keep:
+            infra.cleanup.append(lambda: stack.stop_pid(layout.run / "kafka.pid", "Kafka", 30))
+    return infra
+
+
+@dataclass
+class Deployment:
+    """One isolated deployment: its own database and topic prefix on the shared infrastructure."""
+
+    infra: Infrastructure
+    prefix: str
+    database: str
+
+    @property
+    def database_url(self) -> str:
+        base = self.infra.admin_url.rsplit("/", 1)[0]
+        return f"{base}/{self.database}"
+
+    def topic(self, name: str) -> str:
+        return self.prefix + name
+
+    def settings(self, cls: type[ServiceSettings], service: str, **overrides: Any) -> Any:
+        values: dict[str, Any] = {
+            "kafka_bootstrap_servers": self.infra.bootstrap,
+            "database_url": self.database_url,
+            "topic_prefix": self.prefix,
+            "db_user": stack.service_role(service),
+            "db_password": stack.DB_PASSWORD,
+            "batch_timeout_ms": 10,
+            "log_level": os.environ.get("LOG_LEVEL", "WARNING"),
+        }
+        values.update(overrides)
+        return cls(**values)
+
+
+async def create_deployment(infra: Infrastructure, partitions: int = 3) -> Deployment:
+    token = uuid.uuid4().hex[:10]
+    dep = Deployment(infra, prefix=f"t{token}.", database=f"t_{token}")
+    await stack.create_topics(infra.bootstrap, dep.prefix, partitions_cap=partitions)
+    await stack.provision_database(infra.admin_url, dep.database)
+    return dep
+
+
+async def drop_deployment(dep: Deployment) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=dep.infra.bootstrap)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(dep.prefix)]
+        if names:
+            with contextlib.suppress(Exception):
+                await admin.delete_topics(names)
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(dep.infra.admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{dep.database}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+class Bus:
+    """Publish events and wait for events on a deployment's real topics (what a client sees)."""
+
+    def __init__(self, dep: Deployment) -> None:
+        self.dep = dep
+        self.producer: AIOKafkaProducer | None = None
+        self._consumers: dict[str, tuple[AIOKafkaConsumer, list[ConsumerRecord[Any, Any]]]] = {}
+
+    async def __aenter__(self) -> Bus:
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.dep.infra.bootstrap, acks="all",
+                                         enable_idempotence=True)
+        await self.producer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.producer
+        await self.producer.stop()
+        for consumer, _ in self._consumers.values():
+            await consumer.stop()
+
+    async def publish(self, payload: c.Payload, *, id: str | None = None, subject: str | None = None) -> c.CloudEvent:
+        ev = c.event(payload, source="/tests", id=id, subject=subject)
+        await self.send_raw(payload.TOPIC, ev.to_bytes(), key=c.key_of(payload))
+        return ev
+
+    async def send_raw(self, topic: str, value: bytes, key: str | None = None,
+                       headers: list[tuple[str, bytes]] | None = None) -> None:
+        assert self.producer
+        await self.producer.send_and_wait(self.dep.topic(topic), value, key=key.encode() if key else None,
+                                          headers=headers)
+
+    async def records(self, topic: str) -> list[ConsumerRecord[Any, Any]]:
+        """Everything on `topic` so far (read from the beginning without a group)."""
+        real = self.dep.topic(topic)
+        if real not in self._consumers:
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.dep.infra.bootstrap, enable_auto_commit=False,
+                                        auto_offset_reset="earliest")
+            await consumer.start()
+            parts = consumer.partitions_for_topic(real)
+            if parts is None:
+                await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public refresh
+                parts = consumer.partitions_for_topic(real) or set()
+            consumer.assign([TopicPartition(real, p) for p in sorted(parts)])
+            self._consumers[real] = (consumer, [])
+        consumer, seen = self._consumers[real]
+        batch = await consumer.getmany(timeout_ms=50)
+        for recs in batch.values():
+            seen.extend(recs)
+        return seen
+
+    async def events(self, topic: str, type: str | None = None, **where: Any) -> list[c.CloudEvent]:
+        out = []
+        for rec in await self.records(topic):
+            try:
+                ev = c.CloudEvent.model_validate_json(rec.value)
+            except Exception:
+                continue
+            if type and ev.type != type:
+                continue
+            if all(ev.data.get(k) == v for k, v in where.items()):
+                out.append(ev)
+        return out
+
+    async def wait_for(self, topic: str, type: str | None = None, *, count: int = 1, timeout: float = 30.0,
+                       **where: Any) -> list[c.CloudEvent]:
+        deadline = time.monotonic() + timeout
+        found: list[c.CloudEvent] = []
+        while time.monotonic() < deadline:
+            found = await self.events(topic, type, **where)
+            if len(found) >= count:
+                return found
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"waited {timeout}s for {count} x {type or '*'} on {topic} where {where}; "
+                             f"saw {len(found)}: {[e.data for e in found][:5]}")
+
+    async def quiet(self, topic: str, type: str | None = None, seconds: float = 2.0, **where: Any) -> list[c.CloudEvent]:
+        """Wait `seconds` and return what matched meanwhile (for "nothing more happens" checks)."""
+        await asyncio.sleep(seconds)
+        return await self.events(topic, type, **where)
+
+
+@contextlib.asynccontextmanager
+async def running(*runtimes: Any) -> AsyncIterator[None]:
+    """Start service runtimes in this event loop, stop them after."""
+    started = []
+    try:
+        for rt in runtimes:
+            await rt.start()
+            started.append(rt)
+        yield
+    finally:
+        for rt in reversed(started):
+            await rt.stop()
+
+
+def iter_topics() -> Iterator[str]:
+    return (s.name for s in topics.all_topic_specs())

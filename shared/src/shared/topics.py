@@ -1,0 +1,69 @@
+"""Topic names of DESIGN.md, their partition counts, and the optional per-deployment prefix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CONVERSATIONS = "conversations.v1"
+MESSAGES = "conversations.messages.v1"
+ROUTING_COMMANDS = "routing.commands.v1"
+ROUTING = "routing.v1"
+SESSIONS_COMMANDS = "sessions.commands.v1"
+SESSIONS = "sessions.v1"
+PRESENCE_COMMANDS = "presence.commands.v1"
+PRESENCE = "presence.v1"
+ASSIST = "assist.v1"
+
+DLQ_SUFFIX = ".dlq"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    key: str
+    description: str
+
+
+# One list, used to create topics (make up, tests) and to document them.
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec(CONVERSATIONS, 12, "conversation_id", "Conversation arrivals and ends, from channels"),
+    TopicSpec(MESSAGES, 12, "conversation_id", "Messages posted in conversations"),
+    TopicSpec(ROUTING_COMMANDS, 6, "conversation_id", "Pick and transfer commands to routing"),
+    TopicSpec(ROUTING, 12, "conversation_id", "Routing decisions: queued, offered, assigned, released"),
+    TopicSpec(SESSIONS_COMMANDS, 12, "agent_id", "Commands from agents' clients"),
+    TopicSpec(SESSIONS, 12, "agent_id", "The agent's topic: everything an agent's client shows"),
+    TopicSpec(PRESENCE_COMMANDS, 6, "agent_id", "Presence commands: set, sign in/out, heartbeat"),
+    TopicSpec(PRESENCE, 6, "agent_id", "Presence changes"),
+    TopicSpec(ASSIST, 6, "conversation_id", "Smart-assist suggestions per conversation"),
+)
+
+
+def dlq(topic: str) -> str:
+    """The dead-letter topic of `topic`."""
+    return topic + DLQ_SUFFIX
+
+
+def all_topic_specs(partitions_cap: int | None = None) -> list[TopicSpec]:
+    """Every topic and its DLQ (DLQs get one partition per 4 of the original, at least 1)."""
+    specs: list[TopicSpec] = []
+    for spec in TOPICS:
+        parts = min(spec.partitions, partitions_cap) if partitions_cap else spec.partitions
+        specs.append(TopicSpec(spec.name, parts, spec.key, spec.description))
+        specs.append(
+            TopicSpec(dlq(spec.name), max(1, parts // 4), spec.key, f"Dead letters of {spec.name}")
+        )
+    return specs
+
+
+class TopicNames:
+    """Resolves unprefixed DESIGN.md names to this deployment's real topic names."""
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+
+    def __call__(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def unprefixed(self, real: str) -> str:
+        return real[len(self.prefix) :] if self.prefix and real.startswith(self.prefix) else real

@@ -1,0 +1,38 @@
+"""Helpers for the cross-service tests: the four services in-process on a deployment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from assist.app import build_runtime as assist_runtime
+from assist.settings import AssistSettings
+from presence.app import build_runtime as presence_runtime
+from presence.settings import PresenceSettings
+from routing.app import build_runtime as routing_runtime
+from routing.settings import RoutingSettings
+from sessions.app import build_runtime as sessions_runtime
+from sessions.settings import SessionsSettings
+from shared import stack
+from shared.testing import Deployment
+
+DEMO_CONFIG = str(stack.ROOT / "deploy/demo/switchboard.yaml")
+
+
+def routing(dep: Deployment, **kw: Any):  # type: ignore[no-untyped-def]
+    return routing_runtime(dep.settings(RoutingSettings, "routing", config_file=DEMO_CONFIG, **kw))
+
+
+def sessions(dep: Deployment, **kw: Any):  # type: ignore[no-untyped-def]
+    return sessions_runtime(dep.settings(SessionsSettings, "sessions", **kw))
+
+
+def presence(dep: Deployment, **kw: Any):  # type: ignore[no-untyped-def]
+    return presence_runtime(dep.settings(PresenceSettings, "presence", **kw))
+
+
+def assist(dep: Deployment, **kw: Any):  # type: ignore[no-untyped-def]
+    return assist_runtime(dep.settings(AssistSettings, "assist", **kw))
+
+
+def all_services(dep: Deployment) -> list[Any]:
+    return [routing(dep), sessions(dep), presence(dep), assist(dep)]
