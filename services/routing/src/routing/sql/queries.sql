@@ -58,7 +58,8 @@ WHERE configured AND presence = ANY($1::text[]) AND NOT exclusive_held;
 UPDATE agents SET
     used = jsonb_set(used, ARRAY[$2::text], to_jsonb(COALESCE((used->>$2)::int, 0) + 1)),
     total_used = total_used + 1,
-    exclusive_held = exclusive_held OR ($2 = ANY(exclusive))
+    exclusive_held = exclusive_held OR ($2 = ANY(exclusive)),
+    idle_since = now()
 WHERE agent_id = $1
   AND presence = ANY($3::text[])
   AND COALESCE((used->>$2)::int, 0) + 1 <= COALESCE((limits->>$2)::int, 0)

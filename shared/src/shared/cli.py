@@ -1,0 +1,254 @@
+"""`switchboard`: the command line for producers and operators.
+
+  switchboard publish arrival --conversation-id c-1 --channel chat --customer-name "Ada Lovelace"
+  switchboard publish arrival --file arrival.json
+  switchboard tail agent-1 [--from-beginning]
+  switchboard accept agent-1 OFFER_ID | reject agent-1 OFFER_ID | close agent-1 SESSION_ID
+  switchboard health
+  switchboard routing explain CONVERSATION_ID
+
+Kafka and the services are found through KAFKA_BOOTSTRAP_SERVERS, SWITCHBOARD_TOPIC_PREFIX and
+SWITCHBOARD_ROUTING_URL (defaults: the embedded stack of `make up`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from shared import contracts as c, topics
+from shared.settings import EMBEDDED_KAFKA
+
+
+class CliError(Exception):
+    """A problem the person at the terminal can fix; printed without a traceback."""
+
+
+def bootstrap() -> str:
+    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS", EMBEDDED_KAFKA)
+
+
+def prefix() -> str:
+    return os.environ.get("SWITCHBOARD_TOPIC_PREFIX", "")
+
+
+async def _producer() -> AIOKafkaProducer:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(), acks="all", enable_idempotence=True,
+                                request_timeout_ms=10000)
+    try:
+        await producer.start()
+    except KafkaError as exc:
+        raise CliError(f"cannot reach Kafka at {bootstrap()} ({exc}); is the stack up (make up)? "
+                       "Set KAFKA_BOOTSTRAP_SERVERS to use another broker.") from exc
+    return producer
+
+
+async def publish(payload: c.Payload, *, source: str, event_id: str | None = None) -> c.CloudEvent:
+    ev = c.event(payload, source=source, id=event_id)
+    producer = await _producer()
+    try:
+        await producer.send_and_wait(prefix() + payload.TOPIC, ev.to_bytes(), key=c.key_of(payload).encode())
+    finally:
+        await producer.stop()
+    return ev
+
+
+def arrival_from_args(args: argparse.Namespace) -> tuple[c.ConversationArrived, str | None]:
+    if args.file:
+        path = Path(args.file)
+        if not path.exists():
+            raise CliError(f"no such file: {path}")
+        try:
+            doc = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise CliError(f"{path} is not JSON: {exc}") from exc
+        data = doc.get("data", doc) if isinstance(doc, dict) else None
+        if not isinstance(data, dict):
+            raise CliError(f"{path} must hold a CloudEvent or its data object")
+        event_id = doc.get("id") if "data" in doc else None
+    else:
+        if not args.conversation_id or not args.channel:
+            raise CliError("give --conversation-id and --channel (or --file FILE)")
+        data = {"conversation_id": args.conversation_id, "channel": args.channel, "priority": args.priority}
+        if args.customer_name or args.customer_id:
+            data["customer"] = {"id": args.customer_id, "name": args.customer_name,
+                                "authenticated": bool(args.customer_id)}
+        if args.subject:
+            data["subject"] = args.subject
+        if args.language:
+            data["language"] = args.language
+        for item in args.attribute or []:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise CliError(f"--attribute takes KEY=VALUE, got {item!r}")
+            data.setdefault("attributes", {})[key] = value
+        event_id = None
+    try:
+        return c.ConversationArrived.model_validate(data), event_id
+    except Exception as exc:
+        raise CliError(f"invalid arrival: {exc}") from exc
+
+
+async def tail(agent_id: str, from_beginning: bool, limit: int | None) -> None:
+    consumer = AIOKafkaConsumer(prefix() + topics.SESSIONS, bootstrap_servers=bootstrap(), group_id=None,
+                                enable_auto_commit=False,
+                                auto_offset_reset="earliest" if from_beginning else "latest")
+    try:
+        await consumer.start()
+    except KafkaError as exc:
+        raise CliError(f"cannot reach Kafka at {bootstrap()} ({exc}); is the stack up (make up)?") from exc
+    shown = 0
+    try:
+        async for rec in consumer:
+            if rec.key is None or rec.key.decode() != agent_id:
+                continue
+            print(rec.value.decode(), flush=True)
+            shown += 1
+            if limit and shown >= limit:
+                return
+    finally:
+        await consumer.stop()
+
+
+async def health() -> dict[str, Any]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(), request_timeout_ms=10000)
+    try:
+        await admin.start()
+    except KafkaError as exc:
+        raise CliError(f"cannot reach Kafka at {bootstrap()} ({exc}); is the stack up (make up)?") from exc
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [prefix() + s.name for s in topics.all_topic_specs()]
+        groups = [g[0] for g in await admin.list_consumer_groups() if g[0].startswith(prefix())]
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap())
+        await consumer.start()
+        report: dict[str, Any] = {"bootstrap": bootstrap(), "missing_topics": [t for t in wanted if t not in existing],
+                                  "groups": {}}
+        try:
+            for group in sorted(groups):
+                offsets = await admin.list_consumer_group_offsets(group)
+                if not offsets:
+                    continue
+                ends = await consumer.end_offsets(list(offsets))
+                lag = sum(max(ends[tp] - om.offset, 0) for tp, om in offsets.items())
+                report["groups"][group] = {"lag": lag, "partitions": len(offsets)}
+            dlqs = [t for t in wanted if t.endswith(topics.DLQ_SUFFIX) and t in existing]
+            parts = await _partitions(admin, dlqs)
+            ends = await consumer.end_offsets(parts) if parts else {}
+            begins = await consumer.beginning_offsets(parts) if parts else {}
+            report["dead_letters"] = {t: sum(ends[tp] - begins[tp] for tp in parts if tp.topic == t) for t in dlqs}
+        finally:
+            await consumer.stop()
+        return report
+    finally:
+        await admin.close()
+
+
+async def _partitions(admin: Any, names: list[str]) -> list[Any]:
+    from aiokafka import TopicPartition
+
+    described = await admin.describe_topics(names) if names else []
+    return [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
+
+
+def routing_explain(conversation_id: str) -> dict[str, Any]:
+    import httpx
+
+    base = os.environ.get("SWITCHBOARD_ROUTING_URL", "http://127.0.0.1:38081")
+    try:
+        r = httpx.get(f"{base}/conversations/{conversation_id}/explain", timeout=10)
+    except httpx.HTTPError as exc:
+        raise CliError(f"cannot reach routing at {base} ({exc}); set SWITCHBOARD_ROUTING_URL") from exc
+    if r.status_code == 404:
+        raise CliError(r.json().get("error", f"routing has no record of {conversation_id!r}"))
+    r.raise_for_status()
+    return r.json()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="switchboard", description="Switchboard command line")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    pub = sub.add_parser("publish", help="publish an event as a producer would")
+    pub_sub = pub.add_subparsers(dest="what", required=True)
+    arr = pub_sub.add_parser("arrival", help="conversation.arrived on conversations.v1")
+    arr.add_argument("--file", help="a CloudEvent JSON file (or just its data object)")
+    arr.add_argument("--conversation-id")
+    arr.add_argument("--channel")
+    arr.add_argument("--customer-name")
+    arr.add_argument("--customer-id")
+    arr.add_argument("--subject")
+    arr.add_argument("--language")
+    arr.add_argument("--priority", type=int, default=0)
+    arr.add_argument("--attribute", action="append", metavar="KEY=VALUE")
+    arr.add_argument("--source", default="/switchboard/cli")
+    t = sub.add_parser("tail", help="print one agent's sessions.v1 events as they come")
+    t.add_argument("agent_id")
+    t.add_argument("--from-beginning", action="store_true")
+    t.add_argument("--limit", type=int)
+    for name, help_ in (("accept", "accept an offer"), ("reject", "reject an offer")):
+        s = sub.add_parser(name, help=f"{help_} on an agent's behalf")
+        s.add_argument("agent_id")
+        s.add_argument("offer_id")
+    cl = sub.add_parser("close", help="close a session on an agent's behalf (confirmed)")
+    cl.add_argument("agent_id")
+    cl.add_argument("session_id")
+    sub.add_parser("health", help="topics, consumer-group lag and dead letters")
+    r = sub.add_parser("routing", help="routing tools")
+    rs = r.add_subparsers(dest="routing_cmd", required=True)
+    ex = rs.add_parser("explain", help="the routing history of a conversation")
+    ex.add_argument("conversation_id")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    src = "/switchboard/cli"
+    if args.cmd == "publish":
+        arrival, event_id = arrival_from_args(args)
+        ev = asyncio.run(publish(arrival, source=args.source, event_id=event_id))
+        print(json.dumps({"published": ev.type, "id": ev.id, "topic": prefix() + topics.CONVERSATIONS,
+                          "key": arrival.conversation_id}))
+    elif args.cmd == "tail":
+        try:
+            asyncio.run(tail(args.agent_id, args.from_beginning, args.limit))
+        except KeyboardInterrupt:
+            pass
+    elif args.cmd in ("accept", "reject", "close"):
+        payload: c.Payload
+        if args.cmd == "accept":
+            payload = c.AcceptOffer(agent_id=args.agent_id, offer_id=args.offer_id)
+        elif args.cmd == "reject":
+            payload = c.RejectOffer(agent_id=args.agent_id, offer_id=args.offer_id)
+        else:
+            payload = c.CloseSession(agent_id=args.agent_id, session_id=args.session_id, confirmed=True)
+        ev = asyncio.run(publish(payload, source=src, event_id=str(uuid.uuid4())))
+        print(json.dumps({"published": ev.type, "id": ev.id, "agent_id": args.agent_id,
+                          "note": "watch `switchboard tail AGENT` for the outcome or command.rejected"}))
+    elif args.cmd == "health":
+        print(json.dumps(asyncio.run(health()), indent=2))
+    elif args.cmd == "routing":
+        print(json.dumps(routing_explain(args.conversation_id), indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except CliError as exc:
+        print(f"switchboard: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

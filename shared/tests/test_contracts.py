@@ -1,0 +1,81 @@
+"""The contract of DESIGN.md: every type has a model, parsing errors read like sentences."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shared import contracts as c, topics
+
+DESIGN_TYPES = {
+    topics.CONVERSATIONS: {"conversation.arrived", "conversation.ended"},
+    topics.MESSAGES: {"message.posted"},
+    topics.ROUTING_COMMANDS: {"work.pick", "work.transfer"},
+    topics.ROUTING: {"work.queued", "work.offered", "work.offer_expired", "work.assigned", "work.requeued",
+                     "work.overflowed", "work.released", "capacity.changed"},
+    topics.SESSIONS_COMMANDS: {"offer.accept", "offer.reject", "session.open", "session.focus", "tab.open",
+                               "tab.focus", "tab.close", "draft.save", "record.link", "message.send",
+                               "session.close"},
+    topics.SESSIONS: {"offer.received", "offer.withdrawn", "offer.accepted", "offer.rejected", "session.started",
+                      "session.focused", "session.retitled", "session.unread_changed", "session.closed",
+                      "tab.opened", "tab.focused", "tab.closed", "draft.saved", "pane.updated", "command.rejected"},
+    topics.PRESENCE_COMMANDS: {"presence.set", "agent.signed_in", "agent.signed_out", "agent.heartbeat"},
+    topics.PRESENCE: {"presence.changed"},
+    topics.ASSIST: {"assist.summary_ready", "assist.replies_suggested", "assist.articles_surfaced",
+                    "assist.case_summary_drafted"},
+}
+
+DESIGN_EXAMPLE = {
+    "specversion": "1.0", "id": "0b6f6c1e-7f0a-4c43-9a55-1a2b3c4d5e6f", "source": "/channels/web-chat",
+    "type": "conversation.arrived", "time": "2026-11-21T10:00:00Z", "subject": "c-1001",
+    "datacontenttype": "application/json",
+    "data": {"conversation_id": "c-1001", "channel": "chat",
+             "customer": {"id": "cust-42", "name": "Ada Lovelace", "authenticated": True},
+             "subject": "Refund for order 1234", "language": "en", "priority": 5,
+             "attributes": {"product": "billing"}, "required_skills": {"billing": 3},
+             "record": {"type": "case", "id": "CAS-1", "title": "Refund for order 1234"}},
+}
+
+
+def test_every_design_type_has_a_model_on_its_topic() -> None:
+    assert {t: set(v) for t, v in c.TYPES_BY_TOPIC.items()} == DESIGN_TYPES
+
+
+def test_the_design_example_parses() -> None:
+    env, data = c.parse(json.dumps(DESIGN_EXAMPLE), topics.CONVERSATIONS)
+    assert isinstance(data, c.ConversationArrived)
+    assert data.customer and data.customer.name == "Ada Lovelace"
+    assert env.id == DESIGN_EXAMPLE["id"]
+
+
+def test_unknown_fields_are_kept_for_forward_compatibility() -> None:
+    doc = {**DESIGN_EXAMPLE, "data": {**DESIGN_EXAMPLE["data"], "sentiment": "angry"}}
+    _, data = c.parse(json.dumps(doc), topics.CONVERSATIONS)
+    assert data.model_dump()["sentiment"] == "angry"
+
+
+@pytest.mark.parametrize(("raw", "reason"), [
+    (b"", "empty record"),
+    (b"{oops", "not JSON"),
+    (b"[1]", "expected a JSON object"),
+    (json.dumps({**DESIGN_EXAMPLE, "specversion": "0.3"}).encode(), "specversion"),
+    (json.dumps({**DESIGN_EXAMPLE, "type": "session.started"}).encode(), "unknown type 'session.started'"),
+    (json.dumps({**DESIGN_EXAMPLE, "data": {"channel": "chat"}}).encode(), "conversation_id: Field required"),
+    (json.dumps({**DESIGN_EXAMPLE, "data": {"conversation_id": "c", "channel": "chat", "priority": 1000}}).encode(),
+     "priority"),
+])
+def test_invalid_records_say_why(raw: bytes, reason: str) -> None:
+    with pytest.raises(c.InvalidEvent, match=reason):
+        c.parse(raw, topics.CONVERSATIONS)
+
+
+def test_keys_follow_design() -> None:
+    assert c.key_of(c.ConversationArrived(conversation_id="c-1", channel="chat")) == "c-1"
+    assert c.key_of(c.AcceptOffer(agent_id="agent-7", offer_id="o")) == "agent-7"
+    assert c.key_of(c.CapacityChanged(agent_id="agent-7", used={}, limits={})) == "agent-7"
+
+
+@pytest.mark.parametrize(("title", "icon"), [("Grace Hopper", "Gr"), ("Ada Lovelace", "Ad"), ("Visitor 3", "Vi")])
+def test_icon_is_the_first_two_letters(title: str, icon: str) -> None:
+    assert c.icon_of(title) == icon
