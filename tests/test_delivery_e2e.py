@@ -12,7 +12,8 @@ import sys
 import asyncpg
 import pytest
 
-from shared import contracts as c, stack, topics
+from shared import contracts as c
+from shared import stack, topics
 from shared.testing import Bus, Deployment, running
 from tests import helpers
 
@@ -22,8 +23,9 @@ pytestmark = pytest.mark.e2e
 async def _work_items(dep: Deployment, conversation_id: str) -> int:
     conn = await asyncpg.connect(dep.database_url)
     try:
-        return await conn.fetchval("SELECT count(*) FROM routing.work_items WHERE conversation_id = $1",
-                                   conversation_id)
+        return await conn.fetchval(
+            "SELECT count(*) FROM routing.work_items WHERE conversation_id = $1", conversation_id
+        )
     finally:
         await conn.close()
 
@@ -45,13 +47,22 @@ async def test_bad_arrivals_go_to_the_dlq_and_the_next_good_one_is_routed(deploy
     async with running(helpers.routing(deployment), helpers.presence(deployment), helpers.sessions(deployment)):
         await bus.publish(c.AgentSignedIn(agent_id="agent-1"))
         await bus.send_raw(topics.CONVERSATIONS, b"{not json", key="c-bad")
-        await bus.send_raw(topics.CONVERSATIONS, json.dumps({"specversion": "1.0", "source": "/x",
-                           "type": "conversation.arrived", "data": {"channel": "chat"}}).encode(), key="c-nocid")
+        await bus.send_raw(
+            topics.CONVERSATIONS,
+            json.dumps(
+                {"specversion": "1.0", "source": "/x", "type": "conversation.arrived", "data": {"channel": "chat"}}
+            ).encode(),
+            key="c-nocid",
+        )
         await bus.publish(c.ConversationArrived(conversation_id="c-fax", channel="fax"))
-        await bus.send_raw(topics.CONVERSATIONS, json.dumps({"specversion": "1.0", "source": "/x",
-                           "type": "conversation.teleported", "data": {}}).encode(), key="c-odd")
-        await bus.publish(c.ConversationArrived(conversation_id="c-good", channel="chat",
-                                                customer=c.Customer(name="Grace Hopper")))
+        await bus.send_raw(
+            topics.CONVERSATIONS,
+            json.dumps({"specversion": "1.0", "source": "/x", "type": "conversation.teleported", "data": {}}).encode(),
+            key="c-odd",
+        )
+        await bus.publish(
+            c.ConversationArrived(conversation_id="c-good", channel="chat", customer=c.Customer(name="Grace Hopper"))
+        )
         offer = await bus.wait_for(topics.SESSIONS, "offer.received", conversation_id="c-good")
         assert offer[0].data["title"] == "Grace Hopper"
 

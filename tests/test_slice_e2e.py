@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared import contracts as c, topics
+from shared import contracts as c
+from shared import topics
 from shared.testing import Bus, running
 from tests import helpers
 
@@ -16,9 +17,14 @@ async def test_arrival_to_session_and_back(deployment, bus: Bus) -> None:
         await bus.publish(c.AgentSignedIn(agent_id="agent-1", device_id="desk"))
         await bus.wait_for(topics.PRESENCE, "presence.changed", agent_id="agent-1", status="available")
 
-        await bus.publish(c.ConversationArrived(
-            conversation_id="c-1001", channel="chat", subject="Refund for order 1234",
-            customer=c.Customer(id="cust-42", name="Ada Lovelace", authenticated=True)))
+        await bus.publish(
+            c.ConversationArrived(
+                conversation_id="c-1001",
+                channel="chat",
+                subject="Refund for order 1234",
+                customer=c.Customer(id="cust-42", name="Ada Lovelace", authenticated=True),
+            )
+        )
         queued = await bus.wait_for(topics.ROUTING, "work.queued", conversation_id="c-1001")
         assert queued[0].data["position"] == 1
         offer = (await bus.wait_for(topics.SESSIONS, "offer.received", agent_id="agent-1"))[0]
@@ -36,8 +42,13 @@ async def test_arrival_to_session_and_back(deployment, bus: Bus) -> None:
         assert started.data["conversation_id"] == "c-1001"
         await bus.wait_for(topics.PRESENCE, "presence.changed", agent_id="agent-1", status="busy")
 
-        await bus.publish(c.MessagePosted(conversation_id="c-1001", sender="customer",
-                                          text="I was charged twice for order 1234. Please refund $25.00."))
+        await bus.publish(
+            c.MessagePosted(
+                conversation_id="c-1001",
+                sender="customer",
+                text="I was charged twice for order 1234. Please refund $25.00.",
+            )
+        )
         summary = (await bus.wait_for(topics.ASSIST, "assist.summary_ready", conversation_id="c-1001"))[0]
         assert "1234" in summary.data["entities"]["order_numbers"]
 

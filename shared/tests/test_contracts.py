@@ -6,35 +6,82 @@ import json
 
 import pytest
 
-from shared import contracts as c, topics
+from shared import contracts as c
+from shared import topics
 
 DESIGN_TYPES = {
     topics.CONVERSATIONS: {"conversation.arrived", "conversation.ended"},
     topics.MESSAGES: {"message.posted"},
     topics.ROUTING_COMMANDS: {"work.pick", "work.transfer"},
-    topics.ROUTING: {"work.queued", "work.offered", "work.offer_expired", "work.assigned", "work.requeued",
-                     "work.overflowed", "work.released", "capacity.changed"},
-    topics.SESSIONS_COMMANDS: {"offer.accept", "offer.reject", "session.open", "session.focus", "tab.open",
-                               "tab.focus", "tab.close", "draft.save", "record.link", "message.send",
-                               "session.close"},
-    topics.SESSIONS: {"offer.received", "offer.withdrawn", "offer.accepted", "offer.rejected", "session.started",
-                      "session.focused", "session.retitled", "session.unread_changed", "session.closed",
-                      "tab.opened", "tab.focused", "tab.closed", "draft.saved", "pane.updated", "command.rejected"},
+    topics.ROUTING: {
+        "work.queued",
+        "work.offered",
+        "work.offer_expired",
+        "work.assigned",
+        "work.requeued",
+        "work.overflowed",
+        "work.released",
+        "capacity.changed",
+    },
+    topics.SESSIONS_COMMANDS: {
+        "offer.accept",
+        "offer.reject",
+        "session.open",
+        "session.focus",
+        "tab.open",
+        "tab.focus",
+        "tab.close",
+        "draft.save",
+        "record.link",
+        "message.send",
+        "session.close",
+    },
+    topics.SESSIONS: {
+        "offer.received",
+        "offer.withdrawn",
+        "offer.accepted",
+        "offer.rejected",
+        "session.started",
+        "session.focused",
+        "session.retitled",
+        "session.unread_changed",
+        "session.closed",
+        "tab.opened",
+        "tab.focused",
+        "tab.closed",
+        "draft.saved",
+        "pane.updated",
+        "command.rejected",
+    },
     topics.PRESENCE_COMMANDS: {"presence.set", "agent.signed_in", "agent.signed_out", "agent.heartbeat"},
     topics.PRESENCE: {"presence.changed"},
-    topics.ASSIST: {"assist.summary_ready", "assist.replies_suggested", "assist.articles_surfaced",
-                    "assist.case_summary_drafted"},
+    topics.ASSIST: {
+        "assist.summary_ready",
+        "assist.replies_suggested",
+        "assist.articles_surfaced",
+        "assist.case_summary_drafted",
+    },
 }
 
 DESIGN_EXAMPLE = {
-    "specversion": "1.0", "id": "0b6f6c1e-7f0a-4c43-9a55-1a2b3c4d5e6f", "source": "/channels/web-chat",
-    "type": "conversation.arrived", "time": "2026-11-21T10:00:00Z", "subject": "c-1001",
+    "specversion": "1.0",
+    "id": "0b6f6c1e-7f0a-4c43-9a55-1a2b3c4d5e6f",
+    "source": "/channels/web-chat",
+    "type": "conversation.arrived",
+    "time": "2026-11-21T10:00:00Z",
+    "subject": "c-1001",
     "datacontenttype": "application/json",
-    "data": {"conversation_id": "c-1001", "channel": "chat",
-             "customer": {"id": "cust-42", "name": "Ada Lovelace", "authenticated": True},
-             "subject": "Refund for order 1234", "language": "en", "priority": 5,
-             "attributes": {"product": "billing"}, "required_skills": {"billing": 3},
-             "record": {"type": "case", "id": "CAS-1", "title": "Refund for order 1234"}},
+    "data": {
+        "conversation_id": "c-1001",
+        "channel": "chat",
+        "customer": {"id": "cust-42", "name": "Ada Lovelace", "authenticated": True},
+        "subject": "Refund for order 1234",
+        "language": "en",
+        "priority": 5,
+        "attributes": {"product": "billing"},
+        "required_skills": {"billing": 3},
+        "record": {"type": "case", "id": "CAS-1", "title": "Refund for order 1234"},
+    },
 }
 
 
@@ -55,16 +102,23 @@ def test_unknown_fields_are_kept_for_forward_compatibility() -> None:
     assert data.model_dump()["sentiment"] == "angry"
 
 
-@pytest.mark.parametrize(("raw", "reason"), [
-    (b"", "empty record"),
-    (b"{oops", "not JSON"),
-    (b"[1]", "expected a JSON object"),
-    (json.dumps({**DESIGN_EXAMPLE, "specversion": "0.3"}).encode(), "specversion"),
-    (json.dumps({**DESIGN_EXAMPLE, "type": "session.started"}).encode(), "unknown type 'session.started'"),
-    (json.dumps({**DESIGN_EXAMPLE, "data": {"channel": "chat"}}).encode(), "conversation_id: Field required"),
-    (json.dumps({**DESIGN_EXAMPLE, "data": {"conversation_id": "c", "channel": "chat", "priority": 1000}}).encode(),
-     "priority"),
-])
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"", "empty record"),
+        (b"{oops", "not JSON"),
+        (b"[1]", "expected a JSON object"),
+        (json.dumps({**DESIGN_EXAMPLE, "specversion": "0.3"}).encode(), "specversion"),
+        (json.dumps({**DESIGN_EXAMPLE, "type": "session.started"}).encode(), "unknown type 'session.started'"),
+        (json.dumps({**DESIGN_EXAMPLE, "data": {"channel": "chat"}}).encode(), "conversation_id: Field required"),
+        (
+            json.dumps(
+                {**DESIGN_EXAMPLE, "data": {"conversation_id": "c", "channel": "chat", "priority": 1000}}
+            ).encode(),
+            "priority",
+        ),
+    ],
+)
 def test_invalid_records_say_why(raw: bytes, reason: str) -> None:
     with pytest.raises(c.InvalidEvent, match=reason):
         c.parse(raw, topics.CONVERSATIONS)

@@ -45,15 +45,24 @@ async def _setup(bootstrap: str, n: int) -> str:
     return topic
 
 
-async def _run(bootstrap: str, topic: str, policy: AckPolicy, fail_first: bool) -> tuple[list[list[bytes]], list[int | None], int | None]:
+async def _run(
+    bootstrap: str, topic: str, policy: AckPolicy, fail_first: bool
+) -> tuple[list[list[bytes]], list[int | None], int | None]:
     group = f"g-{uuid.uuid4().hex[:8]}"
     broker = KafkaBroker(bootstrap)
     calls: list[list[bytes]] = []
     seen_inside: list[int | None] = []
     done = asyncio.Event()
 
-    @broker.subscriber(topic, group_id=group, batch=True, ack_policy=policy, auto_offset_reset="earliest",
-                       max_records=100, batch_timeout_ms=200)
+    @broker.subscriber(
+        topic,
+        group_id=group,
+        batch=True,
+        ack_policy=policy,
+        auto_offset_reset="earliest",
+        max_records=100,
+        batch_timeout_ms=200,
+    )
     async def handle(body: list[bytes]) -> None:
         calls.append(list(body))
         seen_inside.append(await _committed(bootstrap, group, topic))
@@ -72,7 +81,7 @@ async def _run(bootstrap: str, topic: str, policy: AckPolicy, fail_first: bool) 
 
 async def test_nack_on_error_commits_after_the_handler_returns(infra) -> None:
     topic = await _setup(infra.bootstrap, 3)
-    calls, seen_inside, committed = await _run(infra.bootstrap, topic, AckPolicy.NACK_ON_ERROR, fail_first=False)
+    _calls, seen_inside, committed = await _run(infra.bootstrap, topic, AckPolicy.NACK_ON_ERROR, fail_first=False)
     assert seen_inside[0] is None  # nothing committed while the handler runs
     assert committed == 3  # the whole batch, once the handler returned
 
@@ -94,8 +103,15 @@ async def test_ack_policy_commits_even_when_the_handler_raises(infra) -> None:
     broker = KafkaBroker(infra.bootstrap)
     failed = asyncio.Event()
 
-    @broker.subscriber(topic, group_id=group, batch=True, ack_policy=AckPolicy.ACK, auto_offset_reset="earliest",
-                       max_records=100, batch_timeout_ms=200)
+    @broker.subscriber(
+        topic,
+        group_id=group,
+        batch=True,
+        ack_policy=AckPolicy.ACK,
+        auto_offset_reset="earliest",
+        max_records=100,
+        batch_timeout_ms=200,
+    )
     async def handle(body: list[bytes]) -> None:
         group_calls.append(list(body))
         failed.set()

@@ -4,8 +4,12 @@ from assist import domain
 
 
 def test_summary_keeps_the_salient_sentence() -> None:
-    texts = ["Hi there.", "I was charged twice for order 1234 and I want a refund of the duplicate charge.",
-             "The charge appeared on my card yesterday.", "Thanks."]
+    texts = [
+        "Hi there.",
+        "I was charged twice for order 1234 and I want a refund of the duplicate charge.",
+        "The charge appeared on my card yesterday.",
+        "Thanks.",
+    ]
     summary = domain.summarise(texts, max_sentences=1)
     assert "order 1234" in summary
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from routing import domain
 
@@ -15,12 +16,26 @@ VOICE = domain.Queue("voice", ("voice",))
 QUEUES = {"chat": CHAT, "voice": VOICE}
 
 
-def agent(aid: str, *, idle: int = 0, used: dict[str, int] | None = None, presence: str = "available",
-          queues: tuple[str, ...] = ("chat", "voice")) -> domain.AgentView:
+def agent(
+    aid: str,
+    *,
+    idle: int = 0,
+    used: dict[str, int] | None = None,
+    presence: str = "available",
+    queues: tuple[str, ...] = ("chat", "voice"),
+) -> domain.AgentView:
     used = used or {}
-    return domain.AgentView(aid, presence, frozenset(queues), {"chat": 3, "voice": 1}, used,
-                            exclusive=frozenset({"voice"}), total_used=sum(used.values()),
-                            exclusive_held=used.get("voice", 0) > 0, idle_since=T0 + timedelta(seconds=idle))
+    return domain.AgentView(
+        aid,
+        presence,
+        frozenset(queues),
+        {"chat": 3, "voice": 1},
+        used,
+        exclusive=frozenset({"voice"}),
+        total_used=sum(used.values()),
+        exclusive_held=used.get("voice", 0) > 0,
+        idle_since=T0 + timedelta(seconds=idle),
+    )
 
 
 def work(cid: str, channel: str = "chat", at: int = 0, passed_by: frozenset[str] = frozenset()) -> domain.WaitingWork:
@@ -28,8 +43,9 @@ def work(cid: str, channel: str = "chat", at: int = 0, passed_by: frozenset[str]
 
 
 def test_longest_idle_agent_gets_the_work_and_the_reason_says_why() -> None:
-    chosen, reason = domain.choose_agent(work("c1"), CHAT, [agent("a", idle=5), agent("b", idle=1),
-                                                            agent("c", presence="away")])
+    chosen, reason = domain.choose_agent(
+        work("c1"), CHAT, [agent("a", idle=5), agent("b", idle=1), agent("c", presence="away")]
+    )
     assert chosen and chosen.agent_id == "b"
     assert reason["method"] == "longest_idle" and reason["candidates"] == 2
     assert reason["passed_over"] == {"presence_away": 1}
@@ -71,21 +87,36 @@ def test_estimated_wait_uses_observed_handle_time_and_staffing() -> None:
 
 
 agents_st = st.lists(
-    st.builds(lambda i, chat, voice, idle, presence: agent(f"a{i}", idle=idle,
-                                                             used={"chat": chat} if not voice else {"voice": 1},
-                                                             presence=presence),
-              st.integers(0, 10_000), st.integers(0, 3), st.booleans(), st.integers(0, 100),
-              st.sampled_from(["available", "busy", "away", "offline"])),
-    max_size=12, unique_by=lambda a: a.agent_id)
-work_st = st.lists(st.builds(lambda i, ch, at: work(f"c{i}", ch, at), st.integers(0, 10_000),
-                             st.sampled_from(["chat", "voice"]), st.integers(0, 1000)),
-                   max_size=40, unique_by=lambda w: w.conversation_id)
+    st.builds(
+        lambda i, chat, voice, idle, presence: agent(
+            f"a{i}", idle=idle, used={"chat": chat} if not voice else {"voice": 1}, presence=presence
+        ),
+        st.integers(0, 10_000),
+        st.integers(0, 3),
+        st.booleans(),
+        st.integers(0, 100),
+        st.sampled_from(["available", "busy", "away", "offline"]),
+    ),
+    max_size=12,
+    unique_by=lambda a: a.agent_id,
+)
+work_st = st.lists(
+    st.builds(
+        lambda i, ch, at: work(f"c{i}", ch, at),
+        st.integers(0, 10_000),
+        st.sampled_from(["chat", "voice"]),
+        st.integers(0, 1000),
+    ),
+    max_size=40,
+    unique_by=lambda w: w.conversation_id,
+)
 
 
 @settings(max_examples=300, deadline=None)
 @given(agents_st, work_st)
-def test_plan_never_exceeds_capacity_nor_breaks_exclusivity(agents: list[domain.AgentView],
-                                                           waiting: list[domain.WaitingWork]) -> None:
+def test_plan_never_exceeds_capacity_nor_breaks_exclusivity(
+    agents: list[domain.AgentView], waiting: list[domain.WaitingWork]
+) -> None:
     choices = domain.plan(waiting, QUEUES, agents, T0)
     by_agent = {a.agent_id: a for a in agents}
     taken: dict[str, Counter[str]] = {}

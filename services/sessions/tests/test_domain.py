@@ -5,12 +5,19 @@ import pytest
 from sessions import domain
 
 
-@pytest.mark.parametrize(("conversation", "visitor", "title"), [
-    ({"customer": {"name": "Grace Hopper"}}, None, "Grace Hopper"),
-    ({"customer": {"name": " "}, "record": {"type": "case", "id": "1", "title": "Broken modem"}}, None, "Broken modem"),
-    ({"customer": {"authenticated": False}}, 4, "Visitor 4"),
-    ({}, 1, "Visitor 1"),
-])
+@pytest.mark.parametrize(
+    ("conversation", "visitor", "title"),
+    [
+        ({"customer": {"name": "Grace Hopper"}}, None, "Grace Hopper"),
+        (
+            {"customer": {"name": " "}, "record": {"type": "case", "id": "1", "title": "Broken modem"}},
+            None,
+            "Broken modem",
+        ),
+        ({"customer": {"authenticated": False}}, 4, "Visitor 4"),
+        ({}, 1, "Visitor 1"),
+    ],
+)
 def test_title(conversation: dict, visitor: int | None, title: str) -> None:
     assert domain.title_for(conversation, visitor) == title
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -25,7 +26,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from shared import contracts as c, topics
+from shared import contracts as c
+from shared import topics
 from shared.settings import EMBEDDED_KAFKA
 
 
@@ -42,13 +44,16 @@ def prefix() -> str:
 
 
 async def _producer() -> AIOKafkaProducer:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(), acks="all", enable_idempotence=True,
-                                request_timeout_ms=10000)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap(), acks="all", enable_idempotence=True, request_timeout_ms=10000
+    )
     try:
         await producer.start()
     except KafkaError as exc:
-        raise CliError(f"cannot reach Kafka at {bootstrap()} ({exc}); is the stack up (make up)? "
-                       "Set KAFKA_BOOTSTRAP_SERVERS to use another broker.") from exc
+        raise CliError(
+            f"cannot reach Kafka at {bootstrap()} ({exc}); is the stack up (make up)? "
+            "Set KAFKA_BOOTSTRAP_SERVERS to use another broker."
+        ) from exc
     return producer
 
 
@@ -80,8 +85,11 @@ def arrival_from_args(args: argparse.Namespace) -> tuple[c.ConversationArrived, 
             raise CliError("give --conversation-id and --channel (or --file FILE)")
         data = {"conversation_id": args.conversation_id, "channel": args.channel, "priority": args.priority}
         if args.customer_name or args.customer_id:
-            data["customer"] = {"id": args.customer_id, "name": args.customer_name,
-                                "authenticated": bool(args.customer_id)}
+            data["customer"] = {
+                "id": args.customer_id,
+                "name": args.customer_name,
+                "authenticated": bool(args.customer_id),
+            }
         if args.subject:
             data["subject"] = args.subject
         if args.language:
@@ -99,9 +107,13 @@ def arrival_from_args(args: argparse.Namespace) -> tuple[c.ConversationArrived, 
 
 
 async def tail(agent_id: str, from_beginning: bool, limit: int | None) -> None:
-    consumer = AIOKafkaConsumer(prefix() + topics.SESSIONS, bootstrap_servers=bootstrap(), group_id=None,
-                                enable_auto_commit=False,
-                                auto_offset_reset="earliest" if from_beginning else "latest")
+    consumer = AIOKafkaConsumer(
+        prefix() + topics.SESSIONS,
+        bootstrap_servers=bootstrap(),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+    )
     try:
         await consumer.start()
     except KafkaError as exc:
@@ -133,8 +145,11 @@ async def health() -> dict[str, Any]:
         groups = [g[0] for g in await admin.list_consumer_groups() if g[0].startswith(prefix())]
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap())
         await consumer.start()
-        report: dict[str, Any] = {"bootstrap": bootstrap(), "missing_topics": [t for t in wanted if t not in existing],
-                                  "groups": {}}
+        report: dict[str, Any] = {
+            "bootstrap": bootstrap(),
+            "missing_topics": [t for t in wanted if t not in existing],
+            "groups": {},
+        }
         try:
             for group in sorted(groups):
                 offsets = await admin.list_consumer_group_offsets(group)
@@ -216,13 +231,19 @@ def run(args: argparse.Namespace) -> int:
     if args.cmd == "publish":
         arrival, event_id = arrival_from_args(args)
         ev = asyncio.run(publish(arrival, source=args.source, event_id=event_id))
-        print(json.dumps({"published": ev.type, "id": ev.id, "topic": prefix() + topics.CONVERSATIONS,
-                          "key": arrival.conversation_id}))
+        print(
+            json.dumps(
+                {
+                    "published": ev.type,
+                    "id": ev.id,
+                    "topic": prefix() + topics.CONVERSATIONS,
+                    "key": arrival.conversation_id,
+                }
+            )
+        )
     elif args.cmd == "tail":
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(tail(args.agent_id, args.from_beginning, args.limit))
-        except KeyboardInterrupt:
-            pass
     elif args.cmd in ("accept", "reject", "close"):
         payload: c.Payload
         if args.cmd == "accept":
@@ -232,8 +253,16 @@ def run(args: argparse.Namespace) -> int:
         else:
             payload = c.CloseSession(agent_id=args.agent_id, session_id=args.session_id, confirmed=True)
         ev = asyncio.run(publish(payload, source=src, event_id=str(uuid.uuid4())))
-        print(json.dumps({"published": ev.type, "id": ev.id, "agent_id": args.agent_id,
-                          "note": "watch `switchboard tail AGENT` for the outcome or command.rejected"}))
+        print(
+            json.dumps(
+                {
+                    "published": ev.type,
+                    "id": ev.id,
+                    "agent_id": args.agent_id,
+                    "note": "watch `switchboard tail AGENT` for the outcome or command.rejected",
+                }
+            )
+        )
     elif args.cmd == "health":
         print(json.dumps(asyncio.run(health()), indent=2))
     elif args.cmd == "routing":

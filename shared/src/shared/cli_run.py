@@ -12,5 +12,4 @@ def run(factory: str) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
     args = p.parse_args()
-    uvicorn.run(factory, factory=True, host=args.host, port=args.port, log_level="warning",
-                lifespan="on", ws="auto")
+    uvicorn.run(factory, factory=True, host=args.host, port=args.port, log_level="warning", lifespan="on", ws="auto")

@@ -518,8 +518,7 @@ PAYLOADS: dict[str, type[Payload]] = {
 }  # fmt: skip
 
 TYPES_BY_TOPIC: dict[str, frozenset[str]] = {
-    spec.name: frozenset(t for t, cls in PAYLOADS.items() if spec.name == cls.TOPIC)
-    for spec in topics.TOPICS
+    spec.name: frozenset(t for t, cls in PAYLOADS.items() if spec.name == cls.TOPIC) for spec in topics.TOPICS
 }
 
 
@@ -551,9 +550,7 @@ def parse(raw: bytes | str | None, topic: str) -> tuple[CloudEvent, Payload]:
         raise InvalidEvent(f"invalid CloudEvent envelope: {_describe(exc)}") from exc
     allowed = TYPES_BY_TOPIC.get(topic, frozenset())
     if envelope.type not in allowed:
-        raise InvalidEvent(
-            f"unknown type {envelope.type!r} on {topic}; expected one of: {', '.join(sorted(allowed))}"
-        )
+        raise InvalidEvent(f"unknown type {envelope.type!r} on {topic}; expected one of: {', '.join(sorted(allowed))}")
     model = PAYLOADS[envelope.type]
     try:
         payload = model.model_validate(envelope.data)
@@ -588,3 +585,17 @@ def icon_of(title: str) -> str:
     """DESIGN.md: a session's icon is the first two letters of its title."""
     letters = [c for c in title if c.isalpha()]
     return ("".join(letters[:2]) or title[:2]).capitalize() if letters else title[:2]
+
+
+def envelope_model(topic: str) -> type[BaseModel]:
+    """A CloudEvent model whose `data` is one of the topic's payloads (for AsyncAPI documents)."""
+    from typing import Union
+
+    from pydantic import create_model
+
+    models = tuple(PAYLOADS[t] for t in sorted(TYPES_BY_TOPIC.get(topic, ())))
+    if not models:
+        return CloudEvent
+    data_type = Union[models] if len(models) > 1 else models[0]  # noqa: UP007 - built at runtime
+    name = "".join(part.capitalize() for part in topic.replace(".", "_").split("_")) + "Event"
+    return create_model(name, __base__=CloudEvent, data=(data_type, ...))  # type: ignore[arg-type]

@@ -14,6 +14,9 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg
 import orjson
 
+# What use cases receive: a plain connection or one borrowed from a pool.
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -110,7 +113,7 @@ class MigrationError(RuntimeError):
     pass
 
 
-async def migrate(conn: asyncpg.Connection, schema: str, migrations: Iterable[Migration]) -> list[str]:
+async def migrate(conn: Conn, schema: str, migrations: Iterable[Migration]) -> list[str]:
     """Apply the migrations not yet recorded in `schema`, each in its own transaction.
 
     Forward-only: an applied migration whose file has changed is an error, not a re-run.
@@ -148,7 +151,10 @@ async def migrate(conn: asyncpg.Connection, schema: str, migrations: Iterable[Mi
                 await conn.execute(
                     f"INSERT INTO {schema}.schema_migrations (component, version, name, checksum) "
                     "VALUES ($1, $2, $3, $4)",
-                    mig.component, mig.version, mig.name, mig.checksum,
+                    mig.component,
+                    mig.version,
+                    mig.name,
+                    mig.checksum,
                 )
             applied.append(f"{mig.component}/{mig.version:04d}_{mig.name}")
     finally:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import time
@@ -28,6 +29,7 @@ from faststream.middlewares import AckPolicy
 
 from shared import contracts, topics
 from shared.contracts import CloudEvent, InvalidEvent, Payload
+from shared.db import Conn
 from shared.settings import ServiceSettings
 
 log = structlog.get_logger("switchboard.messaging")
@@ -83,17 +85,17 @@ def make_broker(settings: ServiceSettings, client_id: str) -> KafkaBroker:
 class UnitOfWork:
     """A use case's transaction: state changes on `conn`, outgoing events via `emit`."""
 
-    def __init__(self, conn: asyncpg.Connection, names: topics.TopicNames, source: str) -> None:
+    def __init__(self, conn: Conn, names: topics.TopicNames, source: str) -> None:
         self.conn = conn
         self.names = names
         self.source = source
         self._pending: list[tuple[str, str | None, bytes, dict[str, str]]] = []
         self.emitted: list[CloudEvent] = []
         self.flags: set[str] = set()
+        # per-transaction memo for use cases (e.g. a queue's depth, read once per batch)
+        self.memo: dict[object, Any] = {}
 
-    def emit(
-        self, payload: Payload, *, key: str | None = None, subject: str | None = None
-    ) -> CloudEvent:
+    def emit(self, payload: Payload, *, key: str | None = None, subject: str | None = None) -> CloudEvent:
         ev = contracts.event(payload, source=self.source, subject=subject)
         self._pending.append(
             (self.names(payload.TOPIC), key or contracts.key_of(payload), ev.to_bytes(), {"ce_type": ev.type})
@@ -121,7 +123,7 @@ class Inbox:
     """Idempotent consumption: an event id is handled once per consumer, in the handling txn."""
 
     @staticmethod
-    async def claim(conn: asyncpg.Connection, consumer: str, event_ids: Sequence[str]) -> set[str]:
+    async def claim(conn: Conn, consumer: str, event_ids: Sequence[str]) -> set[str]:
         rows = await conn.fetch(
             "INSERT INTO inbox (consumer, event_id) SELECT $1, unnest($2::text[]) "
             "ON CONFLICT DO NOTHING RETURNING event_id",
@@ -162,10 +164,8 @@ class OutboxRelay:
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
 
     async def _run(self) -> None:
         backoff = 0.5
@@ -193,10 +193,8 @@ class OutboxRelay:
                     if sent < self.batch:
                         self._wake.clear()
                         if sent == 0:
-                            try:
+                            with contextlib.suppress(TimeoutError):
                                 await asyncio.wait_for(self._wake.wait(), timeout=1.0)
-                            except TimeoutError:
-                                pass
             finally:
                 await conn.remove_listener(channel, self._notified)
                 await conn.execute("SELECT pg_advisory_unlock($1)", lock)
@@ -204,10 +202,8 @@ class OutboxRelay:
     def _notified(self, *_: Any) -> None:
         self._wake.set()
 
-    async def _relay_once(self, conn: asyncpg.Connection) -> int:
-        rows = await conn.fetch(
-            "SELECT id, topic, key, payload, headers FROM outbox ORDER BY id LIMIT $1", self.batch
-        )
+    async def _relay_once(self, conn: Conn) -> int:
+        rows = await conn.fetch("SELECT id, topic, key, payload, headers FROM outbox ORDER BY id LIMIT $1", self.batch)
         if not rows:
             return 0
         if self.crash_before_publish:
@@ -268,6 +264,7 @@ class Consumer:
         broker: KafkaBroker,
         settings: ServiceSettings,
         after_batch: AfterBatch | None = None,
+        on_committed: Callable[[UnitOfWork], None] | None = None,
         savepoints: bool = False,
         exit_process: Callable[[int], None] = os._exit,
     ) -> None:
@@ -278,10 +275,12 @@ class Consumer:
         self.broker = broker
         self.settings = settings
         self.after_batch = after_batch
+        self.on_committed = on_committed
         self.savepoints = savepoints
         self.exit_process = exit_process
         self.names = topics.TopicNames(settings.topic_prefix)
         self.consumer_name = f"{service}:{topic}"
+        self._known_types = contracts.TYPES_BY_TOPIC.get(topic, frozenset())
         self.stats = ConsumerStats()
         self.source = f"/switchboard/{service}"
         self.group_id = f"{settings.topic_prefix}{service}.{topic}"
@@ -312,6 +311,10 @@ class Consumer:
         self.stats.batches += 1
         incoming: list[Incoming] = []
         for rec in records:
+            ce_type = _header(rec, "ce_type")
+            if ce_type is not None and ce_type not in self.handlers and ce_type in self._known_types:
+                self.stats.ignored += 1  # a known type this consumer does not handle: skip unparsed
+                continue
             try:
                 env, payload = contracts.parse(rec.value, self.topic)
             except InvalidEvent as exc:
@@ -333,8 +336,7 @@ class Consumer:
             if len(incoming) == 1:
                 await self._one_by_one(incoming, first_error=exc)
             else:
-                log.info("batch_failed_isolating", consumer=self.consumer_name, size=len(incoming),
-                         error=repr(exc))
+                log.warning("batch_failed_isolating", consumer=self.consumer_name, size=len(incoming), error=repr(exc))
                 await self._one_by_one(incoming)
 
     async def _in_transaction(self, batch: list[Incoming]) -> None:
@@ -357,6 +359,8 @@ class Consumer:
             if self.after_batch is not None:
                 await self.after_batch(uow)
             await uow.flush()
+        if self.on_committed is not None:
+            self.on_committed(uow)
         elapsed_ms = (time.perf_counter() - started) * 1000
         for item, outcome in outcomes:
             self._log_handled(item, outcome, elapsed_ms / len(batch))
@@ -411,8 +415,13 @@ class Consumer:
                     await self.dead_letter(item.record, error, "retries_exhausted")
                     self._count_failure(error)
                     break
-                log.warning("handler_retry", consumer=self.consumer_name, attempt=attempts,
-                            event_id=item.envelope.id, error=repr(error))
+                log.warning(
+                    "handler_retry",
+                    consumer=self.consumer_name,
+                    attempt=attempts,
+                    event_id=item.envelope.id,
+                    error=repr(error),
+                )
                 await asyncio.sleep(min(0.1 * 2**attempts, 2.0))
                 error = None
 
@@ -430,8 +439,12 @@ class Consumer:
     def _count_failure(self, error: BaseException) -> None:
         self.stats.consecutive_failures += 1
         if self.stats.consecutive_failures >= self.settings.max_consecutive_failures:
-            log.critical("too_many_consecutive_failures", consumer=self.consumer_name,
-                         failures=self.stats.consecutive_failures, error=repr(error))
+            log.critical(
+                "too_many_consecutive_failures",
+                consumer=self.consumer_name,
+                failures=self.stats.consecutive_failures,
+                error=repr(error),
+            )
             self.exit_process(70)
 
     async def dead_letter(self, rec: ConsumerRecord[Any, Any], error: BaseException, kind: str) -> None:
@@ -449,8 +462,15 @@ class Consumer:
         }
         await self.dlq_publisher.publish(rec.value or b"", key=rec.key, headers=headers)
         self.stats.dead_lettered += 1
-        log.warning("dead_lettered", consumer=self.consumer_name, topic=rec.topic,
-                    partition=rec.partition, offset=rec.offset, kind=kind, reason=reason[:300])
+        log.warning(
+            "dead_lettered",
+            consumer=self.consumer_name,
+            topic=rec.topic,
+            partition=rec.partition,
+            offset=rec.offset,
+            kind=kind,
+            reason=reason[:300],
+        )
 
     def _log_handled(self, item: Incoming, outcome: str, duration_ms: float) -> None:
         rec = item.record
@@ -470,7 +490,14 @@ class Consumer:
         )
 
 
+def _header(rec: ConsumerRecord[Any, Any], name: str) -> str | None:
+    for key, value in rec.headers or ():
+        if key == name:
+            return value.decode(errors="replace") if value is not None else None
+    return None
+
+
 def declare_publishers(broker: KafkaBroker, names: topics.TopicNames, produced: dict[str, str]) -> None:
     """Declare what a service publishes (via its outbox) so the AsyncAPI document is complete."""
     for topic, description in produced.items():
-        broker.publisher(names(topic), description=description)
+        broker.publisher(names(topic), description=description, schema=contracts.envelope_model(topic))

@@ -29,6 +29,7 @@ from shared.messaging import (
     Consumer,
     Handler,
     OutboxRelay,
+    UnitOfWork,
     declare_publishers,
     make_broker,
 )
@@ -62,12 +63,24 @@ class Runtime:
         return self._pool
 
     def consume(
-        self, topic: str, handlers: dict[str, Handler], *, after_batch: AfterBatch | None = None,
+        self,
+        topic: str,
+        handlers: dict[str, Handler],
+        *,
+        after_batch: AfterBatch | None = None,
+        on_committed: Callable[[UnitOfWork], None] | None = None,
         savepoints: bool = False,
     ) -> Consumer:
         consumer = Consumer(
-            service=self.name, topic=topic, handlers=handlers, pool_getter=lambda: self.pool,
-            broker=self.broker, settings=self.settings, after_batch=after_batch, savepoints=savepoints,
+            service=self.name,
+            topic=topic,
+            handlers=handlers,
+            pool_getter=lambda: self.pool,
+            broker=self.broker,
+            settings=self.settings,
+            after_batch=after_batch,
+            on_committed=on_committed,
+            savepoints=savepoints,
         )
         self.consumers.append(consumer)
         return consumer
@@ -78,8 +91,9 @@ class Runtime:
 
     async def start(self) -> None:
         """Migrate, open the pool, start the relay, then the consumers (and so the broker)."""
-        self._pool = await db.create_pool(self.database_url, self.schema,
-                                          min_size=self.settings.db_pool_min, max_size=self.settings.db_pool_max)
+        self._pool = await db.create_pool(
+            self.database_url, self.schema, min_size=self.settings.db_pool_min, max_size=self.settings.db_pool_max
+        )
         async with self._pool.acquire() as conn:
             applied = await db.migrate(conn, self.schema, self.migrations())
         if applied:
@@ -88,8 +102,9 @@ class Runtime:
             await hook()
         await self.broker.start()
         if self.settings.relay_enabled:
-            self.relay = OutboxRelay(self._pool, self.schema, self.broker,
-                                     crash_before_publish=self.settings.fault_crash_before_publish)
+            self.relay = OutboxRelay(
+                self._pool, self.schema, self.broker, crash_before_publish=self.settings.fault_crash_before_publish
+            )
             self.relay.start()
         self.ready = True
         log.info("service_started", service=self.name, topics=[c.topic for c in self.consumers])
@@ -118,8 +133,12 @@ class Runtime:
             await self.stop()
 
     def asyncapi(self) -> AsyncAPI:
-        return AsyncAPI(self.broker, title=f"Switchboard {self.name}", version="1.0.0",
-                        description=f"What the {self.name} service consumes and produces.")
+        return AsyncAPI(
+            self.broker,
+            title=f"Switchboard {self.name}",
+            version="1.0.0",
+            description=f"What the {self.name} service consumes and produces.",
+        )
 
     def http_app(self, routes: Sequence[BaseRoute] = ()) -> Starlette:
         async def health(_: Request) -> JSONResponse:

@@ -15,8 +15,9 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     # DESIGN.md: KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL always win, unprefixed.
-    kafka_bootstrap_servers: str = Field(EMBEDDED_KAFKA, validation_alias=AliasChoices(
-        "kafka_bootstrap_servers", "KAFKA_BOOTSTRAP_SERVERS"))
+    kafka_bootstrap_servers: str = Field(
+        EMBEDDED_KAFKA, validation_alias=AliasChoices("kafka_bootstrap_servers", "KAFKA_BOOTSTRAP_SERVERS")
+    )
     database_url: str = Field(EMBEDDED_DATABASE, validation_alias=AliasChoices("database_url", "DATABASE_URL"))
     topic_prefix: str = Field("", validation_alias=AliasChoices("topic_prefix", "SWITCHBOARD_TOPIC_PREFIX"))
     # The service's own schema and login role. Empty role: use the DATABASE_URL's user.

@@ -133,12 +133,15 @@ def apt_install(*packages: str) -> None:
         subprocess.run([*sudo, "apt-get", "update", "-qq"], check=False, env=env)
         _apt_updated = True
     say(f"apt-get install {' '.join(packages)}")
-    r = subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
-                       env=env, capture_output=True, text=True)
+    r = subprocess.run(
+        [*sudo, "apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0:
         raise StackError(
-            f"apt-get install {' '.join(packages)} failed (is Debian's package mirror reachable?):\n"
-            + r.stderr[-2000:]
+            f"apt-get install {' '.join(packages)} failed (is Debian's package mirror reachable?):\n" + r.stderr[-2000:]
         )
 
 
@@ -172,9 +175,19 @@ def kafka_jars() -> Path:
     say(f"fetching Apache Kafka {KAFKA_VERSION} jars from Maven Central (once)")
     cache.mkdir(parents=True, exist_ok=True)
     r = subprocess.run(
-        [mvn, "-q", "-B", "-f", str(ROOT / "deploy/kafka/pom.xml"), "dependency:copy-dependencies",
-         f"-DoutputDirectory={cache}", "-DincludeScope=runtime", f"-Dkafka.version={KAFKA_VERSION}"],
-        capture_output=True, text=True,
+        [
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(ROOT / "deploy/kafka/pom.xml"),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={cache}",
+            "-DincludeScope=runtime",
+            f"-Dkafka.version={KAFKA_VERSION}",
+        ],
+        capture_output=True,
+        text=True,
     )
     if r.returncode != 0 or not list(cache.glob("kafka_2.13-*.jar")):
         raise StackError(
@@ -222,13 +235,21 @@ def read_pid(path: Path) -> int | None:
     return pid if _pid_alive(pid) else None
 
 
-def spawn(name: str, argv: list[str], layout: Layout, env: dict[str, str] | None = None,
-          cwd: Path | None = None) -> int:
+def spawn(
+    name: str, argv: list[str], layout: Layout, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> int:
     layout.logs.mkdir(parents=True, exist_ok=True)
     layout.run.mkdir(parents=True, exist_ok=True)
     logf = open(layout.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env={**os.environ, **(env or {})}, cwd=cwd or ROOT, start_new_session=True)
+    proc = subprocess.Popen(
+        argv,
+        stdout=logf,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+        cwd=cwd or ROOT,
+        start_new_session=True,
+    )
     (layout.run / f"{name}.pid").write_text(str(proc.pid))
     return proc.pid
 
@@ -258,7 +279,9 @@ def wait_for(check, what: str, timeout: float, log: Path | None = None) -> None:
         time.sleep(0.3)
     tail = ""
     if log and log.exists():
-        tail = "\n--- last lines of " + str(log) + " ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        tail = (
+            "\n--- last lines of " + str(log) + " ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        )
     raise StackError(f"{what} did not become ready within {timeout:.0f}s{tail}")
 
 
@@ -282,9 +305,7 @@ def start_kafka(layout: Layout) -> None:
         return
     for port in (layout.kafka_port, layout.controller_port):
         if port_open(port):
-            raise StackError(
-                f"port {port} is taken by another program; stop it or set SWITCHBOARD_KAFKA_PORT"
-            )
+            raise StackError(f"port {port} is taken by another program; stop it or set SWITCHBOARD_KAFKA_PORT")
     java = ensure_java()
     jars = kafka_jars()
     kdir = layout.kafka_dir
@@ -292,43 +313,68 @@ def start_kafka(layout: Layout) -> None:
     kdir.mkdir(parents=True, exist_ok=True)
     props = kdir / "server.properties"
     props.write_text(
-        "\n".join([
-            "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.bootstrap.servers=127.0.0.1:{layout.controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{layout.kafka_port},CONTROLLER://127.0.0.1:{layout.controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{layout.kafka_port}",
-            "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "inter.broker.listener.name=PLAINTEXT",
-            f"log.dirs={data}",
-            "auto.create.topics.enable=false",
-            "num.partitions=1",
-            "offsets.topic.replication.factor=1",
-            "offsets.topic.num.partitions=12",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
-            "group.initial.rebalance.delay.ms=0",
-            "log.retention.hours=168",
-            "log.segment.bytes=67108864",
-        ]) + "\n"
+        "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.bootstrap.servers=127.0.0.1:{layout.controller_port}",
+                f"listeners=PLAINTEXT://127.0.0.1:{layout.kafka_port},CONTROLLER://127.0.0.1:{layout.controller_port}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{layout.kafka_port}",
+                "controller.listener.names=CONTROLLER",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "inter.broker.listener.name=PLAINTEXT",
+                f"log.dirs={data}",
+                "auto.create.topics.enable=false",
+                "num.partitions=1",
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=12",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                "log.retention.hours=168",
+                "log.segment.bytes=67108864",
+            ]
+        )
+        + "\n"
     )
     (kdir / "log4j2.properties").write_text(_LOG4J)
     cp = f"{jars}/*"
     if not (data / "meta.properties").exists():
-        cluster_id = subprocess.run([java, "-cp", cp, "kafka.tools.StorageTool", "random-uuid"],
-                                    capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-        r = subprocess.run([java, "-cp", cp, "kafka.tools.StorageTool", "format", "--standalone",
-                            "-t", cluster_id, "-c", str(props)], capture_output=True, text=True)
+        cluster_id = (
+            subprocess.run(
+                [java, "-cp", cp, "kafka.tools.StorageTool", "random-uuid"], capture_output=True, text=True, check=True
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        r = subprocess.run(
+            [java, "-cp", cp, "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(props)],
+            capture_output=True,
+            text=True,
+        )
         if r.returncode != 0:
             raise StackError("formatting Kafka's storage failed:\n" + (r.stdout + r.stderr)[-2000:])
     heap = os.environ.get("SWITCHBOARD_KAFKA_HEAP", "768m")
     say(f"starting Kafka {KAFKA_VERSION} (KRaft) on {layout.bootstrap}")
-    spawn("kafka", [java, f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-                    "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={kdir / 'log4j2.properties'}",
-                    "-cp", cp, "kafka.Kafka", str(props)], layout)
+    spawn(
+        "kafka",
+        [
+            java,
+            f"-Xms{heap}",
+            f"-Xmx{heap}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={kdir / 'log4j2.properties'}",
+            "-cp",
+            cp,
+            "kafka.Kafka",
+            str(props),
+        ],
+        layout,
+    )
     wait_for(lambda: port_open(layout.kafka_port), "Kafka", 120, layout.logs / "kafka.log")
     asyncio.run(_wait_kafka_metadata(layout.bootstrap))
 
@@ -357,13 +403,14 @@ async def create_topics(bootstrap: str, prefix: str = "", partitions_cap: int | 
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        wanted = [NewTopic(prefix + s.name, s.partitions, 1) for s in topics.all_topic_specs(partitions_cap)
-                  if prefix + s.name not in existing]
+        wanted = [
+            NewTopic(prefix + s.name, s.partitions, 1)
+            for s in topics.all_topic_specs(partitions_cap)
+            if prefix + s.name not in existing
+        ]
         if wanted:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted, timeout_ms=30000)
-            except TopicAlreadyExistsError:
-                pass
         return [t.name for t in wanted]
     finally:
         await admin.close()
@@ -397,9 +444,25 @@ def start_postgres(layout: Layout) -> None:
         pwfile.write_text(DB_PASSWORD + "\n")
         if os.geteuid() == 0:
             shutil.chown(pwfile, "postgres", "postgres")
-        r = subprocess.run(_as_postgres([str(bindir / "initdb"), "-D", str(data), "-U", "switchboard",
-                                         f"--pwfile={pwfile}", "-A", "scram-sha-256", "-E", "UTF8",
-                                         "--locale=C.UTF-8"]), capture_output=True, text=True)
+        r = subprocess.run(
+            _as_postgres(
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "switchboard",
+                    f"--pwfile={pwfile}",
+                    "-A",
+                    "scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                ]
+            ),
+            capture_output=True,
+            text=True,
+        )
         pwfile.unlink(missing_ok=True)
         if r.returncode != 0:
             raise StackError("initdb failed:\n" + (r.stdout + r.stderr)[-2000:])
@@ -412,8 +475,11 @@ def start_postgres(layout: Layout) -> None:
             )
     say(f"starting PostgreSQL on 127.0.0.1:{layout.pg_port}")
     logfile = pg_dir / "postgres.log"
-    r = subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(logfile),
-                                     "-w", "-t", "60", "start"]), capture_output=True, text=True)
+    r = subprocess.run(
+        _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(logfile), "-w", "-t", "60", "start"]),
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0:
         tail = logfile.read_text(errors="replace")[-2000:] if logfile.exists() else ""
         raise StackError("PostgreSQL did not start:\n" + r.stdout + r.stderr + tail)
@@ -424,8 +490,11 @@ def stop_postgres(layout: Layout) -> None:
     if not (data / "postmaster.pid").exists():
         return
     say("stopping PostgreSQL")
-    subprocess.run(_as_postgres([str(pg_bindir() / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
-                   capture_output=True, text=True)
+    subprocess.run(
+        _as_postgres([str(pg_bindir() / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
+        capture_output=True,
+        text=True,
+    )
 
 
 def service_role(service: str) -> str:
@@ -521,8 +590,10 @@ def stop_services(layout: Layout) -> None:
 
 
 def env_lines(layout: Layout) -> str:
-    return (f"KAFKA_BOOTSTRAP_SERVERS={layout.bootstrap}\nDATABASE_URL={layout.database_url}\n"
-            f"SWITCHBOARD_URL={layout.gateway_url}")
+    return (
+        f"KAFKA_BOOTSTRAP_SERVERS={layout.bootstrap}\nDATABASE_URL={layout.database_url}\n"
+        f"SWITCHBOARD_URL={layout.gateway_url}"
+    )
 
 
 def up(layout: Layout) -> None:
@@ -544,8 +615,7 @@ def up(layout: Layout) -> None:
         f"  PostgreSQL:       {layout.database_url}\n"
         f"  Health:           " + ", ".join(f"{s} :{p}" for s, p in layout.http_ports.items()) + "\n"
         f"  Logs:             make logs   (files in {layout.logs})\n"
-        f"  Stop:             make down   (make clean also deletes the data)\n\n"
-        + env_lines(layout)
+        f"  Stop:             make down   (make clean also deletes the data)\n\n" + env_lines(layout)
     )
 
 

@@ -21,7 +21,8 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from shared import contracts as c, stack, topics
+from shared import contracts as c
+from shared import stack, topics
 from shared.settings import ServiceSettings
 
 
@@ -67,9 +68,12 @@ def start_infrastructure() -> Infrastructure:
             infra.cleanup.append(pg.stop)
             infra.admin_url = pg.get_connection_url(driver=None)
         return infra
-    layout = stack.Layout(stack.ROOT / ".state" / "test", kafka_port=int(os.environ.get("SWITCHBOARD_TEST_KAFKA_PORT", 49092)),
-                          controller_port=int(os.environ.get("SWITCHBOARD_TEST_KAFKA_PORT", 49092)) + 1,
-                          pg_port=int(os.environ.get("SWITCHBOARD_TEST_PG_PORT", 45432)))
+    layout = stack.Layout(
+        stack.ROOT / ".state" / "test",
+        kafka_port=int(os.environ.get("SWITCHBOARD_TEST_KAFKA_PORT", 49092)),
+        controller_port=int(os.environ.get("SWITCHBOARD_TEST_KAFKA_PORT", 49092)) + 1,
+        pg_port=int(os.environ.get("SWITCHBOARD_TEST_PG_PORT", 45432)),
+    )
     keep = os.environ.get("SWITCHBOARD_KEEP_INFRA") == "1"
     if not db_url:
         already = stack.port_open(layout.pg_port)
@@ -152,8 +156,9 @@ class Bus:
         self._consumers: dict[str, tuple[AIOKafkaConsumer, list[ConsumerRecord[Any, Any]]]] = {}
 
     async def __aenter__(self) -> Bus:
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.dep.infra.bootstrap, acks="all",
-                                         enable_idempotence=True)
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.dep.infra.bootstrap, acks="all", enable_idempotence=True
+        )
         await self.producer.start()
         return self
 
@@ -168,22 +173,25 @@ class Bus:
         await self.send_raw(payload.TOPIC, ev.to_bytes(), key=c.key_of(payload))
         return ev
 
-    async def send_raw(self, topic: str, value: bytes, key: str | None = None,
-                       headers: list[tuple[str, bytes]] | None = None) -> None:
+    async def send_raw(
+        self, topic: str, value: bytes, key: str | None = None, headers: list[tuple[str, bytes]] | None = None
+    ) -> None:
         assert self.producer
-        await self.producer.send_and_wait(self.dep.topic(topic), value, key=key.encode() if key else None,
-                                          headers=headers)
+        await self.producer.send_and_wait(
+            self.dep.topic(topic), value, key=key.encode() if key else None, headers=headers
+        )
 
     async def records(self, topic: str) -> list[ConsumerRecord[Any, Any]]:
         """Everything on `topic` so far (read from the beginning without a group)."""
         real = self.dep.topic(topic)
         if real not in self._consumers:
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.dep.infra.bootstrap, enable_auto_commit=False,
-                                        auto_offset_reset="earliest")
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.dep.infra.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+            )
             await consumer.start()
             parts = consumer.partitions_for_topic(real)
             if parts is None:
-                await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public refresh
+                await consumer._client.force_metadata_update()
                 parts = consumer.partitions_for_topic(real) or set()
             consumer.assign([TopicPartition(real, p) for p in sorted(parts)])
             self._consumers[real] = (consumer, [])
@@ -206,8 +214,9 @@ class Bus:
                 out.append(ev)
         return out
 
-    async def wait_for(self, topic: str, type: str | None = None, *, count: int = 1, timeout: float = 30.0,
-                       **where: Any) -> list[c.CloudEvent]:
+    async def wait_for(
+        self, topic: str, type: str | None = None, *, count: int = 1, timeout: float = 30.0, **where: Any
+    ) -> list[c.CloudEvent]:
         deadline = time.monotonic() + timeout
         found: list[c.CloudEvent] = []
         while time.monotonic() < deadline:
@@ -215,10 +224,14 @@ class Bus:
             if len(found) >= count:
                 return found
             await asyncio.sleep(0.05)
-        raise AssertionError(f"waited {timeout}s for {count} x {type or '*'} on {topic} where {where}; "
-                             f"saw {len(found)}: {[e.data for e in found][:5]}")
+        raise AssertionError(
+            f"waited {timeout}s for {count} x {type or '*'} on {topic} where {where}; "
+            f"saw {len(found)}: {[e.data for e in found][:5]}"
+        )
 
-    async def quiet(self, topic: str, type: str | None = None, seconds: float = 2.0, **where: Any) -> list[c.CloudEvent]:
+    async def quiet(
+        self, topic: str, type: str | None = None, seconds: float = 2.0, **where: Any
+    ) -> list[c.CloudEvent]:
         """Wait `seconds` and return what matched meanwhile (for "nothing more happens" checks)."""
         await asyncio.sleep(seconds)
         return await self.events(topic, type, **where)

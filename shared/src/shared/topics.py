@@ -50,9 +50,7 @@ def all_topic_specs(partitions_cap: int | None = None) -> list[TopicSpec]:
     for spec in TOPICS:
         parts = min(spec.partitions, partitions_cap) if partitions_cap else spec.partitions
         specs.append(TopicSpec(spec.name, parts, spec.key, spec.description))
-        specs.append(
-            TopicSpec(dlq(spec.name), max(1, parts // 4), spec.key, f"Dead letters of {spec.name}")
-        )
+        specs.append(TopicSpec(dlq(spec.name), max(1, parts // 4), spec.key, f"Dead letters of {spec.name}"))
     return specs
 
 

@@ -6,20 +6,108 @@ import re
 from collections import Counter
 
 STOPWORDS = frozenset(
-    ["a", "an", "the", "and", "or", "but", "if", "of", "to", "in", "on", "at", "for", "with", "from", "by", "is", "are", "was", "were", "be", "been", "being", "it", "its", "this", "that", "i", "you", "he", "she", "we", "they", "me", "my", "your", "our", "their", "his", "her", "them", "us", "do", "does", "did", "have", "has", "had", "not", "no", "yes", "so", "as", "can", "could", "would", "should", "will", "just", "please", "hi", "hello", "thanks", "thank", "there", "here", "what", "when", "where", "how", "which", "who", "am", "im", "i'm", "about", "into", "than", "then", "also", "any", "some", "all"]
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "but",
+        "if",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "for",
+        "with",
+        "from",
+        "by",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "it",
+        "its",
+        "this",
+        "that",
+        "i",
+        "you",
+        "he",
+        "she",
+        "we",
+        "they",
+        "me",
+        "my",
+        "your",
+        "our",
+        "their",
+        "his",
+        "her",
+        "them",
+        "us",
+        "do",
+        "does",
+        "did",
+        "have",
+        "has",
+        "had",
+        "not",
+        "no",
+        "yes",
+        "so",
+        "as",
+        "can",
+        "could",
+        "would",
+        "should",
+        "will",
+        "just",
+        "please",
+        "hi",
+        "hello",
+        "thanks",
+        "thank",
+        "there",
+        "here",
+        "what",
+        "when",
+        "where",
+        "how",
+        "which",
+        "who",
+        "am",
+        "im",
+        "i'm",
+        "about",
+        "into",
+        "than",
+        "then",
+        "also",
+        "any",
+        "some",
+        "all",
+    ]
 )
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 _WORD = re.compile(r"[a-zA-Z][a-zA-Z'-]+")
 ENTITY_PATTERNS = {
     "order_numbers": re.compile(r"\border\s*(?:number|no\.?|#)?\s*#?\s*([A-Z0-9-]*\d[A-Z0-9-]*)", re.I),
-    "amounts": re.compile(r"(?:[$€£]\s?\d[\d,]*(?:\.\d{2})?|\b\d[\d,]*(?:\.\d{2})?\s?(?:USD|EUR|GBP|dollars|euros)\b)", re.I),
+    "amounts": re.compile(
+        r"(?:[$€£]\s?\d[\d,]*(?:\.\d{2})?|\b\d[\d,]*(?:\.\d{2})?\s?(?:USD|EUR|GBP|dollars|euros)\b)", re.I
+    ),
     "emails": re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b"),
-    "dates": re.compile(r"\b(?:\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{2,4}|(?:mon|tues|wednes|thurs|fri|satur|sun)day)\b", re.I),
+    "dates": re.compile(
+        r"\b(?:\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{2,4}|(?:mon|tues|wednes|thurs|fri|satur|sun)day)\b", re.I
+    ),
 }
 
 
 def sentences(texts: list[str]) -> list[str]:
-    out = []
+    out: list[str] = []
     for t in texts:
         out.extend(s.strip() for s in _SENTENCE.split(t) if len(s.strip()) > 3)
     return out

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from shared.runtime import Runtime
-
 from assist import service
 from shared import topics
+from shared.runtime import Runtime
 
 
 def register(runtime: Runtime) -> None:
     runtime.consume(topics.CONVERSATIONS, {"conversation.arrived": service.on_conversation_arrived})
-    runtime.consume(topics.MESSAGES, {"message.posted": service.on_message_posted},
-                    after_batch=service.summarise_touched)
+    runtime.consume(
+        topics.MESSAGES, {"message.posted": service.on_message_posted}, after_batch=service.summarise_touched
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from shared.runtime import Runtime
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -11,6 +10,7 @@ from starlette.routing import Route
 from presence import handlers
 from presence.settings import PresenceSettings
 from shared import topics
+from shared.runtime import Runtime
 
 PRODUCES = {topics.PRESENCE: "presence.changed with previous, source and reason"}
 
@@ -30,7 +30,13 @@ def create_app(settings: PresenceSettings | None = None) -> Starlette:
             row = await conn.fetchrow("SELECT status, manual, updated_at FROM agents WHERE agent_id = $1", agent_id)
         if row is None:
             return JSONResponse({"error": f"presence has no record of agent {agent_id!r}"}, status_code=404)
-        return JSONResponse({"agent_id": agent_id, "status": row["status"], "manual": row["manual"],
-                             "since": row["updated_at"].isoformat()})
+        return JSONResponse(
+            {
+                "agent_id": agent_id,
+                "status": row["status"],
+                "manual": row["manual"],
+                "since": row["updated_at"].isoformat(),
+            }
+        )
 
     return runtime.http_app([Route("/agents/{agent_id}/presence", get_presence)])

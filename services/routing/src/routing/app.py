@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from shared.runtime import Runtime, load_config
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -14,15 +13,20 @@ from starlette.routing import Route
 from routing import handlers, service
 from routing.settings import RoutingSettings
 from shared import topics
+from shared.runtime import Runtime, load_config
 
-PRODUCES = {topics.ROUTING: "Routing decisions: work.queued, work.offered, work.offer_expired, work.assigned, "
-                            "work.requeued, work.overflowed, work.released, capacity.changed"}
+PRODUCES = {
+    topics.ROUTING: "Routing decisions: work.queued, work.offered, work.offer_expired, work.assigned, "
+    "work.requeued, work.overflowed, work.released, capacity.changed"
+}
 
 
 def build_runtime(settings: RoutingSettings | None = None) -> Runtime:
     settings = settings or RoutingSettings()
     runtime = Runtime("routing", settings, package="routing", produces=PRODUCES)
-    handlers.register(runtime)
+    drainer = service.Drainer(runtime, limit=settings.drain_batch)
+    runtime.drainer = drainer  # type: ignore[attr-defined]
+    handlers.register(runtime, drainer)
     timer: list[asyncio.Task[None]] = []
 
     async def load_configuration() -> None:
@@ -32,7 +36,8 @@ def build_runtime(settings: RoutingSettings | None = None) -> Runtime:
         if cfg:
             async with runtime.pool.acquire() as conn, conn.transaction():
                 await service.apply_config(conn, cfg)
-        timer.append(asyncio.create_task(service.run_offer_timer(runtime, settings.offer_sweep_interval_s)))
+        timer.append(asyncio.create_task(service.run_offer_timer(runtime, settings.offer_sweep_interval_s, drainer)))
+        timer.append(asyncio.create_task(drainer.run()))
 
     async def stop_timer() -> None:
         for t in timer:
@@ -56,7 +61,11 @@ def create_app(settings: RoutingSettings | None = None) -> Starlette:
             rows = await conn.fetch(Q.list_decisions, cid)
         if not rows:
             return JSONResponse({"error": f"routing has no record of conversation {cid!r}"}, status_code=404)
-        return JSONResponse({"conversation_id": cid, "decisions": [
-            {"at": r["at"].isoformat(), "kind": r["kind"], **r["detail"]} for r in rows]})
+        return JSONResponse(
+            {
+                "conversation_id": cid,
+                "decisions": [{"at": r["at"].isoformat(), "kind": r["kind"], **r["detail"]} for r in rows],
+            }
+        )
 
     return runtime.http_app([Route("/conversations/{conversation_id}/explain", explain)])

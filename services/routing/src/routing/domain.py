@@ -6,6 +6,7 @@ concurrency); these functions decide whom to try first and explain why.
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -56,8 +57,13 @@ class AgentView:
     def taking(self, channel: str, at: datetime) -> AgentView:
         used = dict(self.used)
         used[channel] = used.get(channel, 0) + 1
-        return replace(self, used=used, total_used=self.total_used + 1,
-                       exclusive_held=self.exclusive_held or channel in self.exclusive, idle_since=at)
+        return replace(
+            self,
+            used=used,
+            total_used=self.total_used + 1,
+            exclusive_held=self.exclusive_held or channel in self.exclusive,
+            idle_since=at,
+        )
 
 
 @dataclass(frozen=True)
@@ -84,18 +90,15 @@ def route_to_queue(channel: str, queues: Sequence[Queue]) -> Queue | None:
     return min(serving, key=lambda q: (-q.priority, q.name)) if serving else None
 
 
-def choose_agent(work: WaitingWork, queue: Queue, agents: Iterable[AgentView]) -> tuple[AgentView | None, dict[str, object]]:
+def choose_agent(
+    work: WaitingWork, queue: Queue, agents: Iterable[AgentView]
+) -> tuple[AgentView | None, dict[str, object]]:
     """Pick the agent for one work item by the queue's method; say why the others were passed over."""
     passed: Counter[str] = Counter()
     eligible: list[AgentView] = []
     for agent in agents:
-        if queue.name not in agent.queues:
-            passed["not_in_queue"] += 1
-        elif agent.presence not in queue.allowed_presences:
-            passed[f"presence_{agent.presence}"] += 1
-        elif agent.agent_id in work.passed_by:
-            passed["offered_before"] += 1
-        elif (why := agent.blocker(work.channel)) is not None:
+        why = _ineligible(agent, queue, work)
+        if why:
             passed[why] += 1
         else:
             eligible.append(agent)
@@ -111,21 +114,95 @@ def _longest_idle_key(a: AgentView) -> tuple[float, str]:
     return (a.idle_since.timestamp() if a.idle_since else float("-inf"), a.agent_id)
 
 
-def plan(waiting: Sequence[WaitingWork], queues: dict[str, Queue], agents: Sequence[AgentView],
-         now: datetime) -> list[Choice]:
-    """Offer waiting work oldest first to the agents that can take it, updating their load as we go."""
+def plan(
+    waiting: Sequence[WaitingWork], queues: dict[str, Queue], agents: Sequence[AgentView], now: datetime
+) -> list[Choice]:
+    """Offer waiting work oldest first to the agents that can take it, updating their load as we go.
+
+    One heap of eligible agents per (queue, channel), ordered by the queue's method and validated
+    lazily against the agents' current load, so planning k items over n agents costs
+    O(n + k log n) instead of O(k * n).
+    """
     pool = {a.agent_id: a for a in agents}
+    groups: dict[tuple[str, str], _Group] = {}
     choices: list[Choice] = []
     for work in sorted(waiting, key=lambda w: (w.enqueued_at, w.conversation_id)):
         queue = queues.get(work.queue)
-        if queue is None or not pool:
+        if queue is None:
             continue
-        agent, reason = choose_agent(work, queue, pool.values())
+        key = (queue.name, work.channel)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = _Group.build(queue, work.channel, pool.values())
+        agent = group.pop(pool, work)
         if agent is None:
             continue
+        reason = dict(group.reason)
+        reason["why"] = f"idle since {agent.idle_since.isoformat() if agent.idle_since else 'never assigned'}"
         choices.append(Choice(work, agent.agent_id, work.channel in agent.auto_accept, reason))
         pool[agent.agent_id] = agent.taking(work.channel, now)
+        group.push(pool[agent.agent_id])
     return choices
+
+
+@dataclass
+class _Group:
+    """Eligible agents of one queue for one channel, in the queue's order (a lazy heap)."""
+
+    queue: Queue
+    channel: str
+    heap: list[tuple[tuple[float, str], str]]
+    reason: dict[str, object]
+
+    @classmethod
+    def build(cls, queue: Queue, channel: str, agents: Iterable[AgentView]) -> _Group:
+        probe = WaitingWork("", channel, queue.name, datetime.min)
+        eligible_reason: dict[str, object]
+        passed: Counter[str] = Counter()
+        heap = []
+        for agent in agents:
+            why = _ineligible(agent, queue, probe)
+            if why:
+                passed[why] += 1
+            else:
+                heap.append((_longest_idle_key(agent), agent.agent_id))
+        heapq.heapify(heap)
+        eligible_reason = {"method": queue.method, "candidates": len(heap), "passed_over": dict(passed)}
+        return cls(queue, channel, heap, eligible_reason)
+
+    def pop(self, pool: dict[str, AgentView], work: WaitingWork) -> AgentView | None:
+        skipped = []
+        found = None
+        while self.heap:
+            key, agent_id = heapq.heappop(self.heap)
+            agent = pool[agent_id]
+            if agent.blocker(self.channel) is not None:
+                continue  # full (or exclusive) now: drop from this group
+            if key != _longest_idle_key(agent):
+                heapq.heappush(self.heap, (_longest_idle_key(agent), agent_id))  # stale order: re-place
+                continue
+            if agent_id in work.passed_by:
+                skipped.append((key, agent_id))
+                continue
+            found = agent
+            break
+        for item in skipped:
+            heapq.heappush(self.heap, item)
+        return found
+
+    def push(self, agent: AgentView) -> None:
+        if agent.blocker(self.channel) is None:
+            heapq.heappush(self.heap, (_longest_idle_key(agent), agent.agent_id))
+
+
+def _ineligible(agent: AgentView, queue: Queue, work: WaitingWork) -> str | None:
+    if queue.name not in agent.queues:
+        return "not_in_queue"
+    if agent.presence not in queue.allowed_presences:
+        return f"presence_{agent.presence}"
+    if agent.agent_id in work.passed_by:
+        return "offered_before"
+    return agent.blocker(work.channel)
 
 
 def estimated_wait_s(position: int, handled: int, handle_seconds: float, staffed_slots: int) -> float | None:

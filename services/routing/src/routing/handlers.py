@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
-from shared.runtime import Runtime
-
 from routing import service
 from shared import topics
+from shared.runtime import Runtime
 
 
-def register(runtime: Runtime) -> None:
-    runtime.consume(topics.CONVERSATIONS, {
-        "conversation.arrived": service.on_conversation_arrived,
-        "conversation.ended": service.on_conversation_ended,
-    }, after_batch=service.after_batch)
-    runtime.consume(topics.SESSIONS, {
-        "offer.accepted": service.on_offer_accepted,
-        "offer.rejected": service.on_offer_rejected,
-        "session.closed": service.on_session_closed,
-    }, after_batch=service.after_batch)
-    runtime.consume(topics.PRESENCE, {
-        "presence.changed": service.on_presence_changed,
-    }, after_batch=service.after_batch)
+def register(runtime: Runtime, drainer: service.Drainer) -> None:
+    runtime.consume(
+        topics.CONVERSATIONS,
+        {
+            "conversation.arrived": service.on_conversation_arrived,
+            "conversation.ended": service.on_conversation_ended,
+        },
+        after_batch=service.after_batch,
+        on_committed=drainer.on_committed,
+    )
+    runtime.consume(
+        topics.SESSIONS,
+        {
+            "offer.accepted": service.on_offer_accepted,
+            "offer.rejected": service.on_offer_rejected,
+            "session.closed": service.on_session_closed,
+        },
+        after_batch=service.after_batch,
+        on_committed=drainer.on_committed,
+    )
+    runtime.consume(
+        topics.PRESENCE,
+        {
+            "presence.changed": service.on_presence_changed,
+        },
+        after_batch=service.after_batch,
+        on_committed=drainer.on_committed,
+    )

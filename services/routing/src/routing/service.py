@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from shared.messaging import PoisonMessage, UnitOfWork
 
 from routing import domain, store
 from routing.store import Q
 from shared import contracts as c
+from shared.messaging import PoisonMessage, UnitOfWork
 
 log = structlog.get_logger("switchboard.routing")
 DRAIN = "drain"
@@ -26,31 +27,66 @@ def capacity_changed(agent_id: str, row: Any) -> c.CapacityChanged:
     used = {k: int(v) for k, v in row["used"].items()}
     limits = {k: int(v) for k, v in row["limits"].items()}
     full = row["exclusive_held"] or all(used.get(ch, 0) >= n for ch, n in limits.items() if n > 0)
-    return c.CapacityChanged(agent_id=agent_id, used=used, limits=limits, exclusive_held=row["exclusive_held"],
-                             full=bool(full), total_used=row["total_used"])
+    return c.CapacityChanged(
+        agent_id=agent_id,
+        used=used,
+        limits=limits,
+        exclusive_held=row["exclusive_held"],
+        full=bool(full),
+        total_used=row["total_used"],
+    )
+
+
+async def _config(uow: UnitOfWork) -> tuple[dict[str, bool], dict[str, domain.Queue]]:
+    """Channels and queues, read once per transaction (a batch), so a change applies to the next."""
+    if "config" not in uow.memo:
+        uow.memo["config"] = (await store.list_channels(uow.conn), await store.list_queues(uow.conn))
+    config: tuple[dict[str, bool], dict[str, domain.Queue]] = uow.memo["config"]
+    return config
+
+
+async def _queue_position(uow: UnitOfWork, queue: str) -> tuple[int, float | None]:
+    """Position of a new arrival and the estimated wait; the queue is counted once per batch."""
+    key = ("depth", queue)
+    entry: list[Any] | None = uow.memo.get(key)
+    if entry is None:  # counted after this arrival's insert, so it includes it
+        depth = await uow.conn.fetchval(Q.queue_depth, queue)
+        stats = await uow.conn.fetchrow(Q.queue_stats, queue)
+        assert stats is not None
+        entry = uow.memo[key] = [depth, stats["handled"], stats["handle_seconds"], stats["staffed_slots"]]
+    else:
+        entry[0] += 1
+    return entry[0], domain.estimated_wait_s(entry[0], entry[1], entry[2], entry[3])
 
 
 async def on_conversation_arrived(uow: UnitOfWork, ev: c.CloudEvent, data: c.ConversationArrived) -> None:
     conn = uow.conn
-    channels = await store.list_channels(conn)
+    channels, queues = await _config(uow)
     if data.channel not in channels:
         raise PoisonMessage(
             f"unknown channel {data.channel!r} for conversation {data.conversation_id}; "
             f"configured channels: {', '.join(sorted(channels)) or '(none)'}"
         )
-    queue = domain.route_to_queue(data.channel, list((await store.list_queues(conn)).values()))
+    queue = domain.route_to_queue(data.channel, list(queues.values()))
     if queue is None:
         raise PoisonMessage(f"no queue serves channel {data.channel!r}; add one to the routing configuration")
     arrival = data.model_dump(mode="json", exclude_none=True)
-    if not await store.insert_work(conn, data.conversation_id, data.channel, queue.name, data.priority, arrival, ev.time):
+    if not await store.insert_work(
+        conn, data.conversation_id, data.channel, queue.name, data.priority, arrival, ev.time
+    ):
         log.info("duplicate_arrival", conversation_id=data.conversation_id)
         return
-    depth = await conn.fetchval(Q.queue_depth, queue.name)
-    stats = await conn.fetchrow(Q.queue_stats, queue.name)
-    eta = domain.estimated_wait_s(depth, stats["handled"], stats["handle_seconds"], stats["staffed_slots"])
-    uow.emit(c.WorkQueued(conversation_id=data.conversation_id, channel=data.channel, queue=queue.name,
-                          position=depth, estimated_wait_s=eta))
-    await store.record_decision(conn, data.conversation_id, "queued", {"queue": queue.name, "position": depth})
+    depth, eta = await _queue_position(uow, queue.name)
+    uow.emit(
+        c.WorkQueued(
+            conversation_id=data.conversation_id,
+            channel=data.channel,
+            queue=queue.name,
+            position=depth,
+            estimated_wait_s=eta,
+        )
+    )
+    decide(uow, data.conversation_id, "queued", {"queue": queue.name, "position": depth})
     uow.flags.add(DRAIN)
 
 
@@ -61,16 +97,25 @@ async def on_conversation_ended(uow: UnitOfWork, ev: c.CloudEvent, data: c.Conve
         return
     if work["status"] == "queued":
         await conn.execute(Q.end_waiting_work, data.conversation_id)
-        await store.record_decision(conn, data.conversation_id, "ended_while_queued", {})
+        decide(uow, data.conversation_id, "ended_while_queued", {})
     elif work["status"] == "offered":
         offer = await conn.fetchrow(Q.end_offer, work["offer_id"], work["agent_id"], "withdrawn")
-        await conn.execute("UPDATE work_items SET status = 'ended', updated_at = now() WHERE conversation_id = $1",
-                           data.conversation_id)
+        await conn.execute(
+            "UPDATE work_items SET status = 'ended', updated_at = now() WHERE conversation_id = $1",
+            data.conversation_id,
+        )
         if offer:
             await _release(uow, offer["agent_id"], offer["channel"])
-            uow.emit(c.WorkOfferExpired(agent_id=offer["agent_id"], offer_id=offer["offer_id"],
-                                        conversation_id=offer["conversation_id"], channel=offer["channel"],
-                                        expires_at=offer["expires_at"], cause="withdrawn"))
+            uow.emit(
+                c.WorkOfferExpired(
+                    agent_id=offer["agent_id"],
+                    offer_id=offer["offer_id"],
+                    conversation_id=offer["conversation_id"],
+                    channel=offer["channel"],
+                    expires_at=offer["expires_at"],
+                    cause="withdrawn",
+                )
+            )
 
 
 async def on_offer_accepted(uow: UnitOfWork, ev: c.CloudEvent, data: c.OfferAccepted) -> None:
@@ -78,15 +123,23 @@ async def on_offer_accepted(uow: UnitOfWork, ev: c.CloudEvent, data: c.OfferAcce
     offer = await conn.fetchrow(Q.accept_offer, data.offer_id, data.agent_id, _now())
     if offer is None:
         # Expired, withdrawn or someone else's: the offer is gone, so no session opens.
-        await store.record_decision(conn, data.conversation_id, "late_accept_ignored",
-                                    {"agent_id": data.agent_id, "offer_id": data.offer_id})
+        decide(uow, data.conversation_id, "late_accept_ignored", {"agent_id": data.agent_id, "offer_id": data.offer_id})
         return
     work = await conn.fetchrow(Q.mark_assigned, offer["conversation_id"], data.agent_id, data.offer_id, ["offered"])
     if work is None:
         return
-    uow.emit(c.WorkAssigned(agent_id=data.agent_id, conversation_id=work["conversation_id"], channel=work["channel"],
-                            queue=work["queue"], offer_id=data.offer_id, how="accepted", conversation=work["arrival"]))
-    await store.record_decision(conn, data.conversation_id, "assigned", {"agent_id": data.agent_id, "how": "accepted"})
+    uow.emit(
+        c.WorkAssigned(
+            agent_id=data.agent_id,
+            conversation_id=work["conversation_id"],
+            channel=work["channel"],
+            queue=work["queue"],
+            offer_id=data.offer_id,
+            how="accepted",
+            conversation=work["arrival"],
+        )
+    )
+    decide(uow, data.conversation_id, "assigned", {"agent_id": data.agent_id, "how": "accepted"})
 
 
 async def on_offer_rejected(uow: UnitOfWork, ev: c.CloudEvent, data: c.OfferRejected) -> None:
@@ -100,17 +153,37 @@ async def _requeue_after_offer(uow: UnitOfWork, offer: Any, cause: str) -> None:
     await _release(uow, offer["agent_id"], offer["channel"])
     work = await conn.fetchrow(Q.requeue_work, offer["conversation_id"], offer["agent_id"], offer["offer_id"])
     if cause == "rejected":
-        uow.emit(c.WorkOfferExpired(agent_id=offer["agent_id"], offer_id=offer["offer_id"],
-                                    conversation_id=offer["conversation_id"], channel=offer["channel"],
-                                    expires_at=offer["expires_at"], cause="rejected"))
+        uow.emit(
+            c.WorkOfferExpired(
+                agent_id=offer["agent_id"],
+                offer_id=offer["offer_id"],
+                conversation_id=offer["conversation_id"],
+                channel=offer["channel"],
+                expires_at=offer["expires_at"],
+                cause="rejected",
+            )
+        )
     else:
-        uow.emit(c.WorkOfferExpired(agent_id=offer["agent_id"], offer_id=offer["offer_id"],
-                                    conversation_id=offer["conversation_id"], channel=offer["channel"],
-                                    expires_at=offer["expires_at"], cause="expired"))
+        uow.emit(
+            c.WorkOfferExpired(
+                agent_id=offer["agent_id"],
+                offer_id=offer["offer_id"],
+                conversation_id=offer["conversation_id"],
+                channel=offer["channel"],
+                expires_at=offer["expires_at"],
+                cause="expired",
+            )
+        )
     if work is not None:
-        uow.emit(c.WorkRequeued(conversation_id=work["conversation_id"], channel=work["channel"], queue=work["queue"],
-                                reason=f"offer {cause} by {offer['agent_id']}"))
-    await store.record_decision(conn, offer["conversation_id"], f"offer_{cause}", {"agent_id": offer["agent_id"]})
+        uow.emit(
+            c.WorkRequeued(
+                conversation_id=work["conversation_id"],
+                channel=work["channel"],
+                queue=work["queue"],
+                reason=f"offer {cause} by {offer['agent_id']}",
+            )
+        )
+    decide(uow, offer["conversation_id"], f"offer_{cause}", {"agent_id": offer["agent_id"]})
     uow.flags.add(DRAIN)
 
 
@@ -122,18 +195,28 @@ async def on_session_closed(uow: UnitOfWork, ev: c.CloudEvent, data: c.SessionCl
     if work is None:
         return
     await _release(uow, data.agent_id, work["channel"])
-    uow.emit(c.WorkReleased(agent_id=data.agent_id, conversation_id=data.conversation_id, channel=work["channel"],
-                            reason="session_closed"))
+    uow.emit(
+        c.WorkReleased(
+            agent_id=data.agent_id,
+            conversation_id=data.conversation_id,
+            channel=work["channel"],
+            reason="session_closed",
+        )
+    )
     if work["assigned_at"] is not None:
         await conn.execute(Q.record_handle_time, work["queue"], (_now() - work["assigned_at"]).total_seconds())
-    await store.record_decision(conn, data.conversation_id, "released", {"agent_id": data.agent_id})
+    decide(uow, data.conversation_id, "released", {"agent_id": data.agent_id})
     uow.flags.add(DRAIN)
 
 
 async def on_presence_changed(uow: UnitOfWork, ev: c.CloudEvent, data: c.PresenceChanged) -> None:
     status = data.base or data.status
-    if await uow.conn.fetchval(Q.upsert_presence, data.agent_id, status, ev.time):
-        uow.flags.add(DRAIN)
+    previous = await uow.conn.fetchval(Q.upsert_presence, data.agent_id, status, ev.time)
+    if previous is None:
+        return  # an older change than the one we hold
+    _, queues = await _config(uow)
+    if any(status in q.allowed_presences and previous not in q.allowed_presences for q in queues.values()):
+        uow.flags.add(DRAIN)  # the agent became routable for some queue
 
 
 async def _release(uow: UnitOfWork, agent_id: str, channel: str) -> None:
@@ -145,49 +228,132 @@ async def _release(uow: UnitOfWork, agent_id: str, channel: str) -> None:
 async def drain(uow: UnitOfWork, limit: int = 1000) -> int:
     """Work-conserving step: offer the oldest waiting work to agents with free, allowed capacity."""
     conn = uow.conn
-    queues = await store.list_queues(conn)
-    presences = sorted({p for q in queues.values() for p in q.allowed_presences})
-    agents = await store.list_candidate_agents(conn, presences)
-    if not any(a.blocker(ch) is None for a in agents for ch in a.limits):
+    channels = [r["channel"] for r in await conn.fetch(Q.list_waiting_channels)]
+    if not channels:
         return 0
-    waiting = await store.list_waiting_work(conn, limit)
+    _, queues = await _config(uow)
+    presences = sorted({p for q in queues.values() for p in q.allowed_presences})
+    agents = [
+        a
+        for a in await store.list_candidate_agents(conn, presences, channels)
+        if any(a.blocker(ch) is None for ch in channels)
+    ]
+    free_slots = sum(max(a.free(ch), 0) for a in agents for ch in channels)
+    if free_slots == 0:
+        return 0
+    # Fetch a little more than the free slots: some waiting work may fit none of these agents.
+    waiting = await store.list_waiting_work(conn, min(limit, 2 * free_slots + 50))
     if not waiting:
         return 0
     arrivals = {w.conversation_id: arrival for w, arrival in waiting}
     now = _now()
-    offered = 0
+    offers, offered_items, assigned_items = [], [], []
     for choice in domain.plan([w for w, _ in waiting], queues, agents, now):
         queue = queues[choice.work.queue]
         row = await store.reserve_capacity(conn, choice.agent_id, choice.work.channel, list(queue.allowed_presences))
         if row is None:
             continue  # another replica took the slot first; the item stays queued for the next drain
         uow.emit(capacity_changed(choice.agent_id, row))
-        arrival = arrivals[choice.work.conversation_id]
+        cid = choice.work.conversation_id
         if choice.auto_accept:
-            await conn.fetchrow(Q.mark_assigned, choice.work.conversation_id, choice.agent_id, None, ["queued"])
-            uow.emit(c.WorkAssigned(agent_id=choice.agent_id, conversation_id=choice.work.conversation_id,
-                                    channel=choice.work.channel, queue=queue.name, how="auto_accepted",
-                                    conversation=arrival))
-            await store.record_decision(conn, choice.work.conversation_id, "assigned",
-                                        {"agent_id": choice.agent_id, "how": "auto_accepted", **choice.reason})
+            assigned_items.append((cid, choice.agent_id, None, ["queued"]))
+            uow.emit(
+                c.WorkAssigned(
+                    agent_id=choice.agent_id,
+                    conversation_id=cid,
+                    channel=choice.work.channel,
+                    queue=queue.name,
+                    how="auto_accepted",
+                    conversation=arrivals[cid],
+                )
+            )
+            decide(uow, cid, "assigned", {"agent_id": choice.agent_id, "how": "auto_accepted", **choice.reason})
         else:
             offer_id = str(uuid.uuid4())
             expires = now + timedelta(seconds=queue.offer_timeout_s)
-            await conn.execute(Q.mark_offered, choice.work.conversation_id, choice.agent_id, offer_id)
-            await conn.execute(Q.insert_offer, offer_id, choice.work.conversation_id, choice.agent_id,
-                               choice.work.channel, queue.name, expires)
-            uow.emit(c.WorkOffered(agent_id=choice.agent_id, offer_id=offer_id,
-                                   conversation_id=choice.work.conversation_id, channel=choice.work.channel,
-                                   queue=queue.name, expires_at=expires, reason=choice.reason, conversation=arrival))
-            await store.record_decision(conn, choice.work.conversation_id, "offered",
-                                        {"agent_id": choice.agent_id, "offer_id": offer_id, **choice.reason})
-        offered += 1
-    return offered
+            offered_items.append((cid, choice.agent_id, offer_id))
+            offers.append((offer_id, cid, choice.agent_id, choice.work.channel, queue.name, expires))
+            uow.emit(
+                c.WorkOffered(
+                    agent_id=choice.agent_id,
+                    offer_id=offer_id,
+                    conversation_id=cid,
+                    channel=choice.work.channel,
+                    queue=queue.name,
+                    expires_at=expires,
+                    reason=choice.reason,
+                    conversation=arrivals[cid],
+                )
+            )
+            decide(uow, cid, "offered", {"agent_id": choice.agent_id, "offer_id": offer_id, **choice.reason})
+    # The waiting rows are locked (FOR UPDATE) by this transaction, so these writes cannot miss.
+    if offered_items:
+        await conn.executemany(Q.mark_offered, offered_items)
+        await conn.executemany(Q.insert_offer, offers)
+    if assigned_items:
+        await conn.executemany(Q.mark_assigned, assigned_items)
+    return len(offered_items) + len(assigned_items)
+
+
+def decide(uow: UnitOfWork, conversation_id: str, kind: str, detail: dict[str, Any]) -> None:
+    """Record a routing decision for `explain`; written once per transaction by flush_decisions."""
+    uow.memo.setdefault("decisions", [])
+    uow.memo["decisions"].append((conversation_id, kind, detail))
+
+
+async def flush_decisions(uow: UnitOfWork) -> None:
+    rows = uow.memo.pop("decisions", None)
+    if rows:
+        await uow.conn.executemany(Q.insert_decision, rows)
 
 
 async def after_batch(uow: UnitOfWork) -> None:
-    if DRAIN in uow.flags:
-        await drain(uow)
+    await flush_decisions(uow)
+
+
+class Drainer:
+    """One drain loop per routing process, woken right after a commit that may have freed capacity
+    or queued work (and at start, to resync). Bursts coalesce into one drain; replicas split the
+    waiting work with SKIP LOCKED and Postgres arbitrates each reservation."""
+
+    def __init__(self, runtime: Any, limit: int = 1000, safety_interval_s: float = 5.0) -> None:
+        self.runtime = runtime
+        self.limit = limit
+        self.safety_interval_s = safety_interval_s
+        self._wake = asyncio.Event()
+        self.passes = 0
+
+    def request(self) -> None:
+        self._wake.set()
+
+    def on_committed(self, uow: UnitOfWork) -> None:
+        if DRAIN in uow.flags:
+            self._wake.set()
+
+    async def run(self) -> None:
+        from shared.messaging import UnitOfWork as UoW
+
+        self._wake.set()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.safety_interval_s)
+            self._wake.clear()
+            try:
+                while True:
+                    async with self.runtime.pool.acquire() as conn, conn.transaction():
+                        uow = UoW(conn, self.runtime.names, "/switchboard/routing")
+                        n = await drain(uow, self.limit)
+                        await flush_decisions(uow)
+                        await uow.flush()
+                    self.passes += 1
+                    if n == 0:
+                        break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("drain_error", error=repr(exc))
+                await asyncio.sleep(0.5)
+                self._wake.set()
 
 
 async def expire_offers(uow: UnitOfWork, limit: int = 500) -> int:
@@ -196,12 +362,11 @@ async def expire_offers(uow: UnitOfWork, limit: int = 500) -> int:
     for offer in rows:
         await uow.conn.execute("UPDATE offers SET status = 'expired' WHERE offer_id = $1", offer["offer_id"])
         await _requeue_after_offer(uow, offer, "expired")
-    if rows:
-        await drain(uow)
+    await flush_decisions(uow)
     return len(rows)
 
 
-async def run_offer_timer(runtime: Any, interval_s: float) -> None:
+async def run_offer_timer(runtime: Any, interval_s: float, drainer: Drainer) -> None:
     """Background loop of one routing instance; replicas split expired offers with SKIP LOCKED."""
     from shared.messaging import UnitOfWork as UoW
 
@@ -213,6 +378,7 @@ async def run_offer_timer(runtime: Any, interval_s: float) -> None:
                 await uow.flush()
             if n:
                 log.info("offers_expired", count=n)
+                drainer.request()
                 continue
         except asyncio.CancelledError:
             raise
@@ -227,9 +393,15 @@ async def apply_config(conn: Any, cfg: dict[str, Any]) -> None:
     for name, spec in channels.items():
         await conn.execute(Q.upsert_channel, name, bool((spec or {}).get("exclusive", False)))
     for q in cfg.get("queues") or []:
-        await conn.execute(Q.upsert_queue, q["name"], q["channels"], q.get("assignment", "longest_idle"),
-                           q.get("allowed_presences", ["available", "busy"]), q.get("priority", 0),
-                           q.get("offer_timeout_s", domain.DEFAULT_OFFER_TIMEOUT_S))
+        await conn.execute(
+            Q.upsert_queue,
+            q["name"],
+            q["channels"],
+            q.get("assignment", "longest_idle"),
+            q.get("allowed_presences", ["available", "busy"]),
+            q.get("priority", 0),
+            q.get("offer_timeout_s", domain.DEFAULT_OFFER_TIMEOUT_S),
+        )
     profiles = cfg.get("capacity_profiles") or {}
     for a in cfg.get("agents") or []:
         profile = profiles[a["capacity_profile"]]
@@ -239,5 +411,6 @@ async def apply_config(conn: Any, cfg: dict[str, Any]) -> None:
             limits[ch] = units
             if (isinstance(spec, dict) and spec.get("exclusive")) or (channels.get(ch) or {}).get("exclusive"):
                 exclusive.append(ch)
-        await conn.execute(Q.upsert_agent_profile, a["id"], a.get("queues", []), a.get("auto_accept", []),
-                           limits, exclusive)
+        await conn.execute(
+            Q.upsert_agent_profile, a["id"], a.get("queues", []), a.get("auto_accept", []), limits, exclusive
+        )

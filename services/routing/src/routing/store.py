@@ -6,61 +6,84 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from shared.db import Queries
 
 from routing import domain
+from shared.db import Conn, Queries
 
 Q = Queries("routing")
 
 
 def _agent(r: asyncpg.Record) -> domain.AgentView:
     return domain.AgentView(
-        agent_id=r["agent_id"], presence=r["presence"], queues=frozenset(r["queues"]),
-        limits={k: int(v) for k, v in r["limits"].items()}, used={k: int(v) for k, v in r["used"].items()},
-        exclusive=frozenset(r["exclusive"]), auto_accept=frozenset(r["auto_accept"]),
-        total_used=r["total_used"], exclusive_held=r["exclusive_held"], idle_since=r["idle_since"],
+        agent_id=r["agent_id"],
+        presence=r["presence"],
+        queues=frozenset(r["queues"]),
+        limits={k: int(v) for k, v in r["limits"].items()},
+        used={k: int(v) for k, v in r["used"].items()},
+        exclusive=frozenset(r["exclusive"]),
+        auto_accept=frozenset(r["auto_accept"]),
+        total_used=r["total_used"],
+        exclusive_held=r["exclusive_held"],
+        idle_since=r["idle_since"],
     )
 
 
-async def list_queues(conn: asyncpg.Connection) -> dict[str, domain.Queue]:
+async def list_queues(conn: Conn) -> dict[str, domain.Queue]:
     rows = await conn.fetch(Q.list_queues)
     return {
-        r["name"]: domain.Queue(r["name"], tuple(r["channels"]), r["assignment_method"],
-                                tuple(r["allowed_presences"]), r["priority"], r["offer_timeout_s"])
+        r["name"]: domain.Queue(
+            r["name"],
+            tuple(r["channels"]),
+            r["assignment_method"],
+            tuple(r["allowed_presences"]),
+            r["priority"],
+            r["offer_timeout_s"],
+        )
         for r in rows
     }
 
 
-async def list_channels(conn: asyncpg.Connection) -> dict[str, bool]:
+async def list_channels(conn: Conn) -> dict[str, bool]:
     return {r["name"]: r["exclusive"] for r in await conn.fetch(Q.list_channels)}
 
 
-async def list_candidate_agents(conn: asyncpg.Connection, presences: list[str]) -> list[domain.AgentView]:
-    return [_agent(r) for r in await conn.fetch(Q.list_candidate_agents, presences)]
+async def list_candidate_agents(conn: Conn, presences: list[str], channels: list[str]) -> list[domain.AgentView]:
+    return [_agent(r) for r in await conn.fetch(Q.list_candidate_agents, presences, channels)]
 
 
-async def list_waiting_work(conn: asyncpg.Connection, limit: int) -> list[tuple[domain.WaitingWork, dict[str, Any]]]:
+async def list_waiting_work(conn: Conn, limit: int) -> list[tuple[domain.WaitingWork, dict[str, Any]]]:
     rows = await conn.fetch(Q.list_waiting_work, limit)
     return [
-        (domain.WaitingWork(r["conversation_id"], r["channel"], r["queue"], r["enqueued_at"], r["priority"],
-                            frozenset(r["passed_by"])), r["arrival"])
+        (
+            domain.WaitingWork(
+                r["conversation_id"],
+                r["channel"],
+                r["queue"],
+                r["enqueued_at"],
+                r["priority"],
+                frozenset(r["passed_by"]),
+            ),
+            r["arrival"],
+        )
         for r in rows
     ]
 
 
-async def reserve_capacity(conn: asyncpg.Connection, agent_id: str, channel: str,
-                           presences: list[str]) -> asyncpg.Record | None:
+async def reserve_capacity(conn: Conn, agent_id: str, channel: str, presences: list[str]) -> asyncpg.Record | None:
     return await conn.fetchrow(Q.reserve_capacity, agent_id, channel, presences)
 
 
-async def release_capacity(conn: asyncpg.Connection, agent_id: str, channel: str) -> asyncpg.Record | None:
+async def release_capacity(conn: Conn, agent_id: str, channel: str) -> asyncpg.Record | None:
     return await conn.fetchrow(Q.release_capacity, agent_id, channel)
 
 
-async def insert_work(conn: asyncpg.Connection, conversation_id: str, channel: str, queue: str, priority: int,
-                      arrival: dict[str, Any], at: datetime) -> bool:
+async def insert_work(
+    conn: Conn,
+    conversation_id: str,
+    channel: str,
+    queue: str,
+    priority: int,
+    arrival: dict[str, Any],
+    at: datetime,
+) -> bool:
     return await conn.fetchval(Q.insert_work, conversation_id, channel, queue, priority, arrival, at) is not None
-
-
-async def record_decision(conn: asyncpg.Connection, conversation_id: str, kind: str, detail: dict[str, Any]) -> None:
-    await conn.execute(Q.insert_decision, conversation_id, kind, detail)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from shared.runtime import Runtime
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -11,6 +10,7 @@ from starlette.routing import Route
 from sessions import handlers, service
 from sessions.settings import SessionsSettings
 from shared import topics
+from shared.runtime import Runtime
 
 PRODUCES = {
     topics.SESSIONS: "The agent's topic: offers, sessions, tabs, drafts, unread counts, pane, command.rejected",
@@ -35,8 +35,9 @@ def create_app(settings: SessionsSettings | None = None) -> Starlette:
         return JSONResponse(_jsonable(body))
 
     async def index(_: Request) -> JSONResponse:
-        return JSONResponse({"service": "switchboard-sessions",
-                             "endpoints": ["/health", "/agents/{agent_id}/workspace"]})
+        return JSONResponse(
+            {"service": "switchboard-sessions", "endpoints": ["/health", "/agents/{agent_id}/workspace"]}
+        )
 
     return runtime.http_app([Route("/", index), Route("/agents/{agent_id}/workspace", workspace)])
 

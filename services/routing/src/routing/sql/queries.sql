@@ -22,10 +22,12 @@ SELECT name, exclusive FROM channels;
 SELECT name, channels, assignment_method, allowed_presences, priority, offer_timeout_s FROM queues;
 
 -- name: upsert_presence
+-- Returns the presence held before, or NULL when the change is older than what we have.
+WITH before AS (SELECT presence FROM agents WHERE agent_id = $1 FOR UPDATE)
 INSERT INTO agents (agent_id, presence, presence_at) VALUES ($1, $2, $3)
 ON CONFLICT (agent_id) DO UPDATE SET presence = EXCLUDED.presence, presence_at = EXCLUDED.presence_at
 WHERE agents.presence_at IS NULL OR agents.presence_at <= EXCLUDED.presence_at
-RETURNING agent_id;
+RETURNING COALESCE((SELECT presence FROM before), 'offline') AS previous;
 
 -- name: insert_work
 INSERT INTO work_items (conversation_id, channel, queue, priority, status, arrival, enqueued_at)
@@ -42,6 +44,9 @@ SELECT q.name, COALESCE(s.handled, 0) AS handled, COALESCE(s.handle_seconds, 0) 
          WHERE a.configured AND q.name = ANY(a.queues) AND a.presence = ANY(q.allowed_presences)) AS staffed_slots
 FROM queues q LEFT JOIN queue_stats s ON s.queue = q.name WHERE q.name = $1;
 
+-- name: any_waiting_work
+SELECT EXISTS (SELECT 1 FROM work_items WHERE status = 'queued');
+
 -- name: list_waiting_work
 SELECT conversation_id, channel, queue, priority, enqueued_at, passed_by, arrival
 FROM work_items WHERE status = 'queued'
@@ -49,10 +54,16 @@ ORDER BY enqueued_at, conversation_id
 LIMIT $1
 FOR UPDATE SKIP LOCKED;
 
+-- name: list_waiting_channels
+SELECT DISTINCT channel FROM work_items WHERE status = 'queued';
+
 -- name: list_candidate_agents
+-- Agents in an allowed presence with at least one free unit in a channel that has waiting work.
 SELECT agent_id, presence, queues, auto_accept, limits, exclusive, used, total_used, exclusive_held, idle_since
 FROM agents
-WHERE configured AND presence = ANY($1::text[]) AND NOT exclusive_held;
+WHERE configured AND presence = ANY($1::text[]) AND NOT exclusive_held
+  AND EXISTS (SELECT 1 FROM unnest($2::text[]) ch
+              WHERE COALESCE((used->>ch)::int, 0) < COALESCE((limits->>ch)::int, 0));
 
 -- name: reserve_capacity
 UPDATE agents SET

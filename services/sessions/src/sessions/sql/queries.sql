@@ -1,7 +1,6 @@
 -- name: ensure_agent
-INSERT INTO agents (agent_id) VALUES ($1) ON CONFLICT (agent_id) DO NOTHING;
-
--- name: ensure_home
+-- Every agent has its Home session from the first event that names it; one round trip.
+WITH a AS (INSERT INTO agents (agent_id) VALUES ($1) ON CONFLICT (agent_id) DO NOTHING)
 INSERT INTO sessions (agent_id, session_id, kind, title, icon) VALUES ($1, 'home', 'home', 'Home', 'Ho')
 ON CONFLICT (agent_id, session_id) DO NOTHING;
 

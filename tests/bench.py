@@ -1,0 +1,384 @@
+"""`make bench`: end-to-end load on real Kafka + PostgreSQL + the four services; prints one JSON.
+
+A producer publishes arrivals at a fixed rate; a simulated client accepts every offer at once and
+closes each session after a handle time. Measured in the same run: arrival->offer.received and
+arrival->session.started latency (p50/p95/p99), sustained throughput, capacity violations, each
+service's peak RSS, and the floor: a raw aiokafka produce->consume hop on the same broker and a
+single-row PostgreSQL commit. Ratios are to that floor.
+
+python -m tests.bench [--rate 1000] [--duration 10] [--agents 1000] [--handle-time 0.5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+import psutil
+import yaml
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from shared import contracts as c
+from shared import stack, testing, topics
+
+
+def pct(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    k = min(len(s) - 1, max(0, round(p / 100 * (len(s) - 1))))
+    return round(s[k], 3)
+
+
+def summary(values_ms: list[float]) -> dict[str, Any]:
+    return {
+        "n": len(values_ms),
+        "p50_ms": pct(values_ms, 50),
+        "p95_ms": pct(values_ms, 95),
+        "p99_ms": pct(values_ms, 99),
+        "mean_ms": round(statistics.fmean(values_ms), 3) if values_ms else None,
+    }
+
+
+async def kafka_floor(bootstrap: str, n: int = 2000, rate: float = 1000.0) -> dict[str, Any]:
+    """Raw produce->consume hop on the same broker, at the same rate, acks=all like the services."""
+    topic = f"bench-floor-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, 12, 1)])
+    await admin.close()
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"floor-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="latest",
+        fetch_max_wait_ms=20,
+    )
+    await consumer.start()
+    while not consumer.assignment():
+        await asyncio.sleep(0.05)
+    await consumer.seek_to_end()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=2)
+    await producer.start()
+    lat: list[float] = []
+
+    async def consume() -> None:
+        while len(lat) < n:
+            batch = await consumer.getmany(timeout_ms=100)
+            now = time.perf_counter()
+            for recs in batch.values():
+                lat.extend((now - float(r.value)) * 1000 for r in recs)
+
+    task = asyncio.create_task(consume())
+    interval = 1 / rate
+    start = time.perf_counter()
+    for i in range(n):
+        target = start + i * interval
+        delay = target - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await producer.send(topic, repr(time.perf_counter()).encode(), key=str(i).encode())
+    await asyncio.wait_for(task, 60)
+    await producer.stop()
+    await consumer.stop()
+    return summary(lat)
+
+
+async def postgres_floor(url: str, n: int = 2000) -> dict[str, Any]:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("CREATE TEMP TABLE floor (id serial PRIMARY KEY, v text)")
+        lat = []
+        for i in range(n):
+            t = time.perf_counter()
+            async with conn.transaction():
+                await conn.execute("INSERT INTO floor (v) VALUES ($1)", str(i))
+            lat.append((time.perf_counter() - t) * 1000)
+        return summary(lat)
+    finally:
+        await conn.close()
+
+
+class RssSampler:
+    def __init__(self, procs: dict[str, subprocess.Popen[bytes]]) -> None:
+        self.procs = {name: psutil.Process(p.pid) for name, p in procs.items()}
+        self.peak: dict[str, int] = dict.fromkeys(procs, 0)
+        self.cpu0 = {name: self._cpu(p) for name, p in self.procs.items()}
+
+    @staticmethod
+    def _cpu(proc: psutil.Process) -> float:
+        t = proc.cpu_times()
+        return t.user + t.system
+
+    def cpu_seconds(self) -> dict[str, float]:
+        return {name: round(self._cpu(p) - self.cpu0[name], 2) for name, p in self.procs.items()}
+        self._task: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        while True:
+            for name, proc in self.procs.items():
+                try:
+                    rss = proc.memory_info().rss + sum(ch.memory_info().rss for ch in proc.children(recursive=True))
+                except psutil.Error:
+                    continue
+                self.peak[name] = max(self.peak[name], rss)
+            await asyncio.sleep(1.0)
+
+
+def bench_config(agents: int) -> dict[str, Any]:
+    demo = yaml.safe_load((stack.ROOT / "deploy/demo/switchboard.yaml").read_text())
+    routing = demo["routing"]
+    queues = [q["name"] for q in routing["queues"]]
+    routing["agents"] = [
+        {"id": f"agent-{i}", "capacity_profile": "demo", "queues": queues, "auto_accept": []}
+        for i in range(1, agents + 1)
+    ]
+    return {"routing": routing, "presence": {"sign_in": [a["id"] for a in routing["agents"]]}}
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    infra = testing.start_infrastructure()
+    dep = await testing.create_deployment(infra, partitions=12)
+    cfg_file = Path(tempfile.mkstemp(suffix=".yaml")[1])
+    cfg_file.write_text(yaml.safe_dump(bench_config(args.agents)))
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    logs = stack.ROOT / ".state" / "bench"
+    logs.mkdir(parents=True, exist_ok=True)
+    try:
+        for svc in stack.SERVICES:
+            env = {
+                **os.environ,
+                "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap,
+                "DATABASE_URL": dep.database_url,
+                "SWITCHBOARD_TOPIC_PREFIX": dep.prefix,
+                f"{svc.upper()}_DB_USER": stack.service_role(svc),
+                f"{svc.upper()}_DB_PASSWORD": stack.DB_PASSWORD,
+                "SWITCHBOARD_CONFIG": str(cfg_file),
+                "LOG_LEVEL": "WARNING",
+                "LOG_FORMAT": "json",
+            }
+            port = _free_port()
+            procs[svc] = subprocess.Popen(
+                stack.service_argv(svc, port),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=open(logs / f"{svc}.log", "wb"),
+                stderr=subprocess.STDOUT,
+            )
+            procs[svc].port = port  # type: ignore[attr-defined]
+        for svc, p in procs.items():
+            stack.wait_for(lambda port=p.port: stack._healthy(port), svc, 120, logs / f"{svc}.log")  # type: ignore[attr-defined]
+        sampler = RssSampler(procs)
+        sampler_task = asyncio.create_task(sampler.run())
+
+        floor_kafka = await kafka_floor(infra.bootstrap, rate=min(args.rate, 1000.0))
+        floor_pg = await postgres_floor(dep.database_url)
+
+        cpu_before = sampler.cpu_seconds()
+        bench_cpu0 = psutil.Process().cpu_times()
+        result = await load(dep, args)
+        sampler_task.cancel()
+        cpu_after = sampler.cpu_seconds()
+        bench_cpu1 = psutil.Process().cpu_times()
+        result["cpu_seconds_during_load"] = {
+            **{k: round(cpu_after[k] - cpu_before[k], 2) for k in cpu_after},
+            "load_generator_and_client": round(
+                bench_cpu1.user + bench_cpu1.system - bench_cpu0.user - bench_cpu0.system, 2
+            ),
+        }
+        violations = await capacity_violations(dep)
+        hop = floor_kafka["p99_ms"] or 1.0
+        return {
+            "scenario": {
+                "rate_per_s": args.rate,
+                "duration_s": args.duration,
+                "agents": args.agents,
+                "chat_capacity_per_agent": 3,
+                "handle_time_s": args.handle_time,
+                "cores": os.cpu_count(),
+                "kafka": stack.KAFKA_VERSION,
+            },
+            **result,
+            "capacity_violations": violations,
+            "floor": {"kafka_produce_consume_hop": floor_kafka, "postgres_single_row_commit": floor_pg},
+            "ratios_to_floor": {
+                "arrival_to_offer_p99_over_kafka_hop_p99": _ratio(result["arrival_to_offer"]["p99_ms"], hop),
+                "arrival_to_offer_p50_over_kafka_hop_p50": _ratio(
+                    result["arrival_to_offer"]["p50_ms"], floor_kafka["p50_ms"]
+                ),
+            },
+            "peak_rss_mb": {k: round(v / 2**20, 1) for k, v in sampler.peak.items()},
+        }
+    finally:
+        for p in procs.values():
+            p.terminate()
+        for p in procs.values():
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        cfg_file.unlink(missing_ok=True)
+        await testing.drop_deployment(dep)
+        infra.close()
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a is not None and b else None
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def load(dep: testing.Deployment, args: argparse.Namespace) -> dict[str, Any]:
+    bootstrap = dep.infra.bootstrap
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=2)
+    await producer.start()
+    consumer = AIOKafkaConsumer(
+        dep.topic(topics.SESSIONS),
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-client-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="latest",
+        fetch_max_wait_ms=10,
+        max_poll_records=2000,
+    )
+    await consumer.start()
+    while not consumer.assignment():
+        await asyncio.sleep(0.05)
+    await consumer.seek_to_end()
+
+    agents = [f"agent-{i}" for i in range(1, args.agents + 1)]
+    for a in agents:
+        ev = c.event(c.AgentSignedIn(agent_id=a, device_id="bench"), source="/bench")
+        await producer.send(dep.topic(topics.PRESENCE_COMMANDS), ev.to_bytes(), key=a.encode())
+    await producer.flush()
+    await asyncio.sleep(3.0)  # presence -> routing projection
+
+    sent: dict[str, float] = {}
+    offered: dict[str, float] = {}
+    started: dict[str, float] = {}
+    rejected = 0
+    closes: list[asyncio.Task[None]] = []
+    total = int(args.rate * args.duration)
+
+    async def close_later(agent: str, session_id: str) -> None:
+        await asyncio.sleep(args.handle_time)
+        ev = c.event(c.CloseSession(agent_id=agent, session_id=session_id, confirmed=True), source="/bench")
+        await producer.send(dep.topic(topics.SESSIONS_COMMANDS), ev.to_bytes(), key=agent.encode())
+
+    async def client() -> None:
+        nonlocal rejected
+        while len(started) < total:
+            batch = await consumer.getmany(timeout_ms=100)
+            now = time.perf_counter()
+            for recs in batch.values():
+                for r in recs:
+                    ev = orjson.loads(r.value)
+                    t, d = ev["type"], ev["data"]
+                    if t == "offer.received":
+                        offered.setdefault(d["conversation_id"], now)
+                        cmd = c.event(c.AcceptOffer(agent_id=d["agent_id"], offer_id=d["offer_id"]), source="/bench")
+                        await producer.send(
+                            dep.topic(topics.SESSIONS_COMMANDS), cmd.to_bytes(), key=d["agent_id"].encode()
+                        )
+                    elif t == "session.started":
+                        started.setdefault(d["conversation_id"], now)
+                        closes.append(asyncio.create_task(close_later(d["agent_id"], d["session_id"])))
+                    elif t == "command.rejected":
+                        rejected += 1
+
+    client_task = asyncio.create_task(client())
+    interval = 1 / args.rate
+    t0 = time.perf_counter()
+    for i in range(total):
+        target = t0 + i * interval
+        delay = target - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        cid = f"b-{i}"
+        ev = c.event(
+            c.ConversationArrived(conversation_id=cid, channel="chat", customer=c.Customer(name=f"Customer {i}")),
+            source="/bench",
+        )
+        sent[cid] = time.perf_counter()
+        await producer.send(dep.topic(topics.CONVERSATIONS), ev.to_bytes(), key=cid.encode())
+    publish_s = time.perf_counter() - t0
+    try:
+        await asyncio.wait_for(client_task, timeout=max(60.0, args.duration * 12))
+        timed_out = False
+    except TimeoutError:
+        timed_out = True
+    t_end = time.perf_counter()
+    for t in closes:
+        t.cancel()
+    await consumer.stop()
+    await producer.stop()
+
+    to_offer = [(offered[k] - sent[k]) * 1000 for k in offered if k in sent]
+    to_session = [(started[k] - sent[k]) * 1000 for k in started if k in sent]
+    done_at = max(started.values()) if started else t_end
+    return {
+        "arrivals_published": total,
+        "publish_seconds": round(publish_s, 2),
+        "offered_rate_per_s": round(total / publish_s, 1),
+        "sessions_started": len(started),
+        "timed_out": timed_out,
+        "throughput_sessions_per_s": round(len(started) / (done_at - t0), 1) if started else 0.0,
+        "arrival_to_offer": summary(to_offer),
+        "arrival_to_session_started": summary(to_session),
+        "commands_rejected": rejected,
+    }
+
+
+async def capacity_violations(dep: testing.Deployment) -> dict[str, Any]:
+    conn = await asyncpg.connect(dep.database_url)
+    try:
+        over = await conn.fetchval(
+            "SELECT count(*) FROM routing.agents a, jsonb_each_text(a.used) u "
+            "WHERE u.value::int > COALESCE((a.limits->>u.key)::int, 0)"
+        )
+        peak_open = await conn.fetchval(
+            "SELECT COALESCE(max(n), 0) FROM (SELECT s1.agent_id, count(*) AS n FROM sessions.sessions s1 "
+            "JOIN sessions.sessions s2 ON s1.agent_id = s2.agent_id AND s2.kind = 'conversation' "
+            "AND s2.opened_at <= s1.opened_at AND COALESCE(s2.closed_at, 'infinity') > s1.opened_at "
+            "WHERE s1.kind = 'conversation' GROUP BY s1.agent_id, s1.session_id) x"
+        )
+        return {
+            "ledger_rows_over_limit": over,
+            "max_concurrent_chat_sessions_any_agent": peak_open,
+            "limit": 3,
+            "violations": int(over) + max(0, int(peak_open) - 3),
+        }
+    finally:
+        await conn.close()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="make bench")
+    p.add_argument("--rate", type=float, default=float(os.environ.get("BENCH_RATE", 1000)))
+    p.add_argument("--duration", type=float, default=float(os.environ.get("BENCH_DURATION", 10)))
+    p.add_argument("--agents", type=int, default=int(os.environ.get("BENCH_AGENTS", 1000)))
+    p.add_argument("--handle-time", type=float, default=float(os.environ.get("BENCH_HANDLE_TIME", 0.5)))
+    args = p.parse_args()
+    print(json.dumps(asyncio.run(run(args)), indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
