@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared import topics
 
@@ -205,6 +205,7 @@ class CapacityChanged(AgentPayload):
     limits: dict[str, int]
     exclusive_held: bool = False
     full: bool = False
+    full_channels: list[str] = Field(default_factory=list)
     total_used: int = 0
 
 
@@ -435,9 +436,18 @@ BASE_PRESENCES = ("available", "busy", "busy_dnd", "away", "offline", "inactive"
 
 
 class SetPresence(AgentPayload):
+    """An agent's own choice: a status (base or custom) and/or channels opened or closed."""
+
     TYPE = "presence.set"
     TOPIC = topics.PRESENCE_COMMANDS
-    status: str = Field(min_length=1)
+    status: str | None = Field(default=None, min_length=1)
+    channels: dict[str, Literal["open", "closed"]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _something(self) -> SetPresence:
+        if self.status is None and not self.channels:
+            raise ValueError("presence.set needs a status, channels, or both")
+        return self
 
 
 class AgentSignedIn(AgentPayload):
@@ -456,6 +466,7 @@ class AgentHeartbeat(AgentPayload):
     TYPE = "agent.heartbeat"
     TOPIC = topics.PRESENCE_COMMANDS
     device_id: str = "default"
+    idle_s: float | None = Field(default=None, ge=0, description="seconds since the last input on this device")
 
 
 class PresenceChanged(AgentPayload):
@@ -466,6 +477,8 @@ class PresenceChanged(AgentPayload):
     previous: str | None = None
     source: Literal["manual", "automatic", "device", "system"]
     reason: str | None = None
+    closed_channels: list[str] = Field(default_factory=list)
+    colour: str | None = None
 
 
 # --- assist.v1 ---------------------------------------------------------------------------------

@@ -1,13 +1,17 @@
-"""Presence rules as plain functions."""
+"""Presence rules as plain functions over plain data: no IO."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from shared.contracts import BASE_PRESENCES
 
 AUTOMATIC = ("available", "busy", "busy_dnd")
-SETTABLE = tuple(p for p in BASE_PRESENCES if p != "inactive")
+SETTABLE_BASES = tuple(p for p in BASE_PRESENCES if p != "inactive")
+# Chosen by hand, these stay until the agent changes them: automation never overwrites them.
+MANUAL_BASES = ("away", "busy_dnd", "offline")
+RESTORE_WITHIN_S = 150
 
 
 @dataclass(frozen=True)
@@ -17,23 +21,90 @@ class Load:
     exclusive_held: bool = False
 
 
-def automatic_status(load: Load) -> str:
-    """No work -> available; some -> busy; full or exclusive work held -> busy_dnd."""
+@dataclass(frozen=True)
+class Rules:
+    """Automatic rules of an agent experience profile; None switches a rule off."""
+
+    no_work: str = "available"
+    some_work: str = "busy"
+    full: str = "busy_dnd"
+    missed_offer: str | None = "inactive"
+    rejected_offer: str | None = None
+    idle_after_s: float | None = None
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, object]) -> Rules:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(cfg) - known
+        if unknown:
+            raise ValueError(
+                f"unknown presence rule(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
+            )
+        return cls(**cfg)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Status:
+    name: str
+    base: str
+    colour: str | None = None
+    custom: bool = False
+
+
+@dataclass(frozen=True)
+class AgentState:
+    status: str = "offline"
+    base: str = "offline"
+    manual: bool = False
+    status_before: str | None = None  # held before a disconnect or idle, to restore
+    manual_before: bool = False
+    disconnected_at: datetime | None = None
+    idle: bool = False
+    closed_channels: tuple[str, ...] = field(default_factory=tuple)
+
+
+def base_statuses() -> dict[str, Status]:
+    return {b: Status(b, b) for b in BASE_PRESENCES}
+
+
+def automatic_status(load: Load, rules: Rules = Rules()) -> str:
+    """No work -> available; some -> busy; full or exclusive work held -> busy_dnd (per profile)."""
     if load.total_used <= 0:
-        return "available"
+        return rules.no_work
     if load.full or load.exclusive_held:
-        return "busy_dnd"
-    return "busy"
+        return rules.full
+    return rules.some_work
 
 
-def automation_applies(status: str, manual: bool) -> bool:
-    """A status chosen by hand is never overwritten by automation; automatic statuses are."""
-    return not manual and status in (*AUTOMATIC, "inactive")
+def automation_applies(state: AgentState) -> bool:
+    """Automation may change the status: not chosen by hand, not offline, not idle-away."""
+    return not state.manual and state.status != "offline" and not state.idle
 
 
-def set_refusal(status: str) -> str | None:
-    if status == "inactive":
+def resolve_manual(name: str, statuses: dict[str, Status]) -> tuple[Status, bool] | str:
+    """What an agent's presence.set means: (status, chosen-by-hand) or a refusal a person can read."""
+    if name == "inactive":
         return "inactive is set by the system only"
-    if status not in SETTABLE:
-        return f"unknown presence {status!r}; expected one of: {', '.join(SETTABLE)}"
-    return None
+    status = statuses.get(name)
+    if status is None:
+        return f"unknown presence {name!r}; expected one of: {', '.join(sorted(statuses))}"
+    manual = status.custom or status.base in MANUAL_BASES
+    return status, manual
+
+
+def restore_after_reconnect(
+    state: AgentState, now: datetime, within_s: float = RESTORE_WITHIN_S
+) -> tuple[str, bool] | None:
+    """Back within the window after a disconnect: the status held before, else None (start afresh)."""
+    if state.disconnected_at is None or state.status_before is None:
+        return None
+    if now - state.disconnected_at > timedelta(seconds=within_s):
+        return None
+    return state.status_before, state.manual_before
+
+
+def all_idle(idle_seconds: list[float | None], after_s: float | None) -> bool:
+    """Idle detection: no input on any live device for `after_s` (off when None)."""
+    if after_s is None or not idle_seconds:
+        return False
+    return all(s is not None and s >= after_s for s in idle_seconds)

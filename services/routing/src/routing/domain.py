@@ -38,6 +38,7 @@ class AgentView:
     total_used: int = 0
     exclusive_held: bool = False
     idle_since: datetime | None = None
+    closed_channels: frozenset[str] = frozenset()
 
     def free(self, channel: str) -> int:
         return self.limits.get(channel, 0) - self.used.get(channel, 0)
@@ -46,6 +47,8 @@ class AgentView:
         """Why this agent cannot take one more unit of `channel` now (None: it can)."""
         if self.exclusive_held:
             return "exclusive_work_held"
+        if channel in self.closed_channels:
+            return "channel_closed"
         if self.limits.get(channel, 0) <= 0:
             return "channel_not_in_profile"
         if self.free(channel) <= 0:

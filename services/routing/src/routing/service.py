@@ -26,13 +26,15 @@ def _now() -> datetime:
 def capacity_changed(agent_id: str, row: Any) -> c.CapacityChanged:
     used = {k: int(v) for k, v in row["used"].items()}
     limits = {k: int(v) for k, v in row["limits"].items()}
-    full = row["exclusive_held"] or all(used.get(ch, 0) >= n for ch, n in limits.items() if n > 0)
+    # Full: a channel the agent works in is at its limit (3 of 3 chats), or exclusive work is held.
+    full_channels = sorted(ch for ch, n in used.items() if n > 0 and n >= limits.get(ch, 0))
     return c.CapacityChanged(
         agent_id=agent_id,
         used=used,
         limits=limits,
         exclusive_held=row["exclusive_held"],
-        full=bool(full),
+        full=bool(full_channels) or row["exclusive_held"],
+        full_channels=full_channels,
         total_used=row["total_used"],
     )
 
@@ -211,12 +213,14 @@ async def on_session_closed(uow: UnitOfWork, ev: c.CloudEvent, data: c.SessionCl
 
 async def on_presence_changed(uow: UnitOfWork, ev: c.CloudEvent, data: c.PresenceChanged) -> None:
     status = data.base or data.status
-    previous = await uow.conn.fetchval(Q.upsert_presence, data.agent_id, status, ev.time)
-    if previous is None:
+    row = await uow.conn.fetchrow(Q.upsert_presence, data.agent_id, status, ev.time, data.closed_channels)
+    if row is None:
         return  # an older change than the one we hold
+    previous = row["previous"]
     _, queues = await _config(uow)
-    if any(status in q.allowed_presences and previous not in q.allowed_presences for q in queues.values()):
-        uow.flags.add(DRAIN)  # the agent became routable for some queue
+    reopened = set(row["previous_closed"]) - set(data.closed_channels)
+    if reopened or any(status in q.allowed_presences and previous not in q.allowed_presences for q in queues.values()):
+        uow.flags.add(DRAIN)  # the agent became routable for some queue or channel
 
 
 async def _release(uow: UnitOfWork, agent_id: str, channel: str) -> None:

@@ -25,6 +25,7 @@ def _agent(r: asyncpg.Record) -> domain.AgentView:
         total_used=r["total_used"],
         exclusive_held=r["exclusive_held"],
         idle_since=r["idle_since"],
+        closed_channels=frozenset(r["closed_channels"]),
     )
 
 

@@ -22,12 +22,14 @@ SELECT name, exclusive FROM channels;
 SELECT name, channels, assignment_method, allowed_presences, priority, offer_timeout_s FROM queues;
 
 -- name: upsert_presence
--- Returns the presence held before, or NULL when the change is older than what we have.
-WITH before AS (SELECT presence FROM agents WHERE agent_id = $1 FOR UPDATE)
-INSERT INTO agents (agent_id, presence, presence_at) VALUES ($1, $2, $3)
-ON CONFLICT (agent_id) DO UPDATE SET presence = EXCLUDED.presence, presence_at = EXCLUDED.presence_at
+-- Returns what was held before, or no row when the change is older than what we have.
+WITH before AS (SELECT presence, closed_channels FROM agents WHERE agent_id = $1 FOR UPDATE)
+INSERT INTO agents (agent_id, presence, presence_at, closed_channels) VALUES ($1, $2, $3, $4)
+ON CONFLICT (agent_id) DO UPDATE SET presence = EXCLUDED.presence, presence_at = EXCLUDED.presence_at,
+    closed_channels = EXCLUDED.closed_channels
 WHERE agents.presence_at IS NULL OR agents.presence_at <= EXCLUDED.presence_at
-RETURNING COALESCE((SELECT presence FROM before), 'offline') AS previous;
+RETURNING COALESCE((SELECT presence FROM before), 'offline') AS previous,
+          COALESCE((SELECT closed_channels FROM before), '{}') AS previous_closed;
 
 -- name: insert_work
 INSERT INTO work_items (conversation_id, channel, queue, priority, status, arrival, enqueued_at)
@@ -59,11 +61,13 @@ SELECT DISTINCT channel FROM work_items WHERE status = 'queued';
 
 -- name: list_candidate_agents
 -- Agents in an allowed presence with at least one free unit in a channel that has waiting work.
-SELECT agent_id, presence, queues, auto_accept, limits, exclusive, used, total_used, exclusive_held, idle_since
+SELECT agent_id, presence, queues, auto_accept, limits, exclusive, used, total_used, exclusive_held, idle_since,
+       closed_channels
 FROM agents
 WHERE configured AND presence = ANY($1::text[]) AND NOT exclusive_held
   AND EXISTS (SELECT 1 FROM unnest($2::text[]) ch
-              WHERE COALESCE((used->>ch)::int, 0) < COALESCE((limits->>ch)::int, 0));
+              WHERE COALESCE((used->>ch)::int, 0) < COALESCE((limits->>ch)::int, 0)
+                AND NOT (ch = ANY(closed_channels)));
 
 -- name: reserve_capacity
 UPDATE agents SET
@@ -73,6 +77,7 @@ UPDATE agents SET
     idle_since = now()
 WHERE agent_id = $1
   AND presence = ANY($3::text[])
+  AND NOT ($2 = ANY(closed_channels))
   AND COALESCE((used->>$2)::int, 0) + 1 <= COALESCE((limits->>$2)::int, 0)
   AND NOT exclusive_held
   AND (NOT ($2 = ANY(exclusive)) OR total_used = 0)
