@@ -17,6 +17,8 @@ from shared.messaging import PoisonMessage, UnitOfWork
 
 log = structlog.get_logger("switchboard.routing")
 DRAIN = "drain"
+# Longest-idle agents considered per drain pass; the drain loop runs again while it assigns work.
+CANDIDATES_PER_DRAIN = 500
 
 
 def _now() -> datetime:
@@ -239,7 +241,7 @@ async def drain(uow: UnitOfWork, limit: int = 1000) -> int:
     presences = sorted({p for q in queues.values() for p in q.allowed_presences})
     agents = [
         a
-        for a in await store.list_candidate_agents(conn, presences, channels)
+        for a in await store.list_candidate_agents(conn, presences, channels, CANDIDATES_PER_DRAIN)
         if any(a.blocker(ch) is None for ch in channels)
     ]
     free_slots = sum(max(a.free(ch), 0) for a in agents for ch in channels)

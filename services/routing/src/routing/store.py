@@ -48,8 +48,11 @@ async def list_channels(conn: Conn) -> dict[str, bool]:
     return {r["name"]: r["exclusive"] for r in await conn.fetch(Q.list_channels)}
 
 
-async def list_candidate_agents(conn: Conn, presences: list[str], channels: list[str]) -> list[domain.AgentView]:
-    return [_agent(r) for r in await conn.fetch(Q.list_candidate_agents, presences, channels)]
+async def list_candidate_agents(
+    conn: Conn, presences: list[str], channels: list[str], limit: int
+) -> list[domain.AgentView]:
+    """The `limit` longest-idle agents with a free unit in one of `channels` (an index walk)."""
+    return [_agent(r) for r in await conn.fetch(Q.list_candidate_agents, presences, channels, limit)]
 
 
 async def list_waiting_work(conn: Conn, limit: int) -> list[tuple[domain.WaitingWork, dict[str, Any]]]:

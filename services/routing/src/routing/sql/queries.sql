@@ -67,7 +67,9 @@ FROM agents
 WHERE configured AND presence = ANY($1::text[]) AND NOT exclusive_held
   AND EXISTS (SELECT 1 FROM unnest($2::text[]) ch
               WHERE COALESCE((used->>ch)::int, 0) < COALESCE((limits->>ch)::int, 0)
-                AND NOT (ch = ANY(closed_channels)));
+                AND NOT (ch = ANY(closed_channels)))
+ORDER BY idle_since, agent_id
+LIMIT $3;
 
 -- name: reserve_capacity
 UPDATE agents SET
