@@ -5,6 +5,7 @@
   switchboard tail agent-1 [--from-beginning]
   switchboard accept agent-1 OFFER_ID | reject agent-1 OFFER_ID | close agent-1 SESSION_ID
   switchboard health
+  switchboard token agent-1 [--supervisor]
   switchboard routing explain CONVERSATION_ID
 
 Kafka and the services are found through KAFKA_BOOTSTRAP_SERVERS, SWITCHBOARD_TOPIC_PREFIX and
@@ -219,6 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("agent_id")
     cl.add_argument("session_id")
     sub.add_parser("health", help="topics, consumer-group lag and dead letters")
+    tk = sub.add_parser("token", help="mint a gateway token (embedded secret or SESSIONS_GATEWAY_SECRET)")
+    tk.add_argument("agent_id")
+    tk.add_argument("--supervisor", action="store_true", help="may read every agent's workspace")
+    tk.add_argument("--hours", type=int, default=12)
     r = sub.add_parser("routing", help="routing tools")
     rs = r.add_subparsers(dest="routing_cmd", required=True)
     ex = rs.add_parser("explain", help="the routing history of a conversation")
@@ -263,6 +268,11 @@ def run(args: argparse.Namespace) -> int:
                 }
             )
         )
+    elif args.cmd == "token":
+        from shared.auth import Auth
+
+        roles = ("agent", "supervisor") if args.supervisor else ("agent",)
+        print(Auth.from_env().mint(args.agent_id, roles, ttl_s=args.hours * 3600))
     elif args.cmd == "health":
         print(json.dumps(asyncio.run(health()), indent=2))
     elif args.cmd == "routing":

@@ -82,14 +82,21 @@ def make_broker(settings: ServiceSettings, client_id: str) -> KafkaBroker:
 # --- unit of work + outbox ---------------------------------------------------------------------
 
 
-class UnitOfWork:
-    """A use case's transaction: state changes on `conn`, outgoing events via `emit`."""
+Sequencer = Callable[["UnitOfWork", list[CloudEvent]], Awaitable[None]]
 
-    def __init__(self, conn: Conn, names: topics.TopicNames, source: str) -> None:
+
+class UnitOfWork:
+    """A use case's transaction: state changes on `conn`, outgoing events via `emit`.
+
+    Events are serialised into the outbox at `flush`, after an optional sequencer has stamped
+    them (sessions numbers each agent's events so clients can resume without gaps)."""
+
+    def __init__(self, conn: Conn, names: topics.TopicNames, source: str, sequencer: Sequencer | None = None) -> None:
         self.conn = conn
         self.names = names
         self.source = source
-        self._pending: list[tuple[str, str | None, bytes, dict[str, str]]] = []
+        self.sequencer = sequencer
+        self._pending: list[tuple[str, str, CloudEvent]] = []
         self.emitted: list[CloudEvent] = []
         self.flags: set[str] = set()
         # per-transaction memo for use cases (e.g. a queue's depth, read once per batch)
@@ -97,9 +104,7 @@ class UnitOfWork:
 
     def emit(self, payload: Payload, *, key: str | None = None, subject: str | None = None) -> CloudEvent:
         ev = contracts.event(payload, source=self.source, subject=subject)
-        self._pending.append(
-            (self.names(payload.TOPIC), key or contracts.key_of(payload), ev.to_bytes(), {"ce_type": ev.type})
-        )
+        self._pending.append((payload.TOPIC, key or contracts.key_of(payload), ev))
         self.emitted.append(ev)
         return ev
 
@@ -111,12 +116,16 @@ class UnitOfWork:
         del self.emitted[mark:]
 
     async def flush(self) -> None:
-        if self._pending:
-            await self.conn.executemany(
-                "INSERT INTO outbox (topic, key, payload, headers) VALUES ($1, $2, $3, $4)",
-                self._pending,
-            )
-            self._pending.clear()
+        if not self._pending:
+            return
+        if self.sequencer is not None:
+            await self.sequencer(self, [ev for _, _, ev in self._pending])
+        rows = [(self.names(topic), key, ev.to_bytes(), {"ce_type": ev.type}) for topic, key, ev in self._pending]
+        await self.conn.executemany(
+            "INSERT INTO outbox (topic, key, payload, headers) VALUES ($1, $2, $3, $4)",
+            rows,
+        )
+        self._pending.clear()
 
 
 class Inbox:
@@ -266,6 +275,7 @@ class Consumer:
         after_batch: AfterBatch | None = None,
         on_committed: Callable[[UnitOfWork], None] | None = None,
         savepoints: bool = False,
+        sequencer: Sequencer | None = None,
         exit_process: Callable[[int], None] = os._exit,
     ) -> None:
         self.service = service
@@ -277,6 +287,7 @@ class Consumer:
         self.after_batch = after_batch
         self.on_committed = on_committed
         self.savepoints = savepoints
+        self.sequencer = sequencer
         self.exit_process = exit_process
         self.names = topics.TopicNames(settings.topic_prefix)
         self.consumer_name = f"{service}:{topic}"
@@ -343,7 +354,7 @@ class Consumer:
         started = time.perf_counter()
         pool = self.pool_getter()
         async with pool.acquire() as conn, conn.transaction():
-            uow = UnitOfWork(conn, self.names, self.source)
+            uow = UnitOfWork(conn, self.names, self.source, self.sequencer)
             fresh = await Inbox.claim(conn, self.consumer_name, [i.envelope.id for i in batch])
             seen: set[str] = set()
             outcomes: list[tuple[Incoming, str]] = []
@@ -430,7 +441,7 @@ class Consumer:
         async with pool.acquire() as conn, conn.transaction():
             fresh = await Inbox.claim(conn, self.consumer_name, [item.envelope.id])
             if fresh:
-                uow = UnitOfWork(conn, self.names, self.source)
+                uow = UnitOfWork(conn, self.names, self.source, self.sequencer)
                 uow.emit(rej.payload)
                 await uow.flush()
         self.stats.rejected += 1

@@ -29,6 +29,7 @@ from shared.messaging import (
     Consumer,
     Handler,
     OutboxRelay,
+    Sequencer,
     UnitOfWork,
     declare_publishers,
     make_broker,
@@ -55,12 +56,17 @@ class Runtime:
         self.ready = False
         self.started_hooks: list[Callable[[], Awaitable[None]]] = []
         self.stopping_hooks: list[Callable[[], Awaitable[None]]] = []
+        self.sequencer: Sequencer | None = None
 
     @property
     def pool(self) -> asyncpg.Pool:
         if self._pool is None:
             raise RuntimeError(f"{self.name}: database pool used before start")
         return self._pool
+
+    def unit_of_work(self, conn: Any) -> UnitOfWork:
+        """A unit of work for a background task or an HTTP handler of this service."""
+        return UnitOfWork(conn, self.names, f"/switchboard/{self.name}", self.sequencer)
 
     def consume(
         self,
@@ -81,6 +87,7 @@ class Runtime:
             after_batch=after_batch,
             on_committed=on_committed,
             savepoints=savepoints,
+            sequencer=self.sequencer,
         )
         self.consumers.append(consumer)
         return consumer

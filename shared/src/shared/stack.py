@@ -608,9 +608,13 @@ def up(layout: Layout) -> None:
 
     asyncio.run(demo.sign_in_demo_agents(layout.bootstrap))
     say("all healthy")
+    from shared.auth import Auth
+
+    token = Auth.from_env().mint("agent-1")
     print(
         f"\nSwitchboard is up.\n"
-        f"  Agent workspace:  {layout.gateway_url}/  (e.g. {layout.gateway_url}/?agent=agent-1)\n"
+        f"  Agent workspace:  {layout.gateway_url}/?agent=agent-1&token={token}\n"
+        f"                    (other agents: uv run switchboard token agent-2)\n"
         f"  Kafka:            {layout.bootstrap}\n"
         f"  PostgreSQL:       {layout.database_url}\n"
         f"  Health:           " + ", ".join(f"{s} :{p}" for s, p in layout.http_ports.items()) + "\n"

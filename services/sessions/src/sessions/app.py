@@ -2,47 +2,90 @@
 
 from __future__ import annotations
 
+import os
+from importlib import resources
+
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.responses import HTMLResponse, JSONResponse
+from starlette.routing import Route, WebSocketRoute
 
 from sessions import handlers, service
+from sessions.gateway import Gateway, Hub
 from sessions.settings import SessionsSettings
 from shared import topics
-from shared.runtime import Runtime
+from shared.auth import Auth, Unauthorised, token_of
+from shared.runtime import Runtime, load_config
 
 PRODUCES = {
     topics.SESSIONS: "The agent's topic: offers, sessions, tabs, drafts, unread counts, pane, command.rejected",
     topics.MESSAGES: "Agent replies posted into conversations",
-    topics.ROUTING_COMMANDS: "work.pick and work.transfer on the agent's behalf",
-    topics.PRESENCE_COMMANDS: "Heartbeats and presence choices relayed from agents' clients",
+    topics.SESSIONS_COMMANDS: "Commands received on the gateway's WebSocket, on the agent's behalf",
+    topics.PRESENCE_COMMANDS: "Heartbeats of connected clients",
 }
 
 
 def build_runtime(settings: SessionsSettings | None = None) -> Runtime:
-    runtime = Runtime("sessions", settings or SessionsSettings(), package="sessions", produces=PRODUCES)
+    settings = settings or SessionsSettings()
+    runtime = Runtime("sessions", settings, package="sessions", produces=PRODUCES)
+    runtime.sequencer = service.stamp_sequence
     handlers.register(runtime)
+
+    async def load_configuration() -> None:
+        cfg = load_config(settings.config_file or os.environ.get("SWITCHBOARD_CONFIG"), "sessions")
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            await service.apply_config(conn, cfg)
+
+    runtime.started_hooks.append(load_configuration)
     return runtime
 
 
 def create_app(settings: SessionsSettings | None = None) -> Starlette:
+    settings = settings or SessionsSettings()
     runtime = build_runtime(settings)
+    auth = Auth(settings.gateway_secret, settings.oidc_jwks_url, settings.oidc_issuer, settings.oidc_audience)
+    hub = Hub(settings.kafka_bootstrap_servers, runtime.names(topics.SESSIONS), settings.resume_buffer)
+    gateway = Gateway(runtime, auth, hub, settings.heartbeat_interval_s, service.workspace)
+    runtime.started_hooks.append(hub.start)
+    runtime.stopping_hooks.append(hub.stop)
 
-    async def workspace(request: Request) -> JSONResponse:
+    async def index(_: Request) -> HTMLResponse:
+        page = resources.files("sessions").joinpath("static/workspace.html").read_text()
+        return HTMLResponse(page)
+
+    async def profiles(request: Request) -> JSONResponse:
+        """Supervisors edit experience profiles: PUT {"settings": {...}}; GET lists them."""
+        try:
+            principal = auth.verify(token_of(request.headers, request.query_params))
+        except Unauthorised as exc:
+            return JSONResponse({"error": str(exc)}, status_code=401)
+        if "supervisor" not in principal.roles:
+            return JSONResponse({"error": "editing experience profiles needs the supervisor role"}, status_code=403)
         async with runtime.pool.acquire() as conn:
-            body = await service.workspace(conn, request.path_params["agent_id"])
-        return JSONResponse(_jsonable(body))
+            if request.method == "PUT":
+                name = request.path_params.get("name")
+                body = await request.json()
+                try:
+                    await service.apply_config(
+                        conn,
+                        {
+                            "profiles": {name: body.get("settings") or {}},
+                            "agents": {a: {"profile": name} for a in body.get("agents", [])},
+                        },
+                    )
+                except ValueError as exc:
+                    return JSONResponse({"error": str(exc)}, status_code=422)
+            rows = await conn.fetch(service.Q.list_profiles)
+        return JSONResponse({r["name"]: r["settings"] for r in rows})
 
-    async def index(_: Request) -> JSONResponse:
-        return JSONResponse(
-            {"service": "switchboard-sessions", "endpoints": ["/health", "/agents/{agent_id}/workspace"]}
-        )
-
-    return runtime.http_app([Route("/", index), Route("/agents/{agent_id}/workspace", workspace)])
-
-
-def _jsonable(value):  # type: ignore[no-untyped-def]
-    from shared.db import jsonable
-
-    return jsonable(value)
+    app = runtime.http_app(
+        [
+            Route("/", index),
+            Route("/agents/{agent_id}/workspace", gateway.http_workspace),
+            WebSocketRoute("/agents/{agent_id}/stream", gateway.websocket),
+            Route("/admin/profiles", profiles, methods=["GET"]),
+            Route("/admin/profiles/{name}", profiles, methods=["PUT"]),
+        ]
+    )
+    app.state.gateway = gateway
+    return app

@@ -6,8 +6,6 @@ from sessions import service
 from shared import topics
 from shared.runtime import Runtime
 
-UNSUPPORTED = ("session.open", "tab.open", "tab.focus", "tab.close", "draft.save", "record.link", "message.send")
-
 
 def register(runtime: Runtime) -> None:
     runtime.consume(
@@ -16,6 +14,7 @@ def register(runtime: Runtime) -> None:
             "work.offered": service.on_work_offered,
             "work.offer_expired": service.on_work_offer_expired,
             "work.assigned": service.on_work_assigned,
+            "work.released": service.on_work_released,
         },
     )
     runtime.consume(
@@ -23,10 +22,26 @@ def register(runtime: Runtime) -> None:
         {
             "offer.accept": service.on_accept_offer,
             "offer.reject": service.on_reject_offer,
-            "session.close": service.on_close_session,
+            "session.open": service.on_open_session,
             "session.focus": service.on_focus_session,
-            **{t: service.on_unsupported_command for t in UNSUPPORTED},
+            "session.close": service.on_close_session,
+            "tab.open": service.on_open_tab,
+            "tab.focus": service.on_focus_tab,
+            "tab.close": service.on_close_tab,
+            "draft.save": service.on_save_draft,
+            "record.link": service.on_link_record,
+            "message.send": service.on_send_message,
         },
         savepoints=True,
     )
     runtime.consume(topics.PRESENCE, {"presence.changed": service.on_presence_changed})
+    runtime.consume(topics.MESSAGES, {"message.posted": service.on_message_posted})
+    runtime.consume(
+        topics.ASSIST,
+        {
+            "assist.summary_ready": service.on_assist,
+            "assist.articles_surfaced": service.on_assist,
+            "assist.replies_suggested": service.on_assist,
+            "assist.case_summary_drafted": service.on_assist,
+        },
+    )

@@ -54,7 +54,8 @@ SELECT focused_session FROM agents WHERE agent_id = $1;
 UPDATE agents SET presence = $2 WHERE agent_id = $1;
 
 -- name: list_sessions
-SELECT session_id, kind, conversation_id, channel, title, icon, status, unread, focused_tab, opened_at, closed_at
+SELECT session_id, kind, conversation_id, channel, title, icon, status, unread, focused_tab, opened_at, closed_at,
+       record, pane
 FROM sessions WHERE agent_id = $1 AND (status = 'open' OR closed_at > now() - interval '1 day')
 ORDER BY opened_at;
 
@@ -64,3 +65,81 @@ SELECT session_id, tab_id, kind, title, anchor, target FROM tabs WHERE agent_id 
 -- name: list_pending_offers
 SELECT offer_id, conversation_id, channel, queue, title, status, expires_at FROM offers
 WHERE agent_id = $1 AND status IN ('pending', 'accepted') ORDER BY received_at;
+
+-- name: bump_seq
+-- Numbers an agent's events; the row lock orders concurrent transactions of one agent.
+INSERT INTO agents (agent_id, seq) VALUES ($1, $2)
+ON CONFLICT (agent_id) DO UPDATE SET seq = agents.seq + EXCLUDED.seq
+RETURNING seq;
+
+-- name: get_seq
+SELECT seq FROM agents WHERE agent_id = $1;
+
+-- name: upsert_profile
+INSERT INTO profiles (name, settings) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET settings = $2;
+
+-- name: get_profile
+SELECT p.name, p.settings FROM agents a JOIN profiles p ON p.name = a.profile WHERE a.agent_id = $1;
+
+-- name: get_profile_by_name
+SELECT name, settings FROM profiles WHERE name = $1;
+
+-- name: list_profiles
+SELECT name, settings FROM profiles ORDER BY name;
+
+-- name: assign_profile
+INSERT INTO agents (agent_id, profile) VALUES ($1, $2)
+ON CONFLICT (agent_id) DO UPDATE SET profile = EXCLUDED.profile;
+
+-- name: count_tabs
+SELECT count(*) FROM tabs WHERE agent_id = $1 AND session_id = $2;
+
+-- name: get_tab
+SELECT tab_id, kind, title, anchor, target FROM tabs WHERE agent_id = $1 AND session_id = $2 AND tab_id = $3;
+
+-- name: delete_tab
+DELETE FROM tabs WHERE agent_id = $1 AND session_id = $2 AND tab_id = $3;
+
+-- name: set_focused_tab
+UPDATE sessions SET focused_tab = $3 WHERE agent_id = $1 AND session_id = $2;
+
+-- name: get_draft
+SELECT fields, version FROM drafts WHERE draft_key = $1 FOR UPDATE;
+
+-- name: upsert_draft
+INSERT INTO drafts (draft_key, agent_id, session_id, tab_id, conversation_id, fields, version)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (draft_key) DO UPDATE SET agent_id = $2, session_id = $3, fields = $6, version = $7, updated_at = now();
+
+-- name: list_drafts
+SELECT d.draft_key, d.session_id, d.tab_id, d.conversation_id, d.fields, d.version, d.updated_at
+FROM drafts d
+WHERE d.agent_id = $1
+   OR d.conversation_id IN (SELECT conversation_id FROM sessions WHERE agent_id = $1 AND status = 'open');
+
+-- name: retitle_session
+UPDATE sessions SET title = $3, icon = $4, record = $5 WHERE agent_id = $1 AND session_id = $2;
+
+-- name: bump_unread
+UPDATE sessions SET unread = unread + 1 WHERE agent_id = $1 AND session_id = $2 RETURNING unread;
+
+-- name: clear_unread
+UPDATE sessions SET unread = 0 WHERE agent_id = $1 AND session_id = $2;
+
+-- name: merge_pane
+UPDATE sessions SET pane = pane || $3 WHERE agent_id = $1 AND session_id = $2 RETURNING pane;
+
+-- name: upsert_assignment
+INSERT INTO assignments (conversation_id, agent_id, channel, conversation) VALUES ($1, $2, $3, $4)
+ON CONFLICT (conversation_id) DO UPDATE SET agent_id = $2, channel = $3, conversation = $4, assigned_at = now(),
+    released = false;
+
+-- name: get_assignment
+SELECT conversation_id, agent_id, channel, conversation, released FROM assignments WHERE conversation_id = $1;
+
+-- name: release_assignment
+UPDATE assignments SET released = true WHERE conversation_id = $1 AND agent_id = $2;
+
+-- name: reopen_session
+UPDATE sessions SET status = 'open', closed_at = NULL WHERE agent_id = $1 AND session_id = $2 AND status = 'closed'
+RETURNING session_id;
