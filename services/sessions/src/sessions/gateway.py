@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import DefaultPartitioner
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -69,14 +70,16 @@ class Hub:
         self._task = asyncio.create_task(self._run(), name="gateway-hub")
 
     async def _partitions_of(self, topic: str) -> list[int]:
-        assert self._offsets is not None
-        for _ in range(50):
-            parts = self._offsets.partitions_for_topic(topic)
-            if parts:
-                return sorted(parts)
-            await self._offsets.topics()
-            await asyncio.sleep(0.1)
-        raise RuntimeError(f"topic {topic} has no partitions (is it created?)")
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            described = await admin.describe_topics([topic])
+        finally:
+            await admin.close()
+        parts = sorted(p["partition"] for d in described if d["topic"] == topic for p in d["partitions"])
+        if not parts:
+            raise RuntimeError(f"topic {topic} has no partitions: create the topics first (make up does)")
+        return parts
 
     async def stop(self) -> None:
         if self._task:
@@ -237,11 +240,14 @@ class Gateway:
 
     async def _receive(self, ws: WebSocket, principal: Principal, agent_id: str, device: str) -> None:
         while True:
-            text = await ws.receive_text()
-            reply = await self._command(text, principal, agent_id, device)
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000))
+            raw: str | bytes = message.get("text") or message.get("bytes") or b""
+            reply = await self._command(raw, principal, agent_id, device)
             await ws.send_text(orjson.dumps(reply).decode())
 
-    async def _command(self, text: str, principal: Principal, agent_id: str, device: str) -> dict[str, Any]:
+    async def _command(self, text: str | bytes, principal: Principal, agent_id: str, device: str) -> dict[str, Any]:
         try:
             msg = orjson.loads(text)
         except orjson.JSONDecodeError:
