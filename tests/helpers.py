@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+
+import asyncpg
 
 from assist.app import build_runtime as assist_runtime
 from assist.settings import AssistSettings
@@ -36,3 +39,17 @@ def assist(dep: Deployment, **kw: Any):  # type: ignore[no-untyped-def]
 
 def all_services(dep: Deployment) -> list[Any]:
     return [routing(dep), sessions(dep), presence(dep), assist(dep)]
+
+
+async def routing_sees(dep: Deployment, agent: str, presence: str, closed: list[str] | None = None) -> None:
+    """Wait until routing's presence projection holds the change (projections are asynchronous)."""
+    conn = await asyncpg.connect(dep.database_url)
+    try:
+        for _ in range(200):
+            row = await conn.fetchrow("SELECT presence, closed_channels FROM routing.agents WHERE agent_id = $1", agent)
+            if row and row["presence"] == presence and (closed is None or list(row["closed_channels"]) == closed):
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"routing never saw {agent} {presence} {closed}")
+    finally:
+        await conn.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 import yaml
@@ -65,20 +64,6 @@ async def test_full_capacity_is_busy_dnd_and_closing_returns_to_available(deploy
         assert last.data["previous"] in ("busy", "busy_dnd")
 
 
-async def routing_sees(dep: Deployment, agent: str, presence: str, closed: list[str] | None = None) -> None:
-    """Wait until routing's presence projection holds the change (projections are asynchronous)."""
-    conn = await asyncpg.connect(dep.database_url)
-    try:
-        for _ in range(200):
-            row = await conn.fetchrow("SELECT presence, closed_channels FROM routing.agents WHERE agent_id = $1", agent)
-            if row and row["presence"] == presence and (closed is None or list(row["closed_channels"]) == closed):
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"routing never saw {agent} {presence} {closed}")
-    finally:
-        await conn.close()
-
-
 async def test_manual_away_is_never_offered_work_and_survives_automation(deployment, bus: Bus, config_file) -> None:
     async with running(helpers.routing(deployment), helpers.sessions(deployment), presence(deployment, config_file)):
         await bus.publish(c.AgentSignedIn(agent_id="agent-1"))
@@ -86,7 +71,7 @@ async def test_manual_away_is_never_offered_work_and_survives_automation(deploym
         await bus.publish(c.SetPresence(agent_id="agent-1", status="away"))
         changed = await bus.wait_for(topics.PRESENCE, "presence.changed", agent_id="agent-1", status="away")
         assert changed[0].data["source"] == "manual"
-        await routing_sees(deployment, "agent-1", "away")
+        await helpers.routing_sees(deployment, "agent-1", "away")
         await bus.publish(c.ConversationArrived(conversation_id="c-away", channel="chat"))
         await bus.wait_for(topics.ROUTING, "work.queued", conversation_id="c-away")
         # automation keeps firing (capacity changes) and must not touch a status chosen by hand
@@ -152,7 +137,7 @@ async def test_closing_a_channel_keeps_the_agent_open_for_others(deployment, bus
         await bus.publish(c.SetPresence(agent_id="agent-1", channels={"chat": "closed"}))
         closed = await bus.wait_for(topics.PRESENCE, "presence.changed", agent_id="agent-1", count=2)
         assert closed[-1].data["closed_channels"] == ["chat"] and closed[-1].data["status"] == "available"
-        await routing_sees(deployment, "agent-1", "available", closed=["chat"])
+        await helpers.routing_sees(deployment, "agent-1", "available", closed=["chat"])
         await bus.publish(c.ConversationArrived(conversation_id="chat-1", channel="chat"))
         await bus.publish(c.ConversationArrived(conversation_id="voice-1", channel="voice"))
         await bus.wait_for(topics.ROUTING, "work.offered", conversation_id="voice-1", agent_id="agent-1")

@@ -280,3 +280,77 @@ async def test_agent_client_tails_kafka_from_the_snapshot(deployment, bus: Bus, 
         assert got[-1]["data"]["conversation_id"] == "c-b"
         with pytest.raises(PermissionError, match="agent-9 may not read agent-1"):
             await AgentClient(f"http://{host}", AUTH.mint("agent-9"), deployment.infra.bootstrap, "agent-1").load()
+
+
+async def test_pick_a_waiting_conversation_or_be_told_why_not(deployment, bus: Bus, config_file) -> None:
+    async with running(
+        helpers.routing(deployment), helpers.presence(deployment), sessions(deployment, config_file).state.runtime
+    ):
+        # agent-4 is signed in but away: no offer comes to it, yet it may pick deliberately
+        await bus.publish(c.AgentSignedIn(agent_id="agent-4"))
+        await bus.publish(c.SetPresence(agent_id="agent-4", status="away"))
+        await helpers.routing_sees(deployment, "agent-4", "away")
+        await bus.publish(
+            c.ConversationArrived(conversation_id="c-wait", channel="chat", customer=c.Customer(name="Grace Hopper"))
+        )
+        await bus.wait_for(topics.ROUTING, "work.queued", conversation_id="c-wait")
+        assert await bus.quiet(topics.ROUTING, "work.offered", seconds=1.0) == []
+        pick = await bus.publish(c.OpenSession(agent_id="agent-4", conversation_id="c-wait"))
+        started = await bus.wait_for(topics.SESSIONS, "session.started", conversation_id="c-wait")
+        assert started[0].data["agent_id"] == "agent-4" and started[0].data["title"] == "Grace Hopper"
+        assigned = await bus.wait_for(topics.ROUTING, "work.assigned", conversation_id="c-wait")
+        assert assigned[0].data["how"] == "picked"
+        # picking it again (it is no longer waiting) is refused with a reason, as command.rejected
+        again = await bus.publish(c.OpenSession(agent_id="agent-5", conversation_id="c-wait"))
+        reason = await rejection(bus, again)
+        assert "cannot pick c-wait" in reason and "assigned" in reason
+        assert pick.id != again.id
+
+
+def test_oidc_tokens_are_checked_against_the_providers_jwks() -> None:
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    jwks = json.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig", "alg": "RS256"}]}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(jwks)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        auth = Auth("unused", f"http://127.0.0.1:{server.server_port}/jwks", "https://idp.example", "switchboard")
+        claims = {
+            "sub": "agent-7",
+            "roles": ["agent", "supervisor"],
+            "iss": "https://idp.example",
+            "aud": "switchboard",
+            "exp": 4102444800,
+        }
+        good = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
+        principal = auth.verify(good)
+        assert principal.subject == "agent-7" and principal.can_read("agent-1") and not principal.can_act("agent-1")
+        other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        from shared.auth import Unauthorised
+
+        with pytest.raises(Unauthorised, match="invalid token"):
+            auth.verify(jwt.encode(claims, other, algorithm="RS256", headers={"kid": "k1"}))
+        with pytest.raises(Unauthorised, match="invalid token"):
+            auth.verify(jwt.encode({**claims, "aud": "someone-else"}, key, algorithm="RS256", headers={"kid": "k1"}))
+        with pytest.raises(Unauthorised, match="invalid token"):
+            auth.verify(AUTH.mint("agent-7"))  # an HS256 token is not accepted once OIDC is on
+    finally:
+        server.shutdown()

@@ -190,6 +190,16 @@ class WorkOverflowed(Payload):
     reason: str
 
 
+class WorkPickRefused(AgentPayload):
+    """Added to routing.v1 (additive): a pick that could not be carried out, and why."""
+
+    TYPE = "work.pick_refused"
+    TOPIC = topics.ROUTING
+    conversation_id: str
+    command_id: str | None = None
+    reason: str
+
+
 class WorkReleased(AgentPayload):
     TYPE = "work.released"
     TOPIC = topics.ROUTING
@@ -519,7 +529,7 @@ PAYLOADS: dict[str, type[Payload]] = {
     cls.TYPE: cls
     for cls in (
         ConversationArrived, ConversationEnded, MessagePosted, PickWork, TransferWork,
-        WorkQueued, WorkOffered, WorkOfferExpired, WorkAssigned, WorkRequeued, WorkOverflowed,
+        WorkQueued, WorkOffered, WorkOfferExpired, WorkAssigned, WorkRequeued, WorkOverflowed, WorkPickRefused,
         WorkReleased, CapacityChanged, AcceptOffer, RejectOffer, OpenSession, FocusSession,
         OpenTab, FocusTab, CloseTab, SaveDraft, LinkRecord, SendMessage, CloseSession,
         OfferReceived, OfferWithdrawn, OfferAccepted, OfferRejected, SessionStarted,

@@ -17,7 +17,7 @@ from shared.runtime import Runtime, load_config
 
 PRODUCES = {
     topics.ROUTING: "Routing decisions: work.queued, work.offered, work.offer_expired, work.assigned, "
-    "work.requeued, work.overflowed, work.released, capacity.changed"
+    "work.requeued, work.overflowed, work.released, capacity.changed, work.pick_refused"
 }
 
 

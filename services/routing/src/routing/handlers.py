@@ -28,6 +28,12 @@ def register(runtime: Runtime, drainer: service.Drainer) -> None:
         on_committed=drainer.on_committed,
     )
     runtime.consume(
+        topics.ROUTING_COMMANDS,
+        {"work.pick": service.on_pick_work},
+        after_batch=service.after_batch,
+        on_committed=drainer.on_committed,
+    )
+    runtime.consume(
         topics.PRESENCE,
         {
             "presence.changed": service.on_presence_changed,

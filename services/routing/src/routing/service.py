@@ -213,6 +213,52 @@ async def on_session_closed(uow: UnitOfWork, ev: c.CloudEvent, data: c.SessionCl
     uow.flags.add(DRAIN)
 
 
+async def on_pick_work(uow: UnitOfWork, ev: c.CloudEvent, data: c.PickWork) -> None:
+    """An agent picks a waiting item: assigned at once when the agent has capacity for it."""
+    conn = uow.conn
+
+    def refuse(reason: str) -> None:
+        uow.emit(
+            c.WorkPickRefused(
+                agent_id=data.agent_id,
+                conversation_id=data.conversation_id,
+                command_id=data.command_id or ev.id,
+                reason=reason,
+            )
+        )
+
+    work = await conn.fetchrow(Q.get_work, data.conversation_id)
+    if work is None:
+        return refuse(f"routing has no conversation {data.conversation_id!r}")
+    if work["status"] != "queued":
+        return refuse(f"conversation {data.conversation_id!r} is {work['status']}, not waiting in a queue")
+    _, queues = await _config(uow)
+    queue = queues.get(work["queue"])
+    agent = await conn.fetchrow("SELECT queues, presence FROM agents WHERE agent_id = $1", data.agent_id)
+    if agent is None or queue is None or queue.name not in agent["queues"]:
+        return refuse(f"{data.agent_id} does not serve queue {work['queue']!r}")
+    # A deliberate pick is allowed in any signed-in presence (an agent away from offers may still
+    # pick); capacity and exclusivity are enforced exactly as for offers.
+    signed_in = [p for p in c.BASE_PRESENCES if p != "offline"]
+    row = await store.reserve_capacity(conn, data.agent_id, work["channel"], signed_in)
+    if row is None:
+        return refuse(f"no free {work['channel']} capacity (presence {agent['presence']})")
+    uow.emit(capacity_changed(data.agent_id, row))
+    assigned = await conn.fetchrow(Q.mark_assigned, data.conversation_id, data.agent_id, None, ["queued"])
+    uow.emit(
+        c.WorkAssigned(
+            agent_id=data.agent_id,
+            conversation_id=data.conversation_id,
+            channel=work["channel"],
+            queue=work["queue"],
+            how="picked",
+            conversation=assigned["arrival"] if assigned else {},
+        )
+    )
+    decide(uow, data.conversation_id, "assigned", {"agent_id": data.agent_id, "how": "picked"})
+    return None
+
+
 async def on_presence_changed(uow: UnitOfWork, ev: c.CloudEvent, data: c.PresenceChanged) -> None:
     status = data.base or data.status
     row = await uow.conn.fetchrow(Q.upsert_presence, data.agent_id, status, ev.time, data.closed_channels)

@@ -21,6 +21,7 @@ PRODUCES = {
     topics.SESSIONS: "The agent's topic: offers, sessions, tabs, drafts, unread counts, pane, command.rejected",
     topics.MESSAGES: "Agent replies posted into conversations",
     topics.SESSIONS_COMMANDS: "Commands received on the gateway's WebSocket, on the agent's behalf",
+    topics.ROUTING_COMMANDS: "work.pick when an agent opens a waiting conversation",
     topics.PRESENCE_COMMANDS: "Heartbeats of connected clients",
 }
 

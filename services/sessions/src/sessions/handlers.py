@@ -15,6 +15,7 @@ def register(runtime: Runtime) -> None:
             "work.offer_expired": service.on_work_offer_expired,
             "work.assigned": service.on_work_assigned,
             "work.released": service.on_work_released,
+            "work.pick_refused": service.on_pick_refused,
         },
     )
     runtime.consume(

@@ -207,6 +207,17 @@ async def on_work_released(uow: UnitOfWork, ev: c.CloudEvent, data: c.WorkReleas
     await uow.conn.execute(Q.release_assignment, data.conversation_id, data.agent_id)
 
 
+async def on_pick_refused(uow: UnitOfWork, ev: c.CloudEvent, data: c.WorkPickRefused) -> None:
+    uow.emit(
+        c.CommandRejected(
+            agent_id=data.agent_id,
+            command_id=data.command_id or ev.id,
+            command_type="session.open",
+            reason=f"cannot pick {data.conversation_id}: {data.reason}",
+        )
+    )
+
+
 async def on_presence_changed(uow: UnitOfWork, ev: c.CloudEvent, data: c.PresenceChanged) -> None:
     await ensure_agent(uow, data.agent_id)
     await uow.conn.execute(Q.set_presence, data.agent_id, data.status)
@@ -315,11 +326,10 @@ async def on_open_session(uow: UnitOfWork, ev: c.CloudEvent, data: c.OpenSession
     if data.conversation_id:
         assignment = await conn.fetchrow(Q.get_assignment, data.conversation_id)
         if assignment is None or assignment["agent_id"] != data.agent_id or assignment["released"]:
-            raise reject(
-                ev,
-                data.agent_id,
-                f"conversation {data.conversation_id!r} is not assigned to you; only your own work items can be opened",
-            )
+            # Not this agent's work: pick it from the queue; routing assigns it if capacity allows
+            # (the session then opens on work.assigned) or refuses (-> command.rejected).
+            uow.emit(c.PickWork(agent_id=data.agent_id, conversation_id=data.conversation_id, command_id=ev.id))
+            return
         session_id = domain.session_id_for(data.conversation_id)
         existing = await conn.fetchrow(Q.get_session, data.agent_id, session_id)
         if existing is not None and existing["status"] == "open":
@@ -577,8 +587,11 @@ async def workspace(conn: Conn, agent_id: str) -> dict[str, Any]:
         sessions.insert(
             0, {"session_id": domain.HOME, "kind": "home", "title": "Home", "icon": "Ho", "status": "open", "unread": 0}
         )
+    voice_live = any(s.get("channel") == "voice" and s["status"] == "open" for s in sessions)
     for s in sessions:
         s["badge"] = domain.badge(s.get("unread") or 0)
+        # a live voice call stays the primary session: the agent may look elsewhere, no work is offered
+        s["primary"] = voice_live and s.get("channel") == "voice" and s["status"] == "open"
         s["tabs"] = [t for t in tabs if t["session_id"] == s["session_id"]]
         s["drafts"] = [
             d
