@@ -60,8 +60,9 @@ DEFAULT_PROFILE: dict[str, Any] = {
     "remember_tabs": True,
     "pane_tools": ["summary", "articles", "replies", "case_summary"],
     "offer_notifications": {"show_timeout": True, "sound": "chime"},
-    "auto_accept_channels": [],
 }
+# Channels an agent auto-accepts are routing's decision (routing.agents[].auto_accept), not a
+# workspace setting: routing assigns without an offer and sessions opens the session.
 PANE_KINDS = {
     "assist.summary_ready": "summary",
     "assist.articles_surfaced": "articles",

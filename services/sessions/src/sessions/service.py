@@ -82,6 +82,8 @@ async def _open_session(
     icon = domain.icon(title)
     if await conn.fetchval(Q.reopen_session, agent_id, session_id):
         await conn.execute(Q.retitle_session, agent_id, session_id, title, icon, record)
+        if not (await profile(conn, agent_id))["remember_tabs"]:
+            await conn.execute(Q.forget_app_tabs, agent_id, session_id)
     else:
         await conn.execute(
             Q.insert_session, agent_id, session_id, kind, conversation_id, channel, title, icon, "anchor"

@@ -143,3 +143,6 @@ UPDATE assignments SET released = true WHERE conversation_id = $1 AND agent_id =
 -- name: reopen_session
 UPDATE sessions SET status = 'open', closed_at = NULL WHERE agent_id = $1 AND session_id = $2 AND status = 'closed'
 RETURNING session_id;
+
+-- name: forget_app_tabs
+DELETE FROM tabs WHERE agent_id = $1 AND session_id = $2 AND NOT anchor;
