@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -76,8 +78,102 @@ def test_plan_serves_oldest_first_and_spreads_by_idleness() -> None:
 
 def test_route_to_queue_prefers_priority() -> None:
     queues = [domain.Queue("general", ("chat",)), domain.Queue("vip", ("chat",), priority=5)]
-    assert domain.route_to_queue("chat", queues).name == "vip"  # type: ignore[union-attr]
-    assert domain.route_to_queue("fax", queues) is None
+    assert domain.route_to_queue("chat", queues)[0].name == "vip"  # type: ignore[union-attr]
+    assert domain.route_to_queue("fax", queues)[0] is None
+
+
+def test_ordered_rules_then_default_queue() -> None:
+    queues = [
+        domain.Queue("general", ("chat",)),
+        domain.Queue("billing-fr", ("chat",)),
+        domain.Queue("gold", ("chat",)),
+    ]
+    rules = [
+        domain.Rule("gold", "gold", {"attributes": {"tier": ["gold", "platinum"]}, "authenticated": True}),
+        domain.Rule("billing fr", "billing-fr", {"language": ["fr"], "required_skills": ["billing"]}),
+    ]
+    gold = {"channel": "chat", "customer": {"authenticated": True}, "attributes": {"tier": "gold"}}
+    q, why = domain.route_to_queue(gold, queues, rules, {"chat": "general"})
+    assert (q.name, why) == ("gold", "rule gold")  # type: ignore[union-attr]
+    anon_gold = {**gold, "customer": {"authenticated": False}}
+    assert domain.route_to_queue(anon_gold, queues, rules, {"chat": "general"})[0].name == "general"  # type: ignore[union-attr]
+    fr = {"channel": "chat", "language": "fr", "required_skills": {"billing": 2}}
+    assert domain.route_to_queue(fr, queues, rules, {"chat": "general"})[1] == "rule billing fr"
+
+
+@pytest.mark.parametrize(
+    ("method", "expected"),
+    [
+        ("longest_idle", "a"),  # idle the longest
+        ("least_active", "c"),  # fewest items in progress
+        ("highest_capacity", "c"),  # most free chat units
+        ("round_robin", "b"),  # assigned the longest ago
+    ],
+)
+def test_assignment_methods(method: str, expected: str) -> None:
+    q = domain.Queue("chat", ("chat",), method=method)
+    a = replace(agent("a", idle=0, used={"chat": 2}), last_assigned_at=T0 + timedelta(seconds=50))
+    b = replace(agent("b", idle=30, used={"chat": 1}), last_assigned_at=T0 + timedelta(seconds=10))
+    c = replace(agent("c", idle=60), last_assigned_at=T0 + timedelta(seconds=40))
+    chosen, reason = domain.choose_agent(work("w"), q, [a, b, c])
+    assert chosen and chosen.agent_id == expected and reason["method"] == method
+
+
+def test_skills_exact_then_closest_after_the_wait() -> None:
+    q = domain.Queue("chat", ("chat",), skill_matching="closest", closest_after_s=60)
+    need = work("w", at=0)
+    need = replace(need, required_skills={"billing": 3, "french": 2})
+    novice = replace(agent("n"), skills={"billing": 1, "french": 2})
+    good = replace(agent("g"), skills={"billing": 2, "french": 2})
+    chosen, reason = domain.choose_agent(need, q, [novice, good], now=T0 + timedelta(seconds=10))
+    assert chosen is None and reason["passed_over"] == {"skills_mismatch": 2}
+    chosen, reason = domain.choose_agent(need, q, [novice, good], now=T0 + timedelta(seconds=61))
+    assert chosen and chosen.agent_id == "g" and reason["matching"] == "closest"
+    expert = replace(agent("e"), skills={"billing": 5, "french": 3})
+    assert domain.choose_agent(need, q, [novice, expert], now=T0)[0].agent_id == "e"  # type: ignore[union-attr]
+
+
+def test_operating_hours_and_overflow_on_arrival() -> None:
+    hours = {"timezone": "Europe/Paris", "days": {"mon": ["09:00-17:00"]}}
+    q = domain.Queue("chat", ("chat",), operating_hours=hours, overflow={"max_waiting": 5, "to_queue": "night"})
+    monday_10_paris = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # 10:00 in Paris
+    monday_18_paris = datetime(2026, 11, 23, 17, 30, tzinfo=UTC)
+    assert domain.is_open(q, monday_10_paris) and not domain.is_open(q, monday_18_paris)
+    assert domain.overflow_on_arrival(q, 3, None, monday_10_paris) is None
+    assert domain.overflow_on_arrival(q, 6, None, monday_10_paris) == "6 waiting, over the limit of 5"
+    assert domain.overflow_on_arrival(q, 1, None, monday_18_paris) == "outside operating hours"
+    slow = domain.Queue("chat", ("chat",), overflow={"max_estimated_wait_s": 120})
+    assert "estimated wait 300s" in (domain.overflow_on_arrival(slow, 1, 300.0, T0) or "")
+
+
+def test_custom_prioritisation_then_fifo() -> None:
+    q = domain.Queue(
+        "chat",
+        ("chat",),
+        method="priority_fifo",
+        prioritisation=(
+            {"when": {"attributes": {"tier": "gold"}}, "boost": 10},
+            {"when": {"waited_s_over": 300}, "boost": 5},
+        ),
+    )
+    queues = {"chat": q}
+    now = T0 + timedelta(seconds=400)
+    old = work("old", at=0)  # waited 400 s: +5
+    gold = replace(work("gold", at=350), attributes={"tier": "gold"})  # +10
+    urgent = replace(work("urgent", at=390), priority=20)
+    plain = work("plain", at=100)  # waited 300 s: not over
+    order = sorted([plain, old, gold, urgent], key=lambda w: domain.waiting_order(w, queues, now))
+    assert [w.conversation_id for w in order] == ["urgent", "gold", "old", "plain"]
+
+
+def test_erlang_c() -> None:
+    assert domain.erlang_c(1, 0.5) == pytest.approx(0.5)
+    assert domain.erlang_c(10, 8) == pytest.approx(0.409, abs=0.001)
+    assert domain.erlang_c(3, 3.5) == 1.0
+    # a lightly loaded queue: the next item hardly waits; a busy one waits longer
+    assert domain.estimated_wait_s(1, 10, 600.0, 10, arrivals_per_s=0.01) < domain.estimated_wait_s(
+        1, 10, 600.0, 10, arrivals_per_s=0.15
+    )  # type: ignore[operator]
 
 
 def test_estimated_wait_uses_observed_handle_time_and_staffing() -> None:

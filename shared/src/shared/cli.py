@@ -7,6 +7,7 @@
   switchboard health
   switchboard token agent-1 [--supervisor]
   switchboard routing explain CONVERSATION_ID
+  switchboard config apply FILE [--dry-run]
 
 Kafka and the services are found through KAFKA_BOOTSTRAP_SERVERS, SWITCHBOARD_TOPIC_PREFIX and
 SWITCHBOARD_ROUTING_URL (defaults: the embedded stack of `make up`).
@@ -192,6 +193,43 @@ def routing_explain(conversation_id: str) -> dict[str, Any]:
     return r.json()
 
 
+def config_apply(path: str, dry_run: bool) -> dict[str, Any]:
+    import httpx
+
+    from shared.auth import Auth
+
+    file = Path(path)
+    if not file.exists():
+        raise CliError(f"no such file: {file}")
+    text = file.read_text()
+    try:
+        from routing import config as routing_config
+
+        routing_config.parse(text)  # the same validation routing runs, with line numbers, before sending
+    except routing_config.ConfigError as exc:
+        raise CliError(f"{file} is not a valid routing configuration:\n" + "\n".join(exc.problems)) from exc
+    base = os.environ.get("SWITCHBOARD_ROUTING_URL", "http://127.0.0.1:38081")
+    token = os.environ.get("SWITCHBOARD_TOKEN") or Auth.from_env().mint("switchboard-cli", ("supervisor",), 600)
+    try:
+        r = httpx.post(
+            f"{base}/admin/config",
+            params={"dry_run": "true" if dry_run else "false"},
+            content=text,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/yaml"},
+            timeout=30,
+        )
+    except httpx.HTTPError as exc:
+        raise CliError(f"cannot reach routing at {base} ({exc}); set SWITCHBOARD_ROUTING_URL") from exc
+    if r.status_code != 200:
+        body = r.json()
+        raise CliError(
+            f"routing refused the configuration ({r.status_code}): "
+            + "\n".join(body.get("problems") or [body.get("error", r.text)])
+        )
+    result: dict[str, Any] = r.json()
+    return result
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="switchboard", description="Switchboard command line")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -224,6 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     tk.add_argument("agent_id")
     tk.add_argument("--supervisor", action="store_true", help="may read every agent's workspace")
     tk.add_argument("--hours", type=int, default=12)
+    cf = sub.add_parser("config", help="routing configuration")
+    cfs = cf.add_subparsers(dest="config_cmd", required=True)
+    ap = cfs.add_parser("apply", help="validate a YAML file and apply its routing section atomically")
+    ap.add_argument("file")
+    ap.add_argument("--dry-run", action="store_true", help="show what would change, change nothing")
     r = sub.add_parser("routing", help="routing tools")
     rs = r.add_subparsers(dest="routing_cmd", required=True)
     ex = rs.add_parser("explain", help="the routing history of a conversation")
@@ -275,6 +318,11 @@ def run(args: argparse.Namespace) -> int:
         print(Auth.from_env().mint(args.agent_id, roles, ttl_s=args.hours * 3600))
     elif args.cmd == "health":
         print(json.dumps(asyncio.run(health()), indent=2))
+    elif args.cmd == "config":
+        result = config_apply(args.file, args.dry_run)
+        for line in result.get("changes") or ["(no changes)"]:
+            print(line)
+        print("dry run: nothing applied" if args.dry_run else "applied")
     elif args.cmd == "routing":
         print(json.dumps(routing_explain(args.conversation_id), indent=2))
     return 0

@@ -49,15 +49,25 @@ class Rejection(Exception):
         self.payload = payload
 
 
+# The database or broker is unreachable: the record is fine, so rewind it rather than dead-letter it.
+# (asyncpg's InterfaceError also covers programming errors, so only its connection subclass counts.)
 INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.InterfaceError,
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.TooManyConnectionsError,
     ConnectionError,
     OSError,
     TimeoutError,
 )
+
+
+def is_infrastructure(error: BaseException) -> bool:
+    """True when the error says the database or broker is unreachable, not that the record is bad."""
+    if isinstance(error, INFRASTRUCTURE_ERRORS):
+        return True
+    return isinstance(error, asyncpg.exceptions.InterfaceError) and "closed" in str(error)
+
+
 RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.SerializationError,
     asyncpg.exceptions.DeadlockDetectedError,
@@ -420,7 +430,7 @@ class Consumer:
                     break
                 attempts += 1
                 if attempts > self.settings.transient_retries:
-                    if isinstance(error, INFRASTRUCTURE_ERRORS):
+                    if is_infrastructure(error):
                         self._count_failure(error)
                         raise error  # not committed: Kafka redelivers once the infrastructure is back
                     await self.dead_letter(item.record, error, "retries_exhausted")

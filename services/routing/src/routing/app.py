@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 
+import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from routing import handlers, service
+from routing import config, handlers, service
 from routing.settings import RoutingSettings
 from shared import topics
-from shared.runtime import Runtime, load_config
+from shared.auth import Auth, Unauthorised, token_of
+from shared.runtime import Runtime
+
+log = structlog.get_logger("switchboard.routing")
 
 PRODUCES = {
     topics.ROUTING: "Routing decisions: work.queued, work.offered, work.offer_expired, work.assigned, "
@@ -32,10 +37,13 @@ def build_runtime(settings: RoutingSettings | None = None) -> Runtime:
     async def load_configuration() -> None:
         import os
 
-        cfg = load_config(settings.config_file or os.environ.get("SWITCHBOARD_CONFIG"), "routing")
-        if cfg:
+        path = settings.config_file or os.environ.get("SWITCHBOARD_CONFIG")
+        if path:
+            cfg = config.parse(await asyncio.to_thread(Path(path).read_text))
             async with runtime.pool.acquire() as conn, conn.transaction():
-                await service.apply_config(conn, cfg)
+                changes = await config.apply(conn, cfg, source=f"file {path}")
+            if changes:
+                log.info("configuration_applied", source=path, changes=changes)
         timer.append(asyncio.create_task(service.run_offer_timer(runtime, settings.offer_sweep_interval_s, drainer)))
         timer.append(asyncio.create_task(drainer.run()))
 
@@ -68,4 +76,38 @@ def create_app(settings: RoutingSettings | None = None) -> Starlette:
             }
         )
 
-    return runtime.http_app([Route("/conversations/{conversation_id}/explain", explain)])
+    auth = Auth.from_env()
+
+    async def admin_config(request: Request) -> JSONResponse:
+        """GET: the applied configuration. POST (YAML or JSON body): validate, diff, and apply
+        atomically unless ?dry_run=true. Needs a supervisor token."""
+        try:
+            principal = auth.verify(token_of(request.headers, request.query_params))
+        except Unauthorised as exc:
+            return JSONResponse({"error": str(exc)}, status_code=401)
+        if "supervisor" not in principal.roles:
+            return JSONResponse({"error": "changing routing configuration needs the supervisor role"}, status_code=403)
+        async with runtime.pool.acquire() as conn:
+            if request.method == "GET":
+                doc = await conn.fetchval("SELECT document FROM config_applied ORDER BY id DESC LIMIT 1")
+                return JSONResponse({"routing": doc})
+            text = (await request.body()).decode()
+            try:
+                cfg = config.parse(text, section="routing" if "routing:" in text or '"routing"' in text else None)
+            except config.ConfigError as exc:
+                return JSONResponse({"error": "invalid configuration", "problems": exc.problems}, status_code=422)
+            dry = request.query_params.get("dry_run", "").lower() in ("1", "true", "yes")
+            async with conn.transaction():
+                previous = await conn.fetchval("SELECT document FROM config_applied ORDER BY id DESC LIMIT 1")
+                if dry:
+                    return JSONResponse({"dry_run": True, "changes": config.diff(previous, config.document(cfg))})
+                changes = await config.apply(conn, cfg, source=f"admin api by {principal.subject}")
+        runtime.drainer.request()  # type: ignore[attr-defined]  # new capacity or queues may fit waiting work
+        return JSONResponse({"applied": True, "changes": changes})
+
+    return runtime.http_app(
+        [
+            Route("/conversations/{conversation_id}/explain", explain),
+            Route("/admin/config", admin_config, methods=["GET", "POST"]),
+        ]
+    )

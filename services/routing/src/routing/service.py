@@ -45,6 +45,7 @@ async def _config(uow: UnitOfWork) -> tuple[dict[str, bool], dict[str, domain.Qu
     """Channels and queues, read once per transaction (a batch), so a change applies to the next."""
     if "config" not in uow.memo:
         uow.memo["config"] = (await store.list_channels(uow.conn), await store.list_queues(uow.conn))
+        uow.memo["rules"] = (await store.list_rules(uow.conn), await store.list_default_queues(uow.conn))
     config: tuple[dict[str, bool], dict[str, domain.Queue]] = uow.memo["config"]
     return config
 
@@ -57,30 +58,46 @@ async def _queue_position(uow: UnitOfWork, queue: str) -> tuple[int, float | Non
         depth = await uow.conn.fetchval(Q.queue_depth, queue)
         stats = await uow.conn.fetchrow(Q.queue_stats, queue)
         assert stats is not None
-        entry = uow.memo[key] = [depth, stats["handled"], stats["handle_seconds"], stats["staffed_slots"]]
+        entry = uow.memo[key] = [
+            depth,
+            stats["handled"],
+            stats["handle_seconds"],
+            stats["staffed_slots"],
+            float(stats["arrivals_per_s"]),
+        ]
     else:
         entry[0] += 1
-    return entry[0], domain.estimated_wait_s(entry[0], entry[1], entry[2], entry[3])
+    return entry[0], domain.estimated_wait_s(entry[0], entry[1], entry[2], entry[3], entry[4])
+
+
+def _left_queue(uow: UnitOfWork, queue: str) -> None:
+    entry = uow.memo.get(("depth", queue))
+    if entry is not None:
+        entry[0] -= 1
 
 
 async def on_conversation_arrived(uow: UnitOfWork, ev: c.CloudEvent, data: c.ConversationArrived) -> None:
     conn = uow.conn
     channels, queues = await _config(uow)
+    rules, defaults = uow.memo["rules"]
     if data.channel not in channels:
         raise PoisonMessage(
             f"unknown channel {data.channel!r} for conversation {data.conversation_id}; "
             f"configured channels: {', '.join(sorted(channels)) or '(none)'}"
         )
-    queue = domain.route_to_queue(data.channel, list(queues.values()))
-    if queue is None:
-        raise PoisonMessage(f"no queue serves channel {data.channel!r}; add one to the routing configuration")
     arrival = data.model_dump(mode="json", exclude_none=True)
+    queue, why = domain.route_to_queue(arrival, list(queues.values()), rules, defaults)
+    if queue is None:
+        raise PoisonMessage(f"{why}; add a queue or a default queue to the routing configuration")
     if not await store.insert_work(
         conn, data.conversation_id, data.channel, queue.name, data.priority, arrival, ev.time
     ):
         log.info("duplicate_arrival", conversation_id=data.conversation_id)
         return
     depth, eta = await _queue_position(uow, queue.name)
+    overflow = domain.overflow_on_arrival(queue, depth, eta, _now())
+    if overflow:
+        queue, depth, eta = await _overflow(uow, data.conversation_id, queue, queues, overflow, depth, eta)
     uow.emit(
         c.WorkQueued(
             conversation_id=data.conversation_id,
@@ -88,10 +105,49 @@ async def on_conversation_arrived(uow: UnitOfWork, ev: c.CloudEvent, data: c.Con
             queue=queue.name,
             position=depth,
             estimated_wait_s=eta,
+            routed_by=why,
         )
     )
-    decide(uow, data.conversation_id, "queued", {"queue": queue.name, "position": depth})
+    decide(
+        uow,
+        data.conversation_id,
+        "queued",
+        {"queue": queue.name, "position": depth, "routed_by": why, "estimated_wait_s": eta},
+    )
     uow.flags.add(DRAIN)
+
+
+async def _overflow(
+    uow: UnitOfWork,
+    conversation_id: str,
+    queue: domain.Queue,
+    queues: dict[str, domain.Queue],
+    reason: str,
+    depth: int,
+    eta: float | None,
+) -> tuple[domain.Queue, int, float | None]:
+    """Move a waiting item to the queue's fallback (or mark and keep it); every move is an event."""
+    rules = queue.overflow or {}
+    target = queues.get(rules.get("to_queue") or "")
+    if rules.get("action", "move") == "move" and target is not None:
+        await uow.conn.execute(Q.move_work, conversation_id, target.name)
+        _left_queue(uow, queue.name)
+        uow.emit(
+            c.WorkOverflowed(
+                conversation_id=conversation_id, from_queue=queue.name, to_queue=target.name, reason=reason
+            )
+        )
+        decide(uow, conversation_id, "overflowed", {"from": queue.name, "to": target.name, "reason": reason})
+        depth, eta = await _queue_position(uow, target.name)
+        return target, depth, eta
+    await uow.conn.execute(Q.mark_overflowed, conversation_id)
+    uow.emit(
+        c.WorkOverflowed(
+            conversation_id=conversation_id, from_queue=queue.name, to_queue=None, reason=f"{reason} (kept waiting)"
+        )
+    )
+    decide(uow, conversation_id, "overflowed", {"from": queue.name, "kept": True, "reason": reason})
+    return queue, depth, eta
 
 
 async def on_conversation_ended(uow: UnitOfWork, ev: c.CloudEvent, data: c.ConversationEnded) -> None:
@@ -187,6 +243,13 @@ async def _requeue_after_offer(uow: UnitOfWork, offer: Any, cause: str) -> None:
                 reason=f"offer {cause} by {offer['agent_id']}",
             )
         )
+        _, queues = await _config(uow)
+        queue = queues.get(work["queue"])
+        limit = (queue.overflow or {}).get("max_failed_offers") if queue else None
+        if queue and limit and work["failed_offers"] >= int(limit) and not work["overflowed"]:
+            await _overflow(
+                uow, work["conversation_id"], queue, queues, f"{work['failed_offers']} offers not accepted", 0, None
+            )
     decide(uow, offer["conversation_id"], f"offer_{cause}", {"agent_id": offer["agent_id"]})
     uow.flags.add(DRAIN)
 
@@ -437,32 +500,3 @@ async def run_offer_timer(runtime: Any, interval_s: float, drainer: Drainer) -> 
         except Exception as exc:
             log.warning("offer_timer_error", error=repr(exc))
         await asyncio.sleep(interval_s)
-
-
-async def apply_config(conn: Any, cfg: dict[str, Any]) -> None:
-    """Apply the routing section of the YAML configuration (idempotent upserts)."""
-    channels = cfg.get("channels") or {}
-    for name, spec in channels.items():
-        await conn.execute(Q.upsert_channel, name, bool((spec or {}).get("exclusive", False)))
-    for q in cfg.get("queues") or []:
-        await conn.execute(
-            Q.upsert_queue,
-            q["name"],
-            q["channels"],
-            q.get("assignment", "longest_idle"),
-            q.get("allowed_presences", ["available", "busy"]),
-            q.get("priority", 0),
-            q.get("offer_timeout_s", domain.DEFAULT_OFFER_TIMEOUT_S),
-        )
-    profiles = cfg.get("capacity_profiles") or {}
-    for a in cfg.get("agents") or []:
-        profile = profiles[a["capacity_profile"]]
-        limits, exclusive = {}, []
-        for ch, spec in profile.items():
-            units = spec["units"] if isinstance(spec, dict) else int(spec)
-            limits[ch] = units
-            if (isinstance(spec, dict) and spec.get("exclusive")) or (channels.get(ch) or {}).get("exclusive"):
-                exclusive.append(ch)
-        await conn.execute(
-            Q.upsert_agent_profile, a["id"], a.get("queues", []), a.get("auto_accept", []), limits, exclusive
-        )

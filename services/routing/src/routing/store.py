@@ -26,6 +26,8 @@ def _agent(r: asyncpg.Record) -> domain.AgentView:
         exclusive_held=r["exclusive_held"],
         idle_since=r["idle_since"],
         closed_channels=frozenset(r["closed_channels"]),
+        skills={k: int(v) for k, v in (r["skills"] or {}).items()},
+        last_assigned_at=r["last_assigned_at"],
     )
 
 
@@ -39,9 +41,22 @@ async def list_queues(conn: Conn) -> dict[str, domain.Queue]:
             tuple(r["allowed_presences"]),
             r["priority"],
             r["offer_timeout_s"],
+            r["skill_matching"],
+            r["closest_after_s"],
+            r["operating_hours"],
+            r["overflow"],
+            tuple(r["prioritisation"] or ()),
         )
         for r in rows
     }
+
+
+async def list_rules(conn: Conn) -> list[domain.Rule]:
+    return [domain.Rule(r["name"], r["queue"], r["conditions"]) for r in await conn.fetch(Q.list_rules)]
+
+
+async def list_default_queues(conn: Conn) -> dict[str, str]:
+    return {r["channel"]: r["queue"] for r in await conn.fetch(Q.list_default_queues)}
 
 
 async def list_channels(conn: Conn) -> dict[str, bool]:
@@ -90,4 +105,7 @@ async def insert_work(
     arrival: dict[str, Any],
     at: datetime,
 ) -> bool:
-    return await conn.fetchval(Q.insert_work, conversation_id, channel, queue, priority, arrival, at) is not None
+    skills = arrival.get("required_skills") or {}
+    return (
+        await conn.fetchval(Q.insert_work, conversation_id, channel, queue, priority, arrival, at, skills) is not None
+    )

@@ -19,7 +19,9 @@ ON CONFLICT (agent_id) DO UPDATE SET configured = true, queues = EXCLUDED.queues
 SELECT name, exclusive FROM channels;
 
 -- name: list_queues
-SELECT name, channels, assignment_method, allowed_presences, priority, offer_timeout_s FROM queues;
+SELECT name, channels, assignment_method, allowed_presences, priority, offer_timeout_s, skill_matching,
+       closest_after_s, operating_hours, overflow, prioritisation
+FROM queues;
 
 -- name: upsert_presence
 -- Returns what was held before, or no row when the change is older than what we have.
@@ -32,8 +34,8 @@ RETURNING COALESCE((SELECT presence FROM before), 'offline') AS previous,
           COALESCE((SELECT closed_channels FROM before), '{}') AS previous_closed;
 
 -- name: insert_work
-INSERT INTO work_items (conversation_id, channel, queue, priority, status, arrival, enqueued_at)
-VALUES ($1, $2, $3, $4, 'queued', $5, $6)
+INSERT INTO work_items (conversation_id, channel, queue, priority, status, arrival, enqueued_at, required_skills)
+VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7)
 ON CONFLICT (conversation_id) DO NOTHING
 RETURNING conversation_id;
 
@@ -42,6 +44,8 @@ SELECT count(*) FROM work_items WHERE queue = $1 AND status = 'queued';
 
 -- name: queue_stats
 SELECT q.name, COALESCE(s.handled, 0) AS handled, COALESCE(s.handle_seconds, 0) AS handle_seconds,
+       (SELECT count(*) FROM work_items w WHERE w.queue = q.name AND w.enqueued_at > now() - interval '15 minutes')
+           / 900.0 AS arrivals_per_s,
        (SELECT COALESCE(sum((a.limits->>ch)::int), 0) FROM agents a, unnest(q.channels) ch
          WHERE a.configured AND q.name = ANY(a.queues) AND a.presence = ANY(q.allowed_presences)) AS staffed_slots
 FROM queues q LEFT JOIN queue_stats s ON s.queue = q.name WHERE q.name = $1;
@@ -50,7 +54,7 @@ FROM queues q LEFT JOIN queue_stats s ON s.queue = q.name WHERE q.name = $1;
 SELECT EXISTS (SELECT 1 FROM work_items WHERE status = 'queued');
 
 -- name: list_waiting_work
-SELECT conversation_id, channel, queue, priority, enqueued_at, passed_by, arrival
+SELECT conversation_id, channel, queue, priority, enqueued_at, passed_by, arrival, required_skills
 FROM work_items WHERE status = 'queued'
 ORDER BY enqueued_at, conversation_id
 LIMIT $1
@@ -62,7 +66,7 @@ SELECT DISTINCT channel FROM work_items WHERE status = 'queued';
 -- name: list_candidate_agents
 -- Agents in an allowed presence with at least one free unit in a channel that has waiting work.
 SELECT agent_id, presence, queues, auto_accept, limits, exclusive, used, total_used, exclusive_held, idle_since,
-       closed_channels
+       closed_channels, skills, last_assigned_at
 FROM agents
 WHERE configured AND presence = ANY($1::text[]) AND NOT exclusive_held
   AND EXISTS (SELECT 1 FROM unnest($2::text[]) ch
@@ -76,7 +80,8 @@ UPDATE agents SET
     used = jsonb_set(used, ARRAY[$2::text], to_jsonb(COALESCE((used->>$2)::int, 0) + 1)),
     total_used = total_used + 1,
     exclusive_held = exclusive_held OR ($2 = ANY(exclusive)),
-    idle_since = now()
+    idle_since = now(),
+    last_assigned_at = now()
 WHERE agent_id = $1
   AND presence = ANY($3::text[])
   AND NOT ($2 = ANY(closed_channels))
@@ -129,9 +134,17 @@ SELECT min(expires_at) FROM offers WHERE status = 'pending';
 
 -- name: requeue_work
 UPDATE work_items SET status = 'queued', agent_id = NULL, offer_id = NULL,
-    passed_by = array_append(passed_by, $2), updated_at = now()
+    passed_by = array_append(passed_by, $2), failed_offers = failed_offers + 1, updated_at = now()
 WHERE conversation_id = $1 AND status = 'offered' AND offer_id = $3
-RETURNING conversation_id, channel, queue;
+RETURNING conversation_id, channel, queue, failed_offers, overflowed;
+
+-- name: move_work
+UPDATE work_items SET queue = $2, overflowed = true, updated_at = now()
+WHERE conversation_id = $1 AND status = 'queued'
+RETURNING conversation_id;
+
+-- name: mark_overflowed
+UPDATE work_items SET overflowed = true, updated_at = now() WHERE conversation_id = $1;
 
 -- name: close_work
 UPDATE work_items SET status = 'closed', updated_at = now()
@@ -156,3 +169,25 @@ INSERT INTO decisions (conversation_id, kind, detail) VALUES ($1, $2, $3);
 
 -- name: list_decisions
 SELECT at, kind, detail FROM decisions WHERE conversation_id = $1 ORDER BY id;
+
+-- name: upsert_queue_full
+INSERT INTO queues (name, channels, assignment_method, allowed_presences, priority, offer_timeout_s, skill_matching,
+                    closest_after_s, operating_hours, overflow, prioritisation)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+ON CONFLICT (name) DO UPDATE SET channels = EXCLUDED.channels, assignment_method = EXCLUDED.assignment_method,
+    allowed_presences = EXCLUDED.allowed_presences, priority = EXCLUDED.priority,
+    offer_timeout_s = EXCLUDED.offer_timeout_s, skill_matching = EXCLUDED.skill_matching,
+    closest_after_s = EXCLUDED.closest_after_s, operating_hours = EXCLUDED.operating_hours,
+    overflow = EXCLUDED.overflow, prioritisation = EXCLUDED.prioritisation;
+
+-- name: upsert_agent_profile_full
+INSERT INTO agents (agent_id, configured, queues, auto_accept, limits, exclusive, skills)
+VALUES ($1, true, $2, $3, $4, $5, $6)
+ON CONFLICT (agent_id) DO UPDATE SET configured = true, queues = EXCLUDED.queues, auto_accept = EXCLUDED.auto_accept,
+    limits = EXCLUDED.limits, exclusive = EXCLUDED.exclusive, skills = EXCLUDED.skills;
+
+-- name: list_rules
+SELECT position, name, queue, conditions FROM rules ORDER BY position;
+
+-- name: list_default_queues
+SELECT channel, queue FROM default_queues;
