@@ -262,6 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
     tk.add_argument("agent_id")
     tk.add_argument("--supervisor", action="store_true", help="may read every agent's workspace")
     tk.add_argument("--hours", type=int, default=12)
+    tr = sub.add_parser("transfer", help="transfer a conversation to a queue or an agent")
+    tr.add_argument("conversation_id")
+    dest = tr.add_mutually_exclusive_group(required=True)
+    dest.add_argument("--to-queue")
+    dest.add_argument("--to-agent")
+    tr.add_argument("--by", default="supervisor", help="who asks (recorded)")
     cf = sub.add_parser("config", help="routing configuration")
     cfs = cf.add_subparsers(dest="config_cmd", required=True)
     ap = cfs.add_parser("apply", help="validate a YAML file and apply its routing section atomically")
@@ -318,6 +324,21 @@ def run(args: argparse.Namespace) -> int:
         print(Auth.from_env().mint(args.agent_id, roles, ttl_s=args.hours * 3600))
     elif args.cmd == "health":
         print(json.dumps(asyncio.run(health()), indent=2))
+    elif args.cmd == "transfer":
+        transfer = c.TransferWork(
+            conversation_id=args.conversation_id, agent_id=args.by, to_queue=args.to_queue, to_agent=args.to_agent
+        )
+        ev = asyncio.run(publish(transfer, source=src, event_id=str(uuid.uuid4())))
+        print(
+            json.dumps(
+                {
+                    "published": ev.type,
+                    "id": ev.id,
+                    "conversation_id": args.conversation_id,
+                    "note": "switchboard routing explain CONVERSATION shows the outcome",
+                }
+            )
+        )
     elif args.cmd == "config":
         result = config_apply(args.file, args.dry_run)
         for line in result.get("changes") or ["(no changes)"]:

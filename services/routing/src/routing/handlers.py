@@ -29,7 +29,7 @@ def register(runtime: Runtime, drainer: service.Drainer) -> None:
     )
     runtime.consume(
         topics.ROUTING_COMMANDS,
-        {"work.pick": service.on_pick_work},
+        {"work.pick": service.on_pick_work, "work.transfer": service.on_transfer_work},
         after_batch=service.after_batch,
         on_committed=drainer.on_committed,
     )

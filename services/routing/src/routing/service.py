@@ -322,6 +322,81 @@ async def on_pick_work(uow: UnitOfWork, ev: c.CloudEvent, data: c.PickWork) -> N
     return None
 
 
+async def on_transfer_work(uow: UnitOfWork, ev: c.CloudEvent, data: c.TransferWork) -> None:
+    """Move assigned work to a queue (it keeps its place in line) or straight to an agent with
+    capacity (else to the queue); the conversation keeps its history and decisions."""
+    conn = uow.conn
+    work = await conn.fetchrow(Q.get_work, data.conversation_id)
+    if work is None or work["status"] not in ("assigned", "queued", "offered"):
+        decide(uow, data.conversation_id, "transfer_ignored", {"status": work["status"] if work else None})
+        return
+    _, queues = await _config(uow)
+    target_queue = queues.get(data.to_queue or work["queue"]) or queues.get(work["queue"])
+    if target_queue is None:
+        decide(uow, data.conversation_id, "transfer_ignored", {"reason": f"unknown queue {data.to_queue!r}"})
+        return
+    previous = work["agent_id"] if work["status"] == "assigned" else None
+    if work["status"] == "offered":
+        offer = await conn.fetchrow(Q.end_offer, work["offer_id"], work["agent_id"], "withdrawn")
+        if offer is not None:
+            await _release(uow, offer["agent_id"], offer["channel"])
+            uow.emit(
+                c.WorkOfferExpired(
+                    agent_id=offer["agent_id"],
+                    offer_id=offer["offer_id"],
+                    conversation_id=data.conversation_id,
+                    channel=offer["channel"],
+                    expires_at=offer["expires_at"],
+                    cause="withdrawn",
+                )
+            )
+    if previous:
+        await _release(uow, previous, work["channel"])
+        uow.emit(
+            c.WorkReleased(
+                agent_id=previous, conversation_id=data.conversation_id, channel=work["channel"], reason="transferred"
+            )
+        )
+    if data.to_agent:
+        row = await store.reserve_capacity(
+            conn, data.to_agent, work["channel"], [p for p in c.BASE_PRESENCES if p != "offline"]
+        )
+        if row is not None:
+            uow.emit(capacity_changed(data.to_agent, row))
+            assigned = await conn.fetchrow(Q.transfer_to_agent, data.conversation_id, data.to_agent, target_queue.name)
+            uow.emit(
+                c.WorkAssigned(
+                    agent_id=data.to_agent,
+                    conversation_id=data.conversation_id,
+                    channel=work["channel"],
+                    queue=target_queue.name,
+                    how="transferred",
+                    conversation=assigned["arrival"] if assigned else {},
+                    previous_agent_id=previous,
+                )
+            )
+            decide(uow, data.conversation_id, "transferred", {"from": previous, "to_agent": data.to_agent})
+            return
+        decide(
+            uow,
+            data.conversation_id,
+            "transfer_to_agent_refused",
+            {"to_agent": data.to_agent, "reason": "no free capacity; sent to the queue"},
+        )
+    await conn.execute(Q.transfer_to_queue, data.conversation_id, target_queue.name)
+    uow.emit(
+        c.WorkQueued(
+            conversation_id=data.conversation_id,
+            channel=work["channel"],
+            queue=target_queue.name,
+            position=1,
+            routed_by=f"transfer from {previous or 'queue ' + work['queue']}",
+        )
+    )
+    decide(uow, data.conversation_id, "transferred", {"from": previous, "to_queue": target_queue.name})
+    uow.flags.add(DRAIN)
+
+
 async def on_presence_changed(uow: UnitOfWork, ev: c.CloudEvent, data: c.PresenceChanged) -> None:
     status = data.base or data.status
     row = await uow.conn.fetchrow(Q.upsert_presence, data.agent_id, status, ev.time, data.closed_channels)

@@ -81,6 +81,8 @@ async def list_waiting_work(conn: Conn, limit: int) -> list[tuple[domain.Waiting
                 r["enqueued_at"],
                 r["priority"],
                 frozenset(r["passed_by"]),
+                {k: int(v) for k, v in (r["required_skills"] or {}).items()},
+                (r["arrival"] or {}).get("attributes") or {},
             ),
             r["arrival"],
         )

@@ -207,6 +207,24 @@ async def on_work_assigned(uow: UnitOfWork, ev: c.CloudEvent, data: c.WorkAssign
 
 async def on_work_released(uow: UnitOfWork, ev: c.CloudEvent, data: c.WorkReleased) -> None:
     await uow.conn.execute(Q.release_assignment, data.conversation_id, data.agent_id)
+    if data.reason != "transferred":
+        return
+    # transferred away: the agent's session for it closes (its record stays in the closed list)
+    session = await uow.conn.fetchrow(Q.find_open_session_by_conversation, data.conversation_id)
+    if session is not None and session["agent_id"] == data.agent_id:
+        await uow.conn.execute(Q.close_session, data.agent_id, session["session_id"])
+        uow.emit(
+            c.SessionClosed(
+                agent_id=data.agent_id,
+                session_id=session["session_id"],
+                conversation_id=data.conversation_id,
+                channel=session["channel"],
+                reason="transferred",
+            )
+        )
+        if await uow.conn.fetchval(Q.get_focus, data.agent_id) == session["session_id"]:
+            await uow.conn.execute(Q.set_focus, data.agent_id, domain.HOME)
+            uow.emit(c.SessionFocused(agent_id=data.agent_id, session_id=domain.HOME))
 
 
 async def on_pick_refused(uow: UnitOfWork, ev: c.CloudEvent, data: c.WorkPickRefused) -> None:

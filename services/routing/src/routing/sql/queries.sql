@@ -191,3 +191,14 @@ SELECT position, name, queue, conditions FROM rules ORDER BY position;
 
 -- name: list_default_queues
 SELECT channel, queue FROM default_queues;
+
+-- name: transfer_to_agent
+UPDATE work_items SET status = 'assigned', agent_id = $2, queue = $3, offer_id = NULL, assigned_at = now(),
+    updated_at = now()
+WHERE conversation_id = $1
+RETURNING arrival;
+
+-- name: transfer_to_queue
+-- Back in a queue, keeping its original place in line (the customer has waited already).
+UPDATE work_items SET status = 'queued', agent_id = NULL, offer_id = NULL, queue = $2, updated_at = now()
+WHERE conversation_id = $1;
