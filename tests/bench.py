@@ -6,7 +6,11 @@ arrival->session.started latency (p50/p95/p99), sustained throughput, capacity v
 service's peak RSS, and the floor: a raw aiokafka produce->consume hop on the same broker and a
 single-row PostgreSQL commit. Ratios are to that floor.
 
-python -m tests.bench [--rate 1000] [--duration 10] [--agents 1000] [--handle-time 0.5]
+python -m tests.bench [--scenario all|throughput|scale] [--rate 1000] [--duration 10] [--agents 1000]
+                      [--handle-time 0.5] [--scale-rate 100]
+
+Scenarios: `throughput` (the rate above with the floor measured beside it) and `scale` (the same
+load at 1,000 and at 10,000 agents, arrival->offer latency of both and their ratio).
 """
 
 from __future__ import annotations
@@ -151,9 +155,36 @@ def bench_config(agents: int) -> dict[str, Any]:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     infra = testing.start_infrastructure()
+    try:
+        report: dict[str, Any] = {}
+        if args.scenario in ("all", "throughput"):
+            report["throughput"] = await scenario(infra, args, args.agents, args.rate, floor=True)
+        if args.scenario in ("all", "scale"):
+            small = await scenario(infra, args, 1_000, args.scale_rate, floor=False)
+            large = await scenario(infra, args, 10_000, args.scale_rate, floor=False)
+            report["agents_scale"] = {
+                "rate_per_s": args.scale_rate,
+                "arrival_to_offer_1000_agents": small["arrival_to_offer"],
+                "arrival_to_offer_10000_agents": large["arrival_to_offer"],
+                "p99_ratio_10000_over_1000": _ratio(
+                    large["arrival_to_offer"]["p99_ms"], small["arrival_to_offer"]["p99_ms"]
+                ),
+                "routing_peak_rss_mb_10000_agents": large["peak_rss_mb"]["routing"],
+                "capacity_violations": small["capacity_violations"]["violations"]
+                + large["capacity_violations"]["violations"],
+                "sessions_started": {"1000": small["sessions_started"], "10000": large["sessions_started"]},
+            }
+        return report
+    finally:
+        infra.close()
+
+
+async def scenario(
+    infra: testing.Infrastructure, args: argparse.Namespace, agents: int, rate: float, floor: bool
+) -> dict[str, Any]:
     dep = await testing.create_deployment(infra, partitions=12)
     cfg_file = Path(tempfile.mkstemp(suffix=".yaml")[1])
-    cfg_file.write_text(yaml.safe_dump(bench_config(args.agents)))
+    cfg_file.write_text(yaml.safe_dump(bench_config(agents)))
     procs: dict[str, subprocess.Popen[bytes]] = {}
     logs = stack.ROOT / ".state" / "bench"
     logs.mkdir(parents=True, exist_ok=True)
@@ -184,12 +215,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         sampler = RssSampler(procs)
         sampler_task = asyncio.create_task(sampler.run())
 
-        floor_kafka = await kafka_floor(infra.bootstrap, rate=min(args.rate, 1000.0))
-        floor_pg = await postgres_floor(dep.database_url)
+        floor_kafka = await kafka_floor(infra.bootstrap, rate=min(rate, 1000.0)) if floor else None
+        floor_pg = await postgres_floor(dep.database_url) if floor else None
 
         cpu_before = sampler.cpu_seconds()
         bench_cpu0 = psutil.Process().cpu_times()
-        result = await load(dep, args)
+        result = await load(dep, args, agents, rate)
         sampler_task.cancel()
         cpu_after = sampler.cpu_seconds()
         bench_cpu1 = psutil.Process().cpu_times()
@@ -200,12 +231,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             ),
         }
         violations = await capacity_violations(dep)
-        hop = floor_kafka["p99_ms"] or 1.0
-        return {
+        out: dict[str, Any] = {
             "scenario": {
-                "rate_per_s": args.rate,
+                "rate_per_s": rate,
                 "duration_s": args.duration,
-                "agents": args.agents,
+                "agents": agents,
                 "chat_capacity_per_agent": 3,
                 "handle_time_s": args.handle_time,
                 "cores": os.cpu_count(),
@@ -213,15 +243,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             },
             **result,
             "capacity_violations": violations,
-            "floor": {"kafka_produce_consume_hop": floor_kafka, "postgres_single_row_commit": floor_pg},
-            "ratios_to_floor": {
+            "peak_rss_mb": {k: round(v / 2**20, 1) for k, v in sampler.peak.items()},
+        }
+        if floor_kafka and floor_pg:
+            hop = floor_kafka["p99_ms"] or 1.0
+            out["floor"] = {"kafka_produce_consume_hop": floor_kafka, "postgres_single_row_commit": floor_pg}
+            out["ratios_to_floor"] = {
                 "arrival_to_offer_p99_over_kafka_hop_p99": _ratio(result["arrival_to_offer"]["p99_ms"], hop),
                 "arrival_to_offer_p50_over_kafka_hop_p50": _ratio(
                     result["arrival_to_offer"]["p50_ms"], floor_kafka["p50_ms"]
                 ),
-            },
-            "peak_rss_mb": {k: round(v / 2**20, 1) for k, v in sampler.peak.items()},
-        }
+            }
+        return out
     finally:
         for p in procs.values():
             p.terminate()
@@ -232,7 +265,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 p.kill()
         cfg_file.unlink(missing_ok=True)
         await testing.drop_deployment(dep)
-        infra.close()
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -247,7 +279,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def load(dep: testing.Deployment, args: argparse.Namespace) -> dict[str, Any]:
+async def load(dep: testing.Deployment, args: argparse.Namespace, n_agents: int, rate: float) -> dict[str, Any]:
     bootstrap = dep.infra.bootstrap
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=2)
     await producer.start()
@@ -264,19 +296,19 @@ async def load(dep: testing.Deployment, args: argparse.Namespace) -> dict[str, A
         await asyncio.sleep(0.05)
     await consumer.seek_to_end()
 
-    agents = [f"agent-{i}" for i in range(1, args.agents + 1)]
+    agents = [f"agent-{i}" for i in range(1, n_agents + 1)]
     for a in agents:
         ev = c.event(c.AgentSignedIn(agent_id=a, device_id="bench"), source="/bench")
         await producer.send(dep.topic(topics.PRESENCE_COMMANDS), ev.to_bytes(), key=a.encode())
     await producer.flush()
-    await asyncio.sleep(3.0)  # presence -> routing projection
+    await wait_routable(dep, n_agents)
 
     sent: dict[str, float] = {}
     offered: dict[str, float] = {}
     started: dict[str, float] = {}
     rejected = 0
     closes: list[asyncio.Task[None]] = []
-    total = int(args.rate * args.duration)
+    total = int(rate * args.duration)
 
     async def close_later(agent: str, session_id: str) -> None:
         await asyncio.sleep(args.handle_time)
@@ -305,7 +337,7 @@ async def load(dep: testing.Deployment, args: argparse.Namespace) -> dict[str, A
                         rejected += 1
 
     client_task = asyncio.create_task(client())
-    interval = 1 / args.rate
+    interval = 1 / rate
     t0 = time.perf_counter()
     for i in range(total):
         target = t0 + i * interval
@@ -347,6 +379,21 @@ async def load(dep: testing.Deployment, args: argparse.Namespace) -> dict[str, A
     }
 
 
+async def wait_routable(dep: testing.Deployment, n_agents: int, timeout: float = 180.0) -> None:
+    """Until routing's presence projection has every agent available (signing in 10,000 takes a while)."""
+    conn = await asyncpg.connect(dep.database_url)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            n = await conn.fetchval("SELECT count(*) FROM routing.agents WHERE configured AND presence = 'available'")
+            if n >= n_agents:
+                return
+            await asyncio.sleep(0.5)
+        raise RuntimeError(f"only {n} of {n_agents} agents became available in routing within {timeout:.0f}s")
+    finally:
+        await conn.close()
+
+
 async def capacity_violations(dep: testing.Deployment) -> dict[str, Any]:
     conn = await asyncpg.connect(dep.database_url)
     try:
@@ -376,6 +423,13 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=float(os.environ.get("BENCH_DURATION", 10)))
     p.add_argument("--agents", type=int, default=int(os.environ.get("BENCH_AGENTS", 1000)))
     p.add_argument("--handle-time", type=float, default=float(os.environ.get("BENCH_HANDLE_TIME", 0.5)))
+    p.add_argument("--scenario", choices=["all", "throughput", "scale"], default="all")
+    p.add_argument(
+        "--scale-rate",
+        type=float,
+        default=float(os.environ.get("BENCH_SCALE_RATE", 100)),
+        help="arrivals/s for the 1,000 vs 10,000 agents comparison (below saturation)",
+    )
     args = p.parse_args()
     print(json.dumps(asyncio.run(run(args)), indent=2))
 

@@ -190,3 +190,17 @@ async def test_overflow_after_n_failed_offers_and_transfer(deployment, bus: Bus,
         released = await bus.wait_for(topics.ROUTING, "work.released", conversation_id="t-1", agent_id=holder)
         assert released[0].data["reason"] == "transferred"
         await asyncio.sleep(0.2)
+
+
+async def test_positions_are_announced_again_as_the_queue_moves(deployment, bus: Bus, config_file) -> None:
+    settings = deployment.settings(RoutingSettings, "routing", config_file=config_file, position_update_interval_s=0.3)
+    async with running(routing_app(settings).state.runtime):
+        for i in range(3):
+            await bus.publish(c.ConversationArrived(conversation_id=f"w-{i}", channel="chat"))
+        first = await bus.wait_for(topics.ROUTING, "work.queued", count=3)
+        assert sorted(e.data["position"] for e in first) == [1, 2, 3]
+        await asyncio.sleep(1.0)
+        assert len(await bus.events(topics.ROUTING, "work.queued")) == 3  # nothing moved: nothing re-announced
+        await bus.publish(c.ConversationEnded(conversation_id="w-0"))  # the head of the queue leaves
+        moved = await bus.wait_for(topics.ROUTING, "work.queued", count=2, update=True)
+        assert {(e.data["conversation_id"], e.data["position"]) for e in moved} == {("w-1", 1), ("w-2", 2)}

@@ -242,3 +242,15 @@ def test_plan_is_work_conserving(agents: list[domain.AgentView], waiting: list[d
             continue
         chosen, _ = domain.choose_agent(w, QUEUES[w.queue], pool.values())
         assert chosen is None
+
+
+def test_preferred_agent_first_then_anyone_after_the_wait() -> None:
+    q = domain.Queue("chat", ("chat",), preferred_wait_s=30)
+    w = replace(work("w", at=0), preferred_agent="b")
+    agents = [agent("a", idle=0), agent("b", idle=50)]
+    soon = domain.plan([w], {"chat": q}, agents, T0 + timedelta(seconds=10))
+    assert [(c.agent_id, c.reason["method"]) for c in soon] == [("b", "preferred_agent")]
+    busy_b = [agent("a", idle=0), agent("b", idle=50, presence="away")]
+    assert domain.plan([w], {"chat": q}, busy_b, T0 + timedelta(seconds=10)) == []  # waits for b
+    late = domain.plan([w], {"chat": q}, busy_b, T0 + timedelta(seconds=31))
+    assert [c.agent_id for c in late] == ["a"]  # then the queue's method decides

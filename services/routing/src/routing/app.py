@@ -46,6 +46,7 @@ def build_runtime(settings: RoutingSettings | None = None) -> Runtime:
                 log.info("configuration_applied", source=path, changes=changes)
         timer.append(asyncio.create_task(service.run_offer_timer(runtime, settings.offer_sweep_interval_s, drainer)))
         timer.append(asyncio.create_task(drainer.run()))
+        timer.append(asyncio.create_task(service.run_position_updates(runtime, settings.position_update_interval_s)))
 
     async def stop_timer() -> None:
         for t in timer:

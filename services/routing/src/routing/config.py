@@ -87,6 +87,7 @@ class QueueSpec(Strict):
     operating_hours: OperatingHours | None = None
     overflow: Overflow | None = None
     prioritisation: list[PriorityRule] = Field(default_factory=list)
+    preferred_wait_s: int = Field(default=30, ge=0, description="how long a preferred agent is waited for")
 
 
 class RuleSpec(Strict):
@@ -318,6 +319,7 @@ async def apply(conn: Any, cfg: RoutingConfig, source: str) -> list[str]:
             q.operating_hours.model_dump() if q.operating_hours else None,
             q.overflow.model_dump() if q.overflow else None,
             [r.model_dump() for r in q.prioritisation],
+            q.preferred_wait_s,
         )
     await conn.execute("DELETE FROM rules")
     for pos, r in enumerate(cfg.rules):

@@ -30,6 +30,7 @@ class Queue:
     operating_hours: dict[str, Any] | None = None
     overflow: dict[str, Any] | None = None
     prioritisation: tuple[dict[str, Any], ...] = ()
+    preferred_wait_s: int = 30
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class WaitingWork:
     passed_by: frozenset[str] = frozenset()
     required_skills: dict[str, int] = field(default_factory=dict)
     attributes: dict[str, Any] = field(default_factory=dict)
+    preferred_agent: str | None = None
 
     @property
     def skills_key(self) -> tuple[tuple[str, int], ...]:
@@ -309,6 +311,20 @@ def plan(
     for work in sorted(waiting, key=lambda w: waiting_order(w, queues, now)):
         queue = queues.get(work.queue)
         if queue is None:
+            continue
+        if work.preferred_agent and now - work.enqueued_at < timedelta(seconds=queue.preferred_wait_s):
+            # preferred agent: only that agent while the wait lasts, if presence and capacity allow
+            preferred = pool.get(work.preferred_agent)
+            if preferred is None or _ineligible(preferred, queue, work) is not None:
+                continue
+            reason = {
+                "method": "preferred_agent",
+                "candidates": 1,
+                "passed_over": {},
+                "why": f"the conversation's preferred agent, within {queue.preferred_wait_s}s",
+            }
+            choices.append(Choice(work, preferred.agent_id, work.channel in preferred.auto_accept, reason))
+            pool[preferred.agent_id] = preferred.taking(work.channel, now)
             continue
         key = (queue.name, work.channel, work.skills_key)
         group = groups.get(key)

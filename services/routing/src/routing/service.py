@@ -98,22 +98,9 @@ async def on_conversation_arrived(uow: UnitOfWork, ev: c.CloudEvent, data: c.Con
     overflow = domain.overflow_on_arrival(queue, depth, eta, _now())
     if overflow:
         queue, depth, eta = await _overflow(uow, data.conversation_id, queue, queues, overflow, depth, eta)
-    uow.emit(
-        c.WorkQueued(
-            conversation_id=data.conversation_id,
-            channel=data.channel,
-            queue=queue.name,
-            position=depth,
-            estimated_wait_s=eta,
-            routed_by=why,
-        )
-    )
-    decide(
-        uow,
-        data.conversation_id,
-        "queued",
-        {"queue": queue.name, "position": depth, "routed_by": why, "estimated_wait_s": eta},
-    )
+    # work.queued is emitted at the end of the batch, with the position in arrival-time order
+    # (a batch mixes partitions, so the order of inserts is not the order of arrival).
+    uow.memo.setdefault("arrived", []).append((data.conversation_id, data.channel, queue.name, why))
     uow.flags.add(DRAIN)
 
 
@@ -435,6 +422,9 @@ async def drain(uow: UnitOfWork, limit: int = 1000) -> int:
     waiting = await store.list_waiting_work(conn, min(limit, 2 * free_slots + 50))
     if not waiting:
         return 0
+    preferred = sorted({w.preferred_agent for w, _ in waiting if w.preferred_agent} - {a.agent_id for a in agents})
+    if preferred:  # the index walk may not reach them: load them by id
+        agents += [a for a in await store.list_agents_by_id(conn, preferred) if a.presence in presences]
     arrivals = {w.conversation_id: arrival for w, arrival in waiting}
     now = _now()
     offers, offered_items, assigned_items = [], [], []
@@ -498,7 +488,73 @@ async def flush_decisions(uow: UnitOfWork) -> None:
 
 
 async def after_batch(uow: UnitOfWork) -> None:
+    arrived = uow.memo.pop("arrived", None)
+    if arrived:
+        await _announce_arrivals(uow, arrived)
     await flush_decisions(uow)
+
+
+async def _announce_arrivals(uow: UnitOfWork, arrived: list[tuple[str, str, str, str]]) -> None:
+    rows = await uow.conn.fetch(Q.positions_of, [a[0] for a in arrived], sorted({a[2] for a in arrived}))
+    positions = {r["conversation_id"]: r["position"] for r in rows}
+    for cid, channel, queue, why in arrived:
+        position = positions.get(cid, 1)
+        await _queue_position(uow, queue)  # the queue's figures, read once per batch
+        entry = uow.memo[("depth", queue)]
+        eta = domain.estimated_wait_s(position, entry[1], entry[2], entry[3], entry[4])
+        uow.emit(
+            c.WorkQueued(
+                conversation_id=cid,
+                channel=channel,
+                queue=queue,
+                position=position,
+                estimated_wait_s=eta,
+                routed_by=why,
+            )
+        )
+        decide(uow, cid, "queued", {"queue": queue, "position": position, "routed_by": why, "estimated_wait_s": eta})
+    await uow.conn.execute(Q.set_last_positions, list(positions), list(positions.values()))
+
+
+async def announce_positions(uow: UnitOfWork, limit: int = 2000) -> int:
+    """Queue positions and waits as the queue moves: work.queued again for each waiting item whose
+    position changed since it was last told. One replica at a time (transaction advisory lock)."""
+    if not await uow.conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext('routing.positions'))"):
+        return 0
+    rows = await uow.conn.fetch(Q.list_position_changes, limit)
+    for r in rows:
+        _, eta = await _queue_position(uow, r["queue"])  # the queue's figures, read once per pass
+        entry = uow.memo[("depth", r["queue"])]
+        eta = domain.estimated_wait_s(r["position"], entry[1], entry[2], entry[3], entry[4])
+        uow.emit(
+            c.WorkQueued(
+                conversation_id=r["conversation_id"],
+                channel=r["channel"],
+                queue=r["queue"],
+                position=r["position"],
+                estimated_wait_s=eta,
+                update=True,
+            )
+        )
+    if rows:
+        await uow.conn.execute(
+            Q.set_last_positions, [r["conversation_id"] for r in rows], [r["position"] for r in rows]
+        )
+    return len(rows)
+
+
+async def run_position_updates(runtime: Any, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            async with runtime.pool.acquire() as conn, conn.transaction():
+                uow = runtime.unit_of_work(conn)
+                await announce_positions(uow)
+                await uow.flush()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("position_updates_error", error=repr(exc))
 
 
 class Drainer:

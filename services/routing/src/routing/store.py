@@ -46,6 +46,7 @@ async def list_queues(conn: Conn) -> dict[str, domain.Queue]:
             r["operating_hours"],
             r["overflow"],
             tuple(r["prioritisation"] or ()),
+            r["preferred_wait_s"],
         )
         for r in rows
     }
@@ -83,6 +84,7 @@ async def list_waiting_work(conn: Conn, limit: int) -> list[tuple[domain.Waiting
                 frozenset(r["passed_by"]),
                 {k: int(v) for k, v in (r["required_skills"] or {}).items()},
                 (r["arrival"] or {}).get("attributes") or {},
+                (r["arrival"] or {}).get("preferred_agent_id"),
             ),
             r["arrival"],
         )
@@ -111,3 +113,7 @@ async def insert_work(
     return (
         await conn.fetchval(Q.insert_work, conversation_id, channel, queue, priority, arrival, at, skills) is not None
     )
+
+
+async def list_agents_by_id(conn: Conn, agent_ids: list[str]) -> list[domain.AgentView]:
+    return [_agent(r) for r in await conn.fetch(Q.list_agents_by_id, agent_ids)]

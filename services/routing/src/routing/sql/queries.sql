@@ -20,7 +20,7 @@ SELECT name, exclusive FROM channels;
 
 -- name: list_queues
 SELECT name, channels, assignment_method, allowed_presences, priority, offer_timeout_s, skill_matching,
-       closest_after_s, operating_hours, overflow, prioritisation
+       closest_after_s, operating_hours, overflow, prioritisation, preferred_wait_s
 FROM queues;
 
 -- name: upsert_presence
@@ -172,13 +172,14 @@ SELECT at, kind, detail FROM decisions WHERE conversation_id = $1 ORDER BY id;
 
 -- name: upsert_queue_full
 INSERT INTO queues (name, channels, assignment_method, allowed_presences, priority, offer_timeout_s, skill_matching,
-                    closest_after_s, operating_hours, overflow, prioritisation)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                    closest_after_s, operating_hours, overflow, prioritisation, preferred_wait_s)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 ON CONFLICT (name) DO UPDATE SET channels = EXCLUDED.channels, assignment_method = EXCLUDED.assignment_method,
     allowed_presences = EXCLUDED.allowed_presences, priority = EXCLUDED.priority,
     offer_timeout_s = EXCLUDED.offer_timeout_s, skill_matching = EXCLUDED.skill_matching,
     closest_after_s = EXCLUDED.closest_after_s, operating_hours = EXCLUDED.operating_hours,
-    overflow = EXCLUDED.overflow, prioritisation = EXCLUDED.prioritisation;
+    overflow = EXCLUDED.overflow, prioritisation = EXCLUDED.prioritisation,
+    preferred_wait_s = EXCLUDED.preferred_wait_s;
 
 -- name: upsert_agent_profile_full
 INSERT INTO agents (agent_id, configured, queues, auto_accept, limits, exclusive, skills)
@@ -202,3 +203,32 @@ RETURNING arrival;
 -- Back in a queue, keeping its original place in line (the customer has waited already).
 UPDATE work_items SET status = 'queued', agent_id = NULL, offer_id = NULL, queue = $2, updated_at = now()
 WHERE conversation_id = $1;
+
+-- name: list_agents_by_id
+SELECT agent_id, presence, queues, auto_accept, limits, exclusive, used, total_used, exclusive_held, idle_since,
+       closed_channels, skills, last_assigned_at
+FROM agents WHERE configured AND agent_id = ANY($1::text[]);
+
+-- name: list_position_changes
+WITH ranked AS (
+    SELECT conversation_id, channel, queue, last_position,
+           row_number() OVER (PARTITION BY queue ORDER BY enqueued_at, conversation_id) AS position
+    FROM work_items WHERE status = 'queued'
+)
+SELECT conversation_id, channel, queue, position::int AS position FROM ranked
+WHERE last_position IS DISTINCT FROM position
+ORDER BY queue, position
+LIMIT $1;
+
+-- name: set_last_positions
+UPDATE work_items w SET last_position = v.position
+FROM unnest($1::text[], $2::int[]) AS v(conversation_id, position)
+WHERE w.conversation_id = v.conversation_id;
+
+-- name: positions_of
+WITH ranked AS (
+    SELECT conversation_id,
+           row_number() OVER (PARTITION BY queue ORDER BY enqueued_at, conversation_id) AS position
+    FROM work_items WHERE status = 'queued' AND queue = ANY($2::text[])
+)
+SELECT conversation_id, position::int AS position FROM ranked WHERE conversation_id = ANY($1::text[]);
