@@ -41,13 +41,17 @@ def all_services(dep: Deployment) -> list[Any]:
     return [routing(dep), sessions(dep), presence(dep), assist(dep)]
 
 
-async def routing_sees(dep: Deployment, agent: str, presence: str, closed: list[str] | None = None) -> None:
-    """Wait until routing's presence projection holds the change (projections are asynchronous)."""
+async def routing_sees(
+    dep: Deployment, agent: str, presence: str | tuple[str, ...], closed: list[str] | None = None
+) -> None:
+    """Wait until routing's presence projection holds the change (projections are asynchronous).
+    `presence` may list several values: an agent just signed in may already be busy with an offer."""
+    wanted = (presence,) if isinstance(presence, str) else presence
     conn = await asyncpg.connect(dep.database_url)
     try:
-        for _ in range(200):
+        for _ in range(400):
             row = await conn.fetchrow("SELECT presence, closed_channels FROM routing.agents WHERE agent_id = $1", agent)
-            if row and row["presence"] == presence and (closed is None or list(row["closed_channels"]) == closed):
+            if row and row["presence"] in wanted and (closed is None or list(row["closed_channels"]) == closed):
                 return
             await asyncio.sleep(0.05)
         raise AssertionError(f"routing never saw {agent} {presence} {closed}")

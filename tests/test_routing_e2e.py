@@ -64,7 +64,7 @@ async def sign_in(bus: Bus, dep: Deployment, *agents: str) -> None:
     for a in agents:
         await bus.publish(c.AgentSignedIn(agent_id=a))
     for a in agents:
-        await helpers.routing_sees(dep, a, "available")
+        await helpers.routing_sees(dep, a, ("available", "busy", "busy_dnd"))
 
 
 async def test_configuration_validated_dry_run_and_applied_without_restart(deployment, bus: Bus, config_file) -> None:

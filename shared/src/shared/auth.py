@@ -91,3 +91,14 @@ def token_of(headers: Any, query: Any) -> str | None:
         return str(auth[7:].strip())
     token = query.get("token")
     return str(token) if token else None
+
+
+def supervisor_or_error(auth: Auth, headers: Any, query: Any, action: str) -> tuple[Principal | None, str, int]:
+    """The request's supervisor, or (None, a message a person can act on, the HTTP status)."""
+    try:
+        principal = auth.verify(token_of(headers, query))
+    except Unauthorised as exc:
+        return None, str(exc), 401
+    if "supervisor" not in principal.roles:
+        return None, f"{action} needs the supervisor role", 403
+    return principal, "", 200

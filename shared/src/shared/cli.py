@@ -182,7 +182,7 @@ async def _partitions(admin: Any, names: list[str]) -> list[Any]:
 def routing_explain(conversation_id: str) -> dict[str, Any]:
     import httpx
 
-    base = os.environ.get("SWITCHBOARD_ROUTING_URL", "http://127.0.0.1:38081")
+    base = os.environ.get("SWITCHBOARD_ROUTING_URL", "http://127.0.0.1:18081")
     try:
         r = httpx.get(f"{base}/conversations/{conversation_id}/explain", timeout=10)
     except httpx.HTTPError as exc:
@@ -208,7 +208,7 @@ def config_apply(path: str, dry_run: bool) -> dict[str, Any]:
         routing_config.parse(text)  # the same validation routing runs, with line numbers, before sending
     except routing_config.ConfigError as exc:
         raise CliError(f"{file} is not a valid routing configuration:\n" + "\n".join(exc.problems)) from exc
-    base = os.environ.get("SWITCHBOARD_ROUTING_URL", "http://127.0.0.1:38081")
+    base = os.environ.get("SWITCHBOARD_ROUTING_URL", "http://127.0.0.1:18081")
     token = os.environ.get("SWITCHBOARD_TOKEN") or Auth.from_env().mint("switchboard-cli", ("supervisor",), 600)
     try:
         r = httpx.post(

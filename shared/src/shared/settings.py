@@ -5,8 +5,8 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-EMBEDDED_KAFKA = "127.0.0.1:39092"
-EMBEDDED_DATABASE = "postgresql://switchboard:switchboard@127.0.0.1:35432/switchboard"
+EMBEDDED_KAFKA = "127.0.0.1:19092"
+EMBEDDED_DATABASE = "postgresql://switchboard:switchboard@127.0.0.1:15432/switchboard"
 
 
 class ServiceSettings(BaseSettings):

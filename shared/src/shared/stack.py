@@ -45,14 +45,16 @@ def say(msg: str) -> None:
     print(f"[switchboard] {msg}", file=sys.stderr, flush=True)
 
 
+# Every port sits below Linux's ephemeral range (32768-60999): a client retrying a port in that
+# range while the server is down can connect to itself and hold the port, so the server cannot bind.
 @dataclass
 class Layout:
     state: Path
-    kafka_port: int = 39092
-    controller_port: int = 39093
-    pg_port: int = 35432
+    kafka_port: int = 19092
+    controller_port: int = 19093
+    pg_port: int = 15432
     http_ports: dict[str, int] = field(
-        default_factory=lambda: {"sessions": 38080, "routing": 38081, "presence": 38082, "assist": 38083}
+        default_factory=lambda: {"sessions": 18080, "routing": 18081, "presence": 18082, "assist": 18083}
     )
     database: str = "switchboard"
 
@@ -476,7 +478,22 @@ def start_postgres(layout: Layout) -> None:
     say(f"starting PostgreSQL on 127.0.0.1:{layout.pg_port}")
     logfile = pg_dir / "postgres.log"
     r = subprocess.run(
-        _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(logfile), "-w", "-t", "60", "start"]),
+        # the layout's port wins over the one written into postgresql.conf at initdb
+        _as_postgres(
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(logfile),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                f"-p {layout.pg_port}",
+                "start",
+            ]
+        ),
         capture_output=True,
         text=True,
     )

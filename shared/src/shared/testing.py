@@ -70,9 +70,9 @@ def start_infrastructure() -> Infrastructure:
         return infra
     layout = stack.Layout(
         stack.ROOT / ".state" / "test",
-        kafka_port=int(os.environ.get("SWITCHBOARD_TEST_KAFKA_PORT", 49092)),
-        controller_port=int(os.environ.get("SWITCHBOARD_TEST_KAFKA_PORT", 49092)) + 1,
-        pg_port=int(os.environ.get("SWITCHBOARD_TEST_PG_PORT", 45432)),
+        kafka_port=int(os.environ.get("SWITCHBOARD_TEST_KAFKA_PORT", 29092)),
+        controller_port=int(os.environ.get("SWITCHBOARD_TEST_KAFKA_PORT", 29092)) + 1,
+        pg_port=int(os.environ.get("SWITCHBOARD_TEST_PG_PORT", 25432)),
     )
     keep = os.environ.get("SWITCHBOARD_KEEP_INFRA") == "1"
     if not db_url:

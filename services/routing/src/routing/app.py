@@ -15,7 +15,7 @@ from starlette.routing import Route
 from routing import config, handlers, service
 from routing.settings import RoutingSettings
 from shared import topics
-from shared.auth import Auth, Unauthorised, token_of
+from shared.auth import Auth, supervisor_or_error
 from shared.runtime import Runtime
 
 log = structlog.get_logger("switchboard.routing")
@@ -82,12 +82,11 @@ def create_app(settings: RoutingSettings | None = None) -> Starlette:
     async def admin_config(request: Request) -> JSONResponse:
         """GET: the applied configuration. POST (YAML or JSON body): validate, diff, and apply
         atomically unless ?dry_run=true. Needs a supervisor token."""
-        try:
-            principal = auth.verify(token_of(request.headers, request.query_params))
-        except Unauthorised as exc:
-            return JSONResponse({"error": str(exc)}, status_code=401)
-        if "supervisor" not in principal.roles:
-            return JSONResponse({"error": "changing routing configuration needs the supervisor role"}, status_code=403)
+        principal, error, status = supervisor_or_error(
+            auth, request.headers, request.query_params, "changing routing configuration"
+        )
+        if principal is None:
+            return JSONResponse({"error": error}, status_code=status)
         async with runtime.pool.acquire() as conn:
             if request.method == "GET":
                 doc = await conn.fetchval("SELECT document FROM config_applied ORDER BY id DESC LIMIT 1")

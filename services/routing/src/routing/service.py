@@ -153,16 +153,21 @@ async def on_conversation_ended(uow: UnitOfWork, ev: c.CloudEvent, data: c.Conve
         )
         if offer:
             await _release(uow, offer["agent_id"], offer["channel"])
-            uow.emit(
-                c.WorkOfferExpired(
-                    agent_id=offer["agent_id"],
-                    offer_id=offer["offer_id"],
-                    conversation_id=offer["conversation_id"],
-                    channel=offer["channel"],
-                    expires_at=offer["expires_at"],
-                    cause="withdrawn",
-                )
-            )
+            _offer_ended(uow, offer, "withdrawn")
+
+
+def _offer_ended(uow: UnitOfWork, offer: Any, cause: str) -> None:
+    """An offer is over before acceptance (expired, rejected or withdrawn): say so on routing.v1."""
+    uow.emit(
+        c.WorkOfferExpired(
+            agent_id=offer["agent_id"],
+            offer_id=offer["offer_id"],
+            conversation_id=offer["conversation_id"],
+            channel=offer["channel"],
+            expires_at=offer["expires_at"],
+            cause=cause,
+        )
+    )  # type: ignore[arg-type]
 
 
 async def on_offer_accepted(uow: UnitOfWork, ev: c.CloudEvent, data: c.OfferAccepted) -> None:
@@ -199,28 +204,7 @@ async def _requeue_after_offer(uow: UnitOfWork, offer: Any, cause: str) -> None:
     conn = uow.conn
     await _release(uow, offer["agent_id"], offer["channel"])
     work = await conn.fetchrow(Q.requeue_work, offer["conversation_id"], offer["agent_id"], offer["offer_id"])
-    if cause == "rejected":
-        uow.emit(
-            c.WorkOfferExpired(
-                agent_id=offer["agent_id"],
-                offer_id=offer["offer_id"],
-                conversation_id=offer["conversation_id"],
-                channel=offer["channel"],
-                expires_at=offer["expires_at"],
-                cause="rejected",
-            )
-        )
-    else:
-        uow.emit(
-            c.WorkOfferExpired(
-                agent_id=offer["agent_id"],
-                offer_id=offer["offer_id"],
-                conversation_id=offer["conversation_id"],
-                channel=offer["channel"],
-                expires_at=offer["expires_at"],
-                cause="expired",
-            )
-        )
+    _offer_ended(uow, offer, cause)
     if work is not None:
         uow.emit(
             c.WorkRequeued(
@@ -327,16 +311,7 @@ async def on_transfer_work(uow: UnitOfWork, ev: c.CloudEvent, data: c.TransferWo
         offer = await conn.fetchrow(Q.end_offer, work["offer_id"], work["agent_id"], "withdrawn")
         if offer is not None:
             await _release(uow, offer["agent_id"], offer["channel"])
-            uow.emit(
-                c.WorkOfferExpired(
-                    agent_id=offer["agent_id"],
-                    offer_id=offer["offer_id"],
-                    conversation_id=data.conversation_id,
-                    channel=offer["channel"],
-                    expires_at=offer["expires_at"],
-                    cause="withdrawn",
-                )
-            )
+            _offer_ended(uow, offer, "withdrawn")
     if previous:
         await _release(uow, previous, work["channel"])
         uow.emit(

@@ -14,7 +14,7 @@ from sessions import handlers, service
 from sessions.gateway import Gateway, Hub
 from sessions.settings import SessionsSettings
 from shared import topics
-from shared.auth import Auth, Unauthorised, token_of
+from shared.auth import Auth, supervisor_or_error
 from shared.runtime import Runtime, load_config
 
 PRODUCES = {
@@ -56,12 +56,11 @@ def create_app(settings: SessionsSettings | None = None) -> Starlette:
 
     async def profiles(request: Request) -> JSONResponse:
         """Supervisors edit experience profiles: PUT {"settings": {...}}; GET lists them."""
-        try:
-            principal = auth.verify(token_of(request.headers, request.query_params))
-        except Unauthorised as exc:
-            return JSONResponse({"error": str(exc)}, status_code=401)
-        if "supervisor" not in principal.roles:
-            return JSONResponse({"error": "editing experience profiles needs the supervisor role"}, status_code=403)
+        principal, error, status = supervisor_or_error(
+            auth, request.headers, request.query_params, "editing experience profiles"
+        )
+        if principal is None:
+            return JSONResponse({"error": error}, status_code=status)
         async with runtime.pool.acquire() as conn:
             if request.method == "PUT":
                 name = request.path_params.get("name")
