@@ -496,6 +496,7 @@ async def announce_positions(uow: UnitOfWork, limit: int = 2000) -> int:
     position changed since it was last told. One replica at a time (transaction advisory lock)."""
     if not await uow.conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext('routing.positions'))"):
         return 0
+    await uow.conn.execute(Q.refresh_queue_figures)
     rows = await uow.conn.fetch(Q.list_position_changes, limit)
     for r in rows:
         _, eta = await _queue_position(uow, r["queue"])  # the queue's figures, read once per pass
@@ -519,8 +520,11 @@ async def announce_positions(uow: UnitOfWork, limit: int = 2000) -> int:
 
 
 async def run_position_updates(runtime: Any, interval_s: float) -> None:
+    first = True
     while True:
-        await asyncio.sleep(interval_s)
+        if not first:
+            await asyncio.sleep(interval_s)
+        first = False  # at start: refresh the queue figures the wait estimates use
         try:
             async with runtime.pool.acquire() as conn, conn.transaction():
                 uow = runtime.unit_of_work(conn)

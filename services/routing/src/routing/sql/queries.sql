@@ -43,12 +43,22 @@ RETURNING conversation_id;
 SELECT count(*) FROM work_items WHERE queue = $1 AND status = 'queued';
 
 -- name: queue_stats
-SELECT q.name, COALESCE(s.handled, 0) AS handled, COALESCE(s.handle_seconds, 0) AS handle_seconds,
-       (SELECT count(*) FROM work_items w WHERE w.queue = q.name AND w.enqueued_at > now() - interval '15 minutes')
-           / 900.0 AS arrivals_per_s,
-       (SELECT COALESCE(sum((a.limits->>ch)::int), 0) FROM agents a, unnest(q.channels) ch
-         WHERE a.configured AND q.name = ANY(a.queues) AND a.presence = ANY(q.allowed_presences)) AS staffed_slots
+-- One row per queue: observed handle times and the figures the periodic pass refreshes.
+SELECT COALESCE(s.handled, 0) AS handled, COALESCE(s.handle_seconds, 0) AS handle_seconds,
+       COALESCE(s.staffed_slots, 0) AS staffed_slots, COALESCE(s.arrivals_per_s, 0) AS arrivals_per_s
 FROM queues q LEFT JOIN queue_stats s ON s.queue = q.name WHERE q.name = $1;
+
+-- name: refresh_queue_figures
+INSERT INTO queue_stats (queue, staffed_slots, arrivals_per_s, refreshed_at)
+SELECT q.name,
+       (SELECT COALESCE(sum((a.limits->>ch)::int), 0) FROM agents a, unnest(q.channels) ch
+         WHERE a.configured AND q.name = ANY(a.queues) AND a.presence = ANY(q.allowed_presences)),
+       (SELECT count(*) FROM work_items w WHERE w.queue = q.name AND w.enqueued_at > now() - interval '15 minutes')
+           / 900.0,
+       now()
+FROM queues q
+ON CONFLICT (queue) DO UPDATE SET staffed_slots = EXCLUDED.staffed_slots, arrivals_per_s = EXCLUDED.arrivals_per_s,
+    refreshed_at = EXCLUDED.refreshed_at;
 
 -- name: any_waiting_work
 SELECT EXISTS (SELECT 1 FROM work_items WHERE status = 'queued');
@@ -216,7 +226,10 @@ WITH ranked AS (
     FROM work_items WHERE status = 'queued'
 )
 SELECT conversation_id, channel, queue, position::int AS position FROM ranked
+-- any move in the first ten places, else a move of at least a tenth: customers far back are not
+-- told every step of a draining backlog
 WHERE last_position IS DISTINCT FROM position
+  AND (position <= 10 OR last_position IS NULL OR abs(last_position - position) * 10 >= last_position)
 ORDER BY queue, position
 LIMIT $1;
 
