@@ -214,7 +214,7 @@ class Gateway:
     async def _start_stream(self, ws: WebSocket, agent_id: str, after: str | None) -> int:
         if after is not None and after.isdigit():
             async with self.runtime.pool.acquire() as conn:
-                committed = await conn.fetchval("SELECT seq FROM agents WHERE agent_id = $1", agent_id) or 0
+                committed = await conn.fetchval("SELECT seq FROM agent_seq WHERE agent_id = $1", agent_id) or 0
             replay = self.hub.replay(agent_id, int(after), committed)
             if replay is not None:
                 await ws.send_text(orjson.dumps({"kind": "resumed", "after_seq": int(after)}).decode())

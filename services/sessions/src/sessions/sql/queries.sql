@@ -68,12 +68,12 @@ WHERE agent_id = $1 AND status IN ('pending', 'accepted') ORDER BY received_at;
 
 -- name: bump_seq
 -- Numbers an agent's events; the row lock orders concurrent transactions of one agent.
-INSERT INTO agents (agent_id, seq) VALUES ($1, $2)
-ON CONFLICT (agent_id) DO UPDATE SET seq = agents.seq + EXCLUDED.seq
+INSERT INTO agent_seq (agent_id, seq) VALUES ($1, $2)
+ON CONFLICT (agent_id) DO UPDATE SET seq = agent_seq.seq + EXCLUDED.seq
 RETURNING seq;
 
 -- name: get_seq
-SELECT seq FROM agents WHERE agent_id = $1;
+SELECT seq FROM agent_seq WHERE agent_id = $1;
 
 -- name: upsert_profile
 INSERT INTO profiles (name, settings) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET settings = $2;
