@@ -7,6 +7,7 @@ whose lifespan starts the FastStream broker; `uvicorn --factory SERVICE.app:crea
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
@@ -57,12 +58,18 @@ class Runtime:
         self.started_hooks: list[Callable[[], Awaitable[None]]] = []
         self.stopping_hooks: list[Callable[[], Awaitable[None]]] = []
         self.sequencer: Sequencer | None = None
+        self._background: list[Callable[[], Awaitable[None]]] = []
+        self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def pool(self) -> asyncpg.Pool:
         if self._pool is None:
             raise RuntimeError(f"{self.name}: database pool used before start")
         return self._pool
+
+    def background(self, loop: Callable[[], Awaitable[None]]) -> None:
+        """A loop (timer, sweeper) started with the service, after its start hooks, cancelled on stop."""
+        self._background.append(loop)
 
     def unit_of_work(self, conn: Any) -> UnitOfWork:
         """A unit of work for a background task or an HTTP handler of this service."""
@@ -113,6 +120,7 @@ class Runtime:
                 self._pool, self.schema, self.broker, crash_before_publish=self.settings.fault_crash_before_publish
             )
             self.relay.start()
+        self._tasks = [asyncio.create_task(loop()) for loop in self._background]  # type: ignore[arg-type]
         self.ready = True
         log.info("service_started", service=self.name, topics=[c.topic for c in self.consumers])
 
@@ -121,6 +129,11 @@ class Runtime:
 
     async def stop(self) -> None:
         self.ready = False
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
         for hook in self.stopping_hooks:
             with contextlib.suppress(Exception):
                 await hook()

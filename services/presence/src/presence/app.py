@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 
 from starlette.applications import Starlette
@@ -24,27 +22,17 @@ def build_runtime(settings: PresenceSettings | None = None) -> Runtime:
     settings = settings or PresenceSettings()
     runtime = Runtime("presence", settings, package="presence", produces=PRODUCES)
     handlers.register(runtime)
-    tasks: list[asyncio.Task[None]] = []
 
     async def started() -> None:
         cfg = load_config(settings.config_file or os.environ.get("SWITCHBOARD_CONFIG"), "presence")
         if cfg:
             async with runtime.pool.acquire() as conn, conn.transaction():
                 await service.apply_config(conn, cfg)
-        tasks.append(
-            asyncio.create_task(
-                service.run_device_timer(runtime, settings.device_timeout_s, settings.device_sweep_interval_s)
-            )
-        )
-
-    async def stopping() -> None:
-        for t in tasks:
-            t.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
 
     runtime.started_hooks.append(started)
-    runtime.stopping_hooks.append(stopping)
+    runtime.background(
+        lambda: service.run_device_timer(runtime, settings.device_timeout_s, settings.device_sweep_interval_s)
+    )
     return runtime
 
 

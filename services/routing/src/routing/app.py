@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from pathlib import Path
 
 import structlog
@@ -32,7 +31,6 @@ def build_runtime(settings: RoutingSettings | None = None) -> Runtime:
     drainer = service.Drainer(runtime, limit=settings.drain_batch)
     runtime.drainer = drainer  # type: ignore[attr-defined]
     handlers.register(runtime, drainer)
-    timer: list[asyncio.Task[None]] = []
 
     async def load_configuration() -> None:
         import os
@@ -44,18 +42,11 @@ def build_runtime(settings: RoutingSettings | None = None) -> Runtime:
                 changes = await config.apply(conn, cfg, source=f"file {path}")
             if changes:
                 log.info("configuration_applied", source=path, changes=changes)
-        timer.append(asyncio.create_task(service.run_offer_timer(runtime, settings.offer_sweep_interval_s, drainer)))
-        timer.append(asyncio.create_task(drainer.run()))
-        timer.append(asyncio.create_task(service.run_position_updates(runtime, settings.position_update_interval_s)))
-
-    async def stop_timer() -> None:
-        for t in timer:
-            t.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
 
     runtime.started_hooks.append(load_configuration)
-    runtime.stopping_hooks.append(stop_timer)
+    runtime.background(lambda: service.run_offer_timer(runtime, settings.offer_sweep_interval_s, drainer))
+    runtime.background(drainer.run)
+    runtime.background(lambda: service.run_position_updates(runtime, settings.position_update_interval_s))
     return runtime
 
 
