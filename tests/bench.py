@@ -147,7 +147,7 @@ def bench_config(agents: int) -> dict[str, Any]:
     routing = demo["routing"]
     queues = [q["name"] for q in routing["queues"]]
     routing["agents"] = [
-        {"id": f"agent-{i}", "capacity_profile": "demo", "queues": queues, "auto_accept": []}
+        {"id": f"agent-{i}", "capacity_profile": "demo", "queues": queues, "auto_accept": [], "skills": {"billing": 3}}
         for i in range(1, agents + 1)
     ]
     return {"routing": routing, "presence": {"sign_in": [a["id"] for a in routing["agents"]]}}

@@ -57,3 +57,21 @@ async def test_arrival_to_session_and_back(deployment, bus: Bus) -> None:
         await bus.wait_for(topics.SESSIONS, "session.closed", agent_id="agent-1", session_id=session_id)
         await bus.wait_for(topics.ROUTING, "work.released", conversation_id="c-1001", agent_id="agent-1")
         await bus.wait_for(topics.PRESENCE, "presence.changed", agent_id="agent-1", status="available", count=2)
+
+
+async def test_the_design_md_example_reaches_a_demo_agent(deployment, bus: Bus) -> None:
+    """The exact arrival of DESIGN.md (it requires billing 3), as a producer sends it, with the demo
+    configuration: an agent gets offer.received."""
+    import json
+
+    from shared.testing import DESIGN_EXAMPLE
+
+    async with running(*helpers.all_services(deployment)):
+        for agent in ("agent-1", "agent-4"):
+            await bus.publish(c.AgentSignedIn(agent_id=agent))
+        await helpers.routing_sees(deployment, "agent-4", "available")
+        await helpers.routing_sees(deployment, "agent-1", "available")
+        await bus.send_raw(topics.CONVERSATIONS, json.dumps(DESIGN_EXAMPLE).encode(), key="c-1001")
+        offer = (await bus.wait_for(topics.SESSIONS, "offer.received", conversation_id="c-1001"))[0]
+        assert offer.data["agent_id"] == "agent-1"  # billing 4; agent-4 has no billing skill
+        assert offer.data["title"] == "Ada Lovelace"

@@ -648,6 +648,10 @@ def down(layout: Layout) -> None:
 
 def clean(layout: Layout) -> None:
     down(layout)
+    # the tests' embedded stack lives under the same folder: stop it before its data goes
+    tests = Layout(layout.state / "test", kafka_port=29092, controller_port=29093, pg_port=25432)
+    stop_pid(tests.run / "kafka.pid", "test Kafka", timeout=30)
+    stop_postgres(tests)
     pg = layout.pg_dir
     shutil.rmtree(layout.state, ignore_errors=True)
     shutil.rmtree(pg.parent if pg.parent.name != layout.state.name else pg, ignore_errors=True)

@@ -25,6 +25,28 @@ from shared import contracts as c
 from shared import stack, topics
 from shared.settings import ServiceSettings
 
+# The conversation arrival of DESIGN.md, exactly as a producer publishes it (key c-1001).
+DESIGN_EXAMPLE = {
+    "specversion": "1.0",
+    "id": "0b6f6c1e-7f0a-4c43-9a55-1a2b3c4d5e6f",
+    "source": "/channels/web-chat",
+    "type": "conversation.arrived",
+    "time": "2026-11-21T10:00:00Z",
+    "subject": "c-1001",
+    "datacontenttype": "application/json",
+    "data": {
+        "conversation_id": "c-1001",
+        "channel": "chat",
+        "customer": {"id": "cust-42", "name": "Ada Lovelace", "authenticated": True},
+        "subject": "Refund for order 1234",
+        "language": "en",
+        "priority": 5,
+        "attributes": {"product": "billing"},
+        "required_skills": {"billing": 3},
+        "record": {"type": "case", "id": "CAS-1", "title": "Refund for order 1234"},
+    },
+}
+
 
 @dataclass
 class Infrastructure:
