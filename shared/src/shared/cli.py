@@ -8,6 +8,7 @@
   switchboard token agent-1 [--supervisor]
   switchboard routing explain CONVERSATION_ID
   switchboard config apply FILE [--dry-run]
+  switchboard kb import DIR|FILE
 
 Kafka and the services are found through KAFKA_BOOTSTRAP_SERVERS, SWITCHBOARD_TOPIC_PREFIX and
 SWITCHBOARD_ROUTING_URL (defaults: the embedded stack of `make up`).
@@ -230,6 +231,37 @@ def config_apply(path: str, dry_run: bool) -> dict[str, Any]:
     return result
 
 
+def kb_import(path: str) -> dict[str, Any]:
+    import httpx
+
+    from assist.domain import parse_article
+    from shared.auth import Auth
+
+    root = Path(path)
+    if not root.exists():
+        raise CliError(f"no such file or folder: {root}")
+    files = sorted(p for p in (root.glob("*") if root.is_dir() else [root]) if p.suffix in (".md", ".json"))
+    if not files:
+        raise CliError(f"no .md or .json articles in {root}")
+    docs = []
+    for f in files:
+        try:
+            doc = parse_article(f.name, f.read_text())
+        except ValueError as exc:
+            raise CliError(str(exc)) from exc
+        docs.extend(doc if isinstance(doc, list) else [doc])
+    base = os.environ.get("SWITCHBOARD_ASSIST_URL", "http://127.0.0.1:18083")
+    token = os.environ.get("SWITCHBOARD_TOKEN") or Auth.from_env().mint("switchboard-cli", ("supervisor",), 600)
+    try:
+        r = httpx.post(f"{base}/kb/articles", json=docs, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    except httpx.HTTPError as exc:
+        raise CliError(f"cannot reach assist at {base} ({exc}); set SWITCHBOARD_ASSIST_URL") from exc
+    if r.status_code != 200:
+        raise CliError(f"assist refused the articles ({r.status_code}): {r.json().get('error', r.text)}")
+    result: dict[str, Any] = r.json()
+    return result
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="switchboard", description="Switchboard command line")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -273,6 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap = cfs.add_parser("apply", help="validate a YAML file and apply its routing section atomically")
     ap.add_argument("file")
     ap.add_argument("--dry-run", action="store_true", help="show what would change, change nothing")
+    kb = sub.add_parser("kb", help="knowledge base")
+    kbs = kb.add_subparsers(dest="kb_cmd", required=True)
+    kbi = kbs.add_parser("import", help="import Markdown (front matter) or JSON articles from a file or folder")
+    kbi.add_argument("path")
     r = sub.add_parser("routing", help="routing tools")
     rs = r.add_subparsers(dest="routing_cmd", required=True)
     ex = rs.add_parser("explain", help="the routing history of a conversation")
@@ -344,6 +380,8 @@ def run(args: argparse.Namespace) -> int:
         for line in result.get("changes") or ["(no changes)"]:
             print(line)
         print("dry run: nothing applied" if args.dry_run else "applied")
+    elif args.cmd == "kb":
+        print(json.dumps(kb_import(args.path)))
     elif args.cmd == "routing":
         print(json.dumps(routing_explain(args.conversation_id), indent=2))
     return 0

@@ -140,3 +140,34 @@ def entities(texts: list[str]) -> dict[str, list[str]]:
         if uniq:
             found[name] = uniq
     return found
+
+
+def search_query(texts: list[str], max_terms: int = 12) -> str | None:
+    """A to_tsquery OR-query from the content words of the texts, most frequent first."""
+    words = [w.lower() for t in texts for w in _WORD.findall(t)]
+    freq = Counter(w.strip("'-") for w in words if w not in STOPWORDS and len(w) > 2)
+    terms = [w for w, _ in freq.most_common(max_terms) if re.fullmatch(r"[a-z][a-z'-]*", w)]
+    if not terms:
+        return None
+    return " | ".join(t.replace("'", "") for t in terms)
+
+
+def parse_article(name: str, text: str) -> dict[str, object]:
+    """A Markdown article with front matter (--- key: value ---), or a JSON object."""
+    import json
+
+    import yaml
+
+    text = text.lstrip("\ufeff")
+    if name.endswith(".json"):
+        doc = json.loads(text)
+        if not isinstance(doc, dict):
+            raise ValueError(f"{name}: expected a JSON object")
+        return doc
+    if not text.startswith("---"):
+        raise ValueError(f"{name}: expected front matter between --- lines (id, title, tags, ...)")
+    _, front, body = text.split("---", 2)
+    meta = yaml.safe_load(front) or {}
+    if not isinstance(meta, dict):
+        raise ValueError(f"{name}: the front matter must be key: value lines")
+    return {**meta, "body": body.strip()}

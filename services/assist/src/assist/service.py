@@ -2,9 +2,75 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
 from assist import domain
 from shared import contracts as c
+from shared.db import Conn, Queries
 from shared.messaging import UnitOfWork
+
+Q = Queries("assist")
+SURFACED = 3
+
+
+class Article(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")
+    title: str = Field(min_length=1, max_length=300)
+    body: str = Field(min_length=1)
+    tags: list[str] = Field(default_factory=list)
+    product: str | None = None
+    language: str = "en"
+    status: Literal["draft", "published", "archived"] = "published"
+
+
+async def upsert_article(conn: Conn, article: Article) -> bool:
+    """Create or update an article; True when it was new."""
+    return bool(
+        await conn.fetchval(
+            Q.upsert_article,
+            article.id,
+            article.title,
+            article.body,
+            article.tags,
+            article.product,
+            article.language,
+            article.status,
+        )
+    )
+
+
+async def search(conn: Conn, text: str, limit: int = 5, language: str | None = None) -> list[dict[str, Any]]:
+    query = domain.search_query([text])
+    if query is None:
+        return []
+    rows = await conn.fetch(Q.search_articles, query, limit, language)
+    return [
+        {"id": r["id"], "title": r["title"], "score": round(float(r["score"]), 4), "tags": list(r["tags"])}
+        for r in rows
+    ]
+
+
+def read_articles(folder: Path) -> list[Article]:
+    """Every .md / .json article of a folder, validated (errors name the file)."""
+    return [
+        Article.model_validate(domain.parse_article(path.name, path.read_text()))
+        for path in sorted(folder.glob("*"))
+        if path.suffix in (".md", ".json")
+    ]
+
+
+async def load_knowledge_base(conn: Conn, folder: Path) -> int:
+    """Import the demo knowledge base (idempotent upserts)."""
+    articles = await asyncio.to_thread(read_articles, folder)
+    for article in articles:
+        await upsert_article(conn, article)
+    return len(articles)
+
 
 TOUCHED = "touched:"
 
@@ -55,8 +121,29 @@ async def summarise_touched(uow: UnitOfWork) -> None:
             ents,
             len(rows),
         )
+        await surface_articles(uow, cid, customer)
         uow.emit(
             c.SummaryReady(
                 conversation_id=cid, summary=summary, entities=ents, provider="embedded", message_count=len(rows)
             )
         )
+
+
+async def surface_articles(uow: UnitOfWork, conversation_id: str, customer_texts: list[str]) -> None:
+    """As the customer writes, the most relevant articles, without the agent searching; sent only
+    when the list changes."""
+    subject = await uow.conn.fetchval(Q.conversation_subject, conversation_id)
+    query = domain.search_query([*([subject] if subject else []), *customer_texts[-5:]])
+    if query is None:
+        return
+    rows = await uow.conn.fetch(Q.search_articles, query, SURFACED, None)
+    ids = [r["id"] for r in rows]
+    if not ids or ids == list(await uow.conn.fetchval(Q.last_surfaced, conversation_id) or []):
+        return
+    await uow.conn.execute(Q.set_surfaced, conversation_id, ids)
+    uow.emit(
+        c.ArticlesSurfaced(
+            conversation_id=conversation_id,
+            articles=[{"id": r["id"], "title": r["title"], "score": round(float(r["score"]), 4)} for r in rows],
+        )
+    )
