@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,17 @@ def pct(values: list[float], p: float) -> float | None:
     s = sorted(values)
     k = min(len(s) - 1, max(0, round(p / 100 * (len(s) - 1))))
     return round(s[k], 3)
+
+
+async def paced(n: int, rate: float) -> AsyncIterator[int]:
+    """0..n-1 at a fixed rate (no catching up in bursts beyond the schedule)."""
+    interval = 1 / rate
+    start = time.perf_counter()
+    for i in range(n):
+        delay = start + i * interval - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        yield i
 
 
 def summary(values_ms: list[float]) -> dict[str, Any]:
@@ -87,13 +99,7 @@ async def kafka_floor(bootstrap: str, n: int = 2000, rate: float = 1000.0) -> di
                 lat.extend((now - float(r.value)) * 1000 for r in recs)
 
     task = asyncio.create_task(consume())
-    interval = 1 / rate
-    start = time.perf_counter()
-    for i in range(n):
-        target = start + i * interval
-        delay = target - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
+    async for i in paced(n, rate):
         await producer.send(topic, repr(time.perf_counter()).encode(), key=str(i).encode())
     await asyncio.wait_for(task, 60)
     await producer.stop()
@@ -337,13 +343,8 @@ async def load(dep: testing.Deployment, args: argparse.Namespace, n_agents: int,
                         rejected += 1
 
     client_task = asyncio.create_task(client())
-    interval = 1 / rate
     t0 = time.perf_counter()
-    for i in range(total):
-        target = t0 + i * interval
-        delay = target - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
+    async for i in paced(total, rate):
         cid = f"b-{i}"
         ev = c.event(
             c.ConversationArrived(conversation_id=cid, channel="chat", customer=c.Customer(name=f"Customer {i}")),

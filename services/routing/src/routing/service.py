@@ -50,30 +50,42 @@ async def _config(uow: UnitOfWork) -> tuple[dict[str, bool], dict[str, domain.Qu
     return config
 
 
-async def _queue_position(uow: UnitOfWork, queue: str) -> tuple[int, float | None]:
-    """Position of a new arrival and the estimated wait; the queue is counted once per batch."""
-    key = ("depth", queue)
-    entry: list[Any] | None = uow.memo.get(key)
-    if entry is None:  # counted after this arrival's insert, so it includes it
-        depth = await uow.conn.fetchval(Q.queue_depth, queue)
+async def _queue_figures(uow: UnitOfWork, queue: str) -> tuple[int, float, int, float]:
+    """A queue's handled count, handle seconds, staffed slots and arrival rate, read once per
+    transaction."""
+    key = ("figures", queue)
+    if key not in uow.memo:
         stats = await uow.conn.fetchrow(Q.queue_stats, queue)
         assert stats is not None
-        entry = uow.memo[key] = [
-            depth,
+        uow.memo[key] = (
             stats["handled"],
             stats["handle_seconds"],
             stats["staffed_slots"],
             float(stats["arrivals_per_s"]),
-        ]
+        )
+    figures: tuple[int, float, int, float] = uow.memo[key]
+    return figures
+
+
+async def _estimated_wait(uow: UnitOfWork, queue: str, position: int) -> float | None:
+    handled, seconds, slots, rate = await _queue_figures(uow, queue)
+    return domain.estimated_wait_s(position, handled, seconds, slots, rate)
+
+
+async def _queue_position(uow: UnitOfWork, queue: str) -> tuple[int, float | None]:
+    """Depth of the queue including a new arrival, and its wait: counted once per batch, then kept."""
+    key = ("depth", queue)
+    if key not in uow.memo:  # counted after this arrival's insert, so it includes it
+        uow.memo[key] = await uow.conn.fetchval(Q.queue_depth, queue)
     else:
-        entry[0] += 1
-    return entry[0], domain.estimated_wait_s(entry[0], entry[1], entry[2], entry[3], entry[4])
+        uow.memo[key] += 1
+    depth: int = uow.memo[key]
+    return depth, await _estimated_wait(uow, queue, depth)
 
 
 def _left_queue(uow: UnitOfWork, queue: str) -> None:
-    entry = uow.memo.get(("depth", queue))
-    if entry is not None:
-        entry[0] -= 1
+    if ("depth", queue) in uow.memo:
+        uow.memo[("depth", queue)] -= 1
 
 
 async def on_conversation_arrived(uow: UnitOfWork, ev: c.CloudEvent, data: c.ConversationArrived) -> None:
@@ -474,9 +486,7 @@ async def _announce_arrivals(uow: UnitOfWork, arrived: list[tuple[str, str, str,
     positions = {r["conversation_id"]: r["position"] for r in rows}
     for cid, channel, queue, why in arrived:
         position = positions.get(cid, 1)
-        await _queue_position(uow, queue)  # the queue's figures, read once per batch
-        entry = uow.memo[("depth", queue)]
-        eta = domain.estimated_wait_s(position, entry[1], entry[2], entry[3], entry[4])
+        eta = await _estimated_wait(uow, queue, position)
         uow.emit(
             c.WorkQueued(
                 conversation_id=cid,
@@ -499,9 +509,7 @@ async def announce_positions(uow: UnitOfWork, limit: int = 2000) -> int:
     await uow.conn.execute(Q.refresh_queue_figures)
     rows = await uow.conn.fetch(Q.list_position_changes, limit)
     for r in rows:
-        _, eta = await _queue_position(uow, r["queue"])  # the queue's figures, read once per pass
-        entry = uow.memo[("depth", r["queue"])]
-        eta = domain.estimated_wait_s(r["position"], entry[1], entry[2], entry[3], entry[4])
+        eta = await _estimated_wait(uow, r["queue"], r["position"])
         uow.emit(
             c.WorkQueued(
                 conversation_id=r["conversation_id"],
