@@ -1,9 +1,21 @@
-"""Assist (issue 6, first part) on real Kafka and Postgres: the knowledge base and surfacing."""
+"""Assist (issue 6) on real Kafka and Postgres: hybrid retrieval, suggested replies with feedback,
+summaries and case summaries on their triggers, debounce, and the LLM provider's fallback."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import socket
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from assist.app import create_app as assist_app
 from assist.settings import AssistSettings
@@ -15,37 +27,226 @@ from tests import helpers
 
 pytestmark = pytest.mark.e2e
 
+AGENT = {"Authorization": f"Bearer {Auth(DEV_SECRET).mint('agent-1')}"}
+LEAD = {"Authorization": f"Bearer {Auth(DEV_SECRET).mint('km-1', ('supervisor',))}"}
+DUPLICATE_CHARGE = (
+    "Hello, I was charged twice for order 1234.",
+    "The same amount of $59.90 appears two times on my card. Can I get the duplicate refunded?",
+)
 
-def assist(dep: Deployment):  # type: ignore[no-untyped-def]
-    return assist_app(dep.settings(AssistSettings, "assist", config_file=helpers.DEMO_CONFIG))
+
+def assist(dep: Deployment, **kw: object):  # type: ignore[no-untyped-def]
+    return assist_app(dep.settings(AssistSettings, "assist", config_file=helpers.DEMO_CONFIG, **kw))
 
 
-async def test_duplicate_charge_surfaces_the_refund_article_and_keeps_the_order_number(deployment, bus: Bus) -> None:
+def client(app) -> httpx.AsyncClient:  # type: ignore[no-untyped-def]
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://assist")
+
+
+async def say(bus: Bus, cid: str, *texts: str, sender: str = "customer", **kw: object) -> None:
+    for text in texts:
+        await bus.publish(c.MessagePosted(conversation_id=cid, sender=sender, text=text, **kw))  # type: ignore[arg-type]
+
+
+async def test_duplicate_charge_surfaces_the_refund_article_suggests_the_reply_and_summarises(
+    deployment: Deployment, bus: Bus
+) -> None:
     app = assist(deployment)
     async with running(app.state.runtime):
-        await bus.publish(c.ConversationArrived(conversation_id="c-dup", channel="chat", subject="Charged twice"))
-        for text in (
-            "Hello, I was charged twice for order 1234.",
-            "The same amount of $59.90 appears two times on my card. Can I get the duplicate refunded?",
-        ):
-            await bus.publish(c.MessagePosted(conversation_id="c-dup", sender="customer", text=text))
+        await bus.publish(
+            c.ConversationArrived(
+                conversation_id="c-dup",
+                channel="chat",
+                subject="Charged twice",
+                customer=c.Customer(name="Ada Lovelace"),
+            )
+        )
+        await say(bus, "c-dup", *DUPLICATE_CHARGE)
         surfaced = await bus.wait_for(topics.ASSIST, "assist.articles_surfaced", conversation_id="c-dup")
         top3 = [a["id"] for a in surfaced[-1].data["articles"]]
         assert "refund-duplicate-charge" in top3, top3
         assert all({"id", "title", "score"} <= set(a) for a in surfaced[-1].data["articles"])
-        summary = await bus.wait_for(topics.ASSIST, "assist.summary_ready", conversation_id="c-dup")
-        assert "1234" in summary[-1].data["entities"]["order_numbers"]
-        assert "1234" in summary[-1].data["summary"]
+        assert surfaced[-1].data["provider"] == "embedded" and "MiniLM" in surfaced[-1].data["model"]
+
+        suggested = await bus.wait_for(topics.ASSIST, "assist.replies_suggested", conversation_id="c-dup")
+        replies = suggested[-1].data["replies"]
+        best = next(r for r in replies if r["reply_id"] == "duplicate-charge-refund")
+        assert "order 1234" in best["text"] and "$59.90" in best["text"], best  # slots filled from the conversation
+        assert best["suggestion_id"] and best["source"] == "library"
+
+        # Debounced: the burst of two messages gave one update of each kind.
+        await bus.quiet(topics.ASSIST, seconds=1.0, conversation_id="c-dup")
+        assert len(await bus.events(topics.ASSIST, "assist.replies_suggested", conversation_id="c-dup")) == 1
+        assert len(await bus.events(topics.ASSIST, "assist.articles_surfaced", conversation_id="c-dup")) == 1
+
+        # Opened by an agent: the summary for them keeps the order number.
+        await bus.publish(c.WorkAssigned(agent_id="agent-1", conversation_id="c-dup", channel="chat", queue="billing"))
+        summary = (await bus.wait_for(topics.ASSIST, "assist.summary_ready", conversation_id="c-dup"))[-1].data
+        assert summary["trigger"] == "new_agent" and summary["agent_id"] == "agent-1"
+        assert "1234" in summary["summary"] and "1234" in summary["entities"]["order_numbers"]
+        assert "$59.90" in summary["entities"]["amounts"]
+        assert summary["intent"] == "refund_request"
+        assert (summary["provider"], summary["model"]) == ("embedded", "textrank")
+
+        for ev in await bus.events(topics.ASSIST, conversation_id="c-dup"):
+            assert len(ev.to_bytes()) < 4096, (ev.type, len(ev.to_bytes()))  # small enough for an agent's client
 
 
-async def test_search_and_article_management(deployment) -> None:
+async def test_feedback_is_recorded_and_agents_replies_are_learned(deployment: Deployment, bus: Bus) -> None:
     app = assist(deployment)
-    async with (
-        running(app.state.runtime),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://assist") as http,
-    ):
+    async with running(app.state.runtime), client(app) as http:
+        await bus.publish(
+            c.ConversationArrived(conversation_id="c-a", channel="chat", customer=c.Customer(name="Bo Li"))
+        )
+        await say(bus, "c-a", "My parcel is late, it was due on Monday. Order 777.")
+        ev = (await bus.wait_for(topics.ASSIST, "assist.replies_suggested", conversation_id="c-a"))[-1].data
+        first, second = ev["replies"][0], ev["replies"][1]
+        # Sending a suggestion as it is counts as accepted; the rejected one is counted against it.
+        await say(bus, "c-a", first["text"], sender="agent", sender_id="agent-1", suggestion_id=first["suggestion_id"])
+        r = await http.post(
+            f"/suggestions/{second['suggestion_id']}/feedback", json={"verdict": "rejected"}, headers=AGENT
+        )
+        assert r.json() == {"suggestion_id": second["suggestion_id"], "verdict": "rejected"}
+        again = await http.post(
+            f"/suggestions/{second['suggestion_id']}/feedback", json={"verdict": "accepted"}, headers=AGENT
+        )
+        assert again.status_code == 409 and "already rejected" in again.json()["error"]
+        assert (
+            await http.post("/suggestions/nope/feedback", json={"verdict": "rejected"}, headers=AGENT)
+        ).status_code == 404
+        assert (
+            await http.post(f"/suggestions/{first['suggestion_id']}/feedback", json={"verdict": "meh"}, headers=AGENT)
+        ).status_code == 422
+        assert (
+            await http.post(f"/suggestions/{first['suggestion_id']}/feedback", json={"verdict": "rejected"})
+        ).status_code == 401
+
+        async def stats() -> dict[str, dict[str, int]]:
+            return {r["id"]: r for r in (await http.get("/replies")).json()["replies"]}
+
+        for _ in range(100):
+            s = await stats()
+            if s[first["reply_id"]]["accepted"] == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert s[first["reply_id"]]["accepted"] == 1 and s[second["reply_id"]]["rejected"] == 1
+
+        # An answer the library does not have, sent by an agent, is suggested in the next conversation,
+        # with that customer's name and order number turned back into slots and filled anew.
+        await say(bus, "c-a", "Also, do you ship to Norway? I'm moving to Oslo next month.")
+        await say(
+            bus,
+            "c-a",
+            "Yes Bo, we ship to Norway: delivery takes 5 to 7 business days and import duty is included for order 777.",
+            sender="agent",
+            sender_id="agent-1",
+        )
+        await bus.publish(
+            c.ConversationArrived(conversation_id="c-b", channel="chat", customer=c.Customer(name="Kari Nordmann"))
+        )
+        await say(bus, "c-b", "Can you deliver to Norway? My order number is 888.")
+        learned = None
+        for _ in range(3):
+            ev = (await bus.wait_for(topics.ASSIST, "assist.replies_suggested", conversation_id="c-b"))[-1].data
+            learned = next((r for r in ev["replies"] if r["source"] == "history"), None)
+            if learned:
+                break
+            await say(bus, "c-b", "Do you ship to Norway?")  # the learning may land a moment after
+        assert learned is not None, ev["replies"]
+        assert learned["text"].startswith("Yes Kari, we ship to Norway") and "order 888" in learned["text"], learned
+
+
+async def test_case_summary_at_close_is_reviewed_and_saved(deployment: Deployment, bus: Bus) -> None:
+    app = assist(deployment)
+    async with running(app.state.runtime), client(app) as http:
+        await bus.publish(
+            c.ConversationArrived(conversation_id="c-case", channel="chat", customer=c.Customer(name="Ada Lovelace"))
+        )
+        await say(bus, "c-case", *DUPLICATE_CHARGE)
+        await say(
+            bus,
+            "c-case",
+            "I'm sorry about that. I've refunded the duplicate payment of $59.90 to your card.",
+            "The refund has been processed and you will see it within 3 to 5 business days.",
+            sender="agent",
+            sender_id="agent-1",
+        )
+        await say(bus, "c-case", "Great, thank you!")
+        await bus.wait_for(topics.ASSIST, "assist.replies_suggested", conversation_id="c-case", count=1)
+        await bus.publish(
+            c.WorkReleased(agent_id="agent-1", conversation_id="c-case", channel="chat", reason="session_closed")
+        )
+        ev = (await bus.wait_for(topics.ASSIST, "assist.case_summary_drafted", conversation_id="c-case"))[-1].data
+        draft = ev["draft"]
+        assert ev["trigger"] == "closed" and ev["agent_id"] == "agent-1" and ev["provider"] == "embedded"
+        assert "charged twice" in draft["issue"] and "1234" in draft["entities"]["order_numbers"]
+        assert any("refunded the duplicate" in a for a in draft["actions"]), draft
+        assert "has been processed" in draft["resolution"] and draft["outcome"] == "resolved"
+        assert draft["intent"] == "refund_request"
+
+        # The same close reported twice (released, then ended) does not draft twice.
+        await bus.publish(
+            c.WorkReleased(agent_id="agent-1", conversation_id="c-case", channel="chat", reason="session_closed")
+        )
+        await bus.quiet(topics.ASSIST, "assist.case_summary_drafted", seconds=1.0, conversation_id="c-case")
+        assert len(await bus.events(topics.ASSIST, "assist.case_summary_drafted", conversation_id="c-case")) == 1
+
+        reviewed = {**draft, "issue": "Customer was charged twice for order 1234 ($59.90)."}
+        assert (
+            await http.put("/conversations/c-case/case-summary", json={"issue": ""}, headers=AGENT)
+        ).status_code == 422
+        saved = (await http.put("/conversations/c-case/case-summary", json=reviewed, headers=AGENT)).json()
+        assert saved["status"] == "saved" and saved["saved_by"] == "agent-1"
+        assert saved["saved"]["issue"].startswith("Customer was charged twice")
+        assert (await http.get("/conversations/nope/case-summary")).status_code == 404
+
+
+async def test_transfer_gives_the_new_agent_a_summary_and_the_old_one_a_handoff_draft(
+    deployment: Deployment, bus: Bus
+) -> None:
+    app = assist(deployment)
+    async with running(app.state.runtime), client(app) as http:
+        await bus.publish(c.ConversationArrived(conversation_id="c-t", channel="chat", subject="Locked out"))
+        await say(
+            bus,
+            "c-t",
+            "I can't sign in, it says my account is locked after too many attempts. My email is bo@example.com",
+        )
+        await bus.publish(c.WorkAssigned(agent_id="agent-1", conversation_id="c-t", channel="chat", queue="support"))
+        await bus.wait_for(topics.ASSIST, "assist.summary_ready", conversation_id="c-t", trigger="new_agent")
+        await bus.publish(
+            c.WorkReleased(agent_id="agent-1", conversation_id="c-t", channel="chat", reason="transferred")
+        )
+        await bus.publish(
+            c.WorkAssigned(
+                agent_id="agent-2", conversation_id="c-t", channel="chat", queue="support", how="transferred"
+            )
+        )
+        handoff = (await bus.wait_for(topics.ASSIST, "assist.case_summary_drafted", conversation_id="c-t"))[-1].data
+        assert handoff["trigger"] == "transferred" and handoff["agent_id"] == "agent-1"
+        assert handoff["draft"]["outcome"] == "handed_off" and handoff["draft"]["intent"] == "account_access"
+        summary = (
+            await bus.wait_for(topics.ASSIST, "assist.summary_ready", conversation_id="c-t", trigger="transferred")
+        )[-1]
+        assert summary.data["agent_id"] == "agent-2" and "bo@example.com" in summary.data["entities"]["emails"]
+
+        # On demand, for whoever asks (with a token), now.
+        assert (await http.post("/conversations/c-t/summary")).status_code == 401
+        asked = (await http.post("/conversations/c-t/summary", headers=AGENT)).json()
+        assert asked["trigger"] == "requested" and "locked" in asked["summary"]
+        assert (await http.post("/conversations/none/summary", headers=AGENT)).status_code == 404
+
+
+async def test_search_and_article_management(deployment: Deployment) -> None:
+    app = assist(deployment)
+    async with running(app.state.runtime), client(app) as http:
         hits = (await http.get("/kb/search", params={"q": "forgot my password, cannot sign in"})).json()["articles"]
-        assert hits[0]["id"] == "password-reset"
+        assert {"password-reset", "account-locked"} == {a["id"] for a in hits[:2]}, hits  # a near tie of the two
+        # No shared word with the article ("parcel", "delivered"): the dense half of the ranking finds it.
+        hits = (
+            await http.get("/kb/search", params={"q": "the courier says it was dropped off but nothing came"})
+        ).json()
+        assert "missing-parcel" in [a["id"] for a in hits["articles"][:3]], hits
         assert (await http.get("/kb/search")).status_code == 400
         article = {
             "id": "warranty",
@@ -53,11 +254,108 @@ async def test_search_and_article_management(deployment) -> None:
             "body": "Products have a two year warranty.",
             "tags": ["warranty"],
         }
-        agent = {"Authorization": f"Bearer {Auth(DEV_SECRET).mint('agent-1')}"}
-        lead = {"Authorization": f"Bearer {Auth(DEV_SECRET).mint('km-1', ('supervisor',))}"}
-        assert (await http.post("/kb/articles", json=article, headers=agent)).status_code == 403
-        bad = await http.post("/kb/articles", json={**article, "id": "has spaces"}, headers=lead)
+        assert (await http.post("/kb/articles", json=article, headers=AGENT)).status_code == 403
+        bad = await http.post("/kb/articles", json={**article, "id": "has spaces"}, headers=LEAD)
         assert bad.status_code == 422 and "invalid article" in bad.json()["error"]
-        assert (await http.post("/kb/articles", json=article, headers=lead)).json() == {"created": 1, "updated": 0}
+        assert (await http.post("/kb/articles", json=article, headers=LEAD)).json() == {"created": 1, "updated": 0}
         assert (await http.get("/kb/search", params={"q": "warranty claim"})).json()["articles"][0]["id"] == "warranty"
         assert (await http.get("/kb/articles/warranty")).json()["title"] == "Warranty claims"
+        reply = {
+            "id": "warranty-reply",
+            "title": "Warranty",
+            "text": "Your product has a two year warranty.",
+            "examples": ["Is it under warranty?"],
+        }
+        assert (await http.post("/replies", json=reply, headers=AGENT)).status_code == 403
+        assert (await http.post("/replies", json=reply, headers=LEAD)).json() == {"created": 1, "updated": 0}
+        assert (await http.post("/replies", json={**reply, "text": ""}, headers=LEAD)).status_code == 422
+
+
+# --- the OpenAI-compatible provider, against a local fake endpoint ------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def fake_llm(delay_s: float) -> AsyncIterator[tuple[str, list[dict[str, object]]]]:
+    """An OpenAI-compatible /v1/chat/completions that answers after `delay_s`."""
+    calls: list[dict[str, object]] = []
+
+    async def completions(request: Request) -> JSONResponse:
+        body = await request.json()
+        calls.append(body)
+        await asyncio.sleep(delay_s)
+        system = body["messages"][0]["content"]
+        if "JSON" in system:
+            content = json.dumps(
+                {
+                    "issue": "Charged twice for order 1234.",
+                    "actions": ["Refunded $59.90"],
+                    "resolution": "Refunded",
+                    "next_steps": [],
+                }
+            )
+        else:
+            content = "The customer was charged twice for order 1234 and wants the duplicate $59.90 refunded."
+        return JSONResponse({"choices": [{"message": {"role": "assistant", "content": content}}]})
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])]),
+            port=port,
+            log_level="warning",
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}/v1", calls
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_an_llm_that_times_out_falls_back_to_the_embedded_path(deployment: Deployment, bus: Bus) -> None:
+    async with fake_llm(delay_s=5.0) as (url, calls):
+        app = assist(deployment, llm_base_url=url, llm_model="fake-gpt", llm_timeout_s=0.5)
+        async with running(app.state.runtime), client(app) as http:
+            await bus.publish(c.ConversationArrived(conversation_id="c-slow", channel="chat"))
+            await say(bus, "c-slow", *DUPLICATE_CHARGE)
+            await bus.wait_for(topics.ASSIST, "assist.articles_surfaced", conversation_id="c-slow")
+            asked = (await http.post("/conversations/c-slow/summary", headers=AGENT)).json()
+            assert len(calls) == 1  # the endpoint was asked...
+            assert (asked["provider"], asked["model"]) == ("embedded", "textrank")  # ...and the embedded path answered
+            assert "1234" in asked["summary"]
+            ev = (await bus.wait_for(topics.ASSIST, "assist.summary_ready", conversation_id="c-slow"))[-1].data
+            assert ev["provider"] == "embedded" and ev["fallback"] == "no answer within 0.5 s"
+            # While it cools down it is not asked again: no second 0.5 s wait.
+            await bus.publish(
+                c.WorkReleased(agent_id="agent-1", conversation_id="c-slow", channel="chat", reason="session_closed")
+            )
+            case = (await bus.wait_for(topics.ASSIST, "assist.case_summary_drafted", conversation_id="c-slow"))[-1].data
+            assert case["provider"] == "embedded" and "cooling down" in case["fallback"] and len(calls) == 1
+
+
+async def test_a_working_llm_is_used_and_named(deployment: Deployment, bus: Bus) -> None:
+    async with fake_llm(delay_s=0.0) as (url, calls):
+        app = assist(deployment, llm_base_url=url, llm_model="fake-gpt", llm_timeout_s=5.0)
+        async with running(app.state.runtime), client(app) as http:
+            await bus.publish(c.ConversationArrived(conversation_id="c-llm", channel="chat"))
+            await say(bus, "c-llm", *DUPLICATE_CHARGE)
+            await bus.wait_for(topics.ASSIST, "assist.articles_surfaced", conversation_id="c-llm")
+            asked = (await http.post("/conversations/c-llm/summary", headers=AGENT)).json()
+            assert (asked["provider"], asked["model"]) == ("openai-compatible", "fake-gpt")
+            assert asked["summary"].startswith("The customer was charged twice")
+            assert asked["entities"]["order_numbers"] == ["1234"]  # entities stay deterministic
+            drafted = (await http.post("/conversations/c-llm/case-summary", headers=AGENT)).json()
+            assert (
+                drafted["provider"] == "openai-compatible"
+                and drafted["draft"]["issue"] == "Charged twice for order 1234."
+            )
+            assert calls[0]["model"] == "fake-gpt"

@@ -104,6 +104,8 @@ class MessagePosted(Payload):
     sender_id: str | None = None
     visibility: Literal["public", "internal"] = "public"
     text: str = ""
+    # The assist suggestion the agent started from, if any (assist records accepted or edited).
+    suggestion_id: str | None = None
 
 
 # --- routing.commands.v1 -----------------------------------------------------------------------
@@ -293,6 +295,7 @@ class SendMessage(AgentPayload):
     session_id: str = Field(min_length=1)
     text: str = Field(min_length=1)
     visibility: Literal["public", "internal"] = "public"
+    suggestion_id: str | None = None
 
 
 class CloseSession(AgentPayload):
@@ -501,6 +504,9 @@ class SummaryReady(Payload):
     summary: str
     entities: dict[str, list[str]] = Field(default_factory=dict)
     provider: str = "embedded"
+    model: str | None = None
+    intent: str | None = None
+    trigger: str | None = None
     message_count: int = 0
 
 
@@ -509,6 +515,8 @@ class RepliesSuggested(Payload):
     TOPIC = topics.ASSIST
     conversation_id: str
     replies: list[dict[str, Any]] = Field(default_factory=list)
+    provider: str = "embedded"
+    model: str | None = None
 
 
 class ArticlesSurfaced(Payload):
@@ -516,6 +524,8 @@ class ArticlesSurfaced(Payload):
     TOPIC = topics.ASSIST
     conversation_id: str
     articles: list[dict[str, Any]] = Field(default_factory=list)
+    provider: str = "embedded"
+    model: str | None = None
 
 
 class CaseSummaryDrafted(Payload):
@@ -523,6 +533,10 @@ class CaseSummaryDrafted(Payload):
     TOPIC = topics.ASSIST
     conversation_id: str
     draft: dict[str, Any] = Field(default_factory=dict)
+    trigger: str | None = None
+    agent_id: str | None = None
+    provider: str = "embedded"
+    model: str | None = None
 
 
 PAYLOADS: dict[str, type[Payload]] = {

@@ -1,9 +1,16 @@
-"""Embedded (offline, CPU) summarisation: an extractive summary and the key entities."""
+"""assist's pure rules: TextRank summaries, entities, intent, rank fusion, reply slots and
+ranking, case-summary drafts. No I/O; vectors come in as numpy arrays."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 STOPWORDS = frozenset(
     [
@@ -95,7 +102,9 @@ STOPWORDS = frozenset(
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 _WORD = re.compile(r"[a-zA-Z][a-zA-Z'-]+")
 ENTITY_PATTERNS = {
-    "order_numbers": re.compile(r"\border\s*(?:number|no\.?|#)?\s*#?\s*([A-Z0-9-]*\d[A-Z0-9-]*)", re.I),
+    "order_numbers": re.compile(
+        r"\border\s*(?:number|no\.?|#|id|ref(?:erence)?)?\s*(?:is|was|:)?\s*#?\s*([A-Z0-9-]*\d[A-Z0-9-]*)", re.I
+    ),
     "amounts": re.compile(
         r"(?:[$€£]\s?\d[\d,]*(?:\.\d{2})?|\b\d[\d,]*(?:\.\d{2})?\s?(?:USD|EUR|GBP|dollars|euros)\b)", re.I
     ),
@@ -111,24 +120,6 @@ def sentences(texts: list[str]) -> list[str]:
     for t in texts:
         out.extend(s.strip() for s in _SENTENCE.split(t) if len(s.strip()) > 3)
     return out
-
-
-def summarise(texts: list[str], max_sentences: int = 2) -> str:
-    """Rank sentences by the weight of their content words across the conversation; keep order."""
-    sents = sentences(texts)
-    if not sents:
-        return ""
-    freq = Counter(w.lower() for s in sents for w in _WORD.findall(s) if w.lower() not in STOPWORDS)
-    if not freq:
-        return " ".join(sents[:max_sentences])
-    top = max(freq.values())
-
-    def score(s: str) -> float:
-        words = [w.lower() for w in _WORD.findall(s) if w.lower() not in STOPWORDS]
-        return sum(freq[w] / top for w in words) / (len(words) ** 0.5) if words else 0.0
-
-    ranked = sorted(range(len(sents)), key=lambda i: (-score(sents[i]), i))[:max_sentences]
-    return " ".join(sents[i] for i in sorted(ranked))
 
 
 def entities(texts: list[str]) -> dict[str, list[str]]:
@@ -171,3 +162,355 @@ def parse_article(name: str, text: str) -> dict[str, object]:
     if not isinstance(meta, dict):
         raise ValueError(f"{name}: the front matter must be key: value lines")
     return {**meta, "body": body.strip()}
+
+
+# --- TextRank ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sentence:
+    text: str
+    speaker: str  # customer, agent, bot, supervisor
+    index: int  # position in the conversation
+
+
+def split_sentences(messages: list[tuple[str, str]]) -> list[Sentence]:
+    """(speaker, text) messages → sentences in conversation order."""
+    out: list[Sentence] = []
+    for speaker, text in messages:
+        for s in _SENTENCE.split(text):
+            s = s.strip()
+            if len(s) > 3:
+                out.append(Sentence(s, speaker, len(out)))
+    return out
+
+
+def _content_words(text: str) -> set[str]:
+    return {w.lower().strip("'-") for w in _WORD.findall(text) if w.lower() not in STOPWORDS and len(w) > 2}
+
+
+def textrank(sentences: list[Sentence], damping: float = 0.85, iterations: int = 50) -> list[float]:
+    """TextRank (Mihalcea & Tarau 2004): PageRank over sentences linked by shared content words,
+    normalised by the log of their lengths. Personalised: the customer's sentences and those that
+    carry an entity (an order number, an amount) are where a summary's reader looks first."""
+    n = len(sentences)
+    if n == 0:
+        return []
+    words = [_content_words(s.text) for s in sentences]
+    sim = np.zeros((n, n), dtype=np.float64)
+    for i in range(n):
+        for j in range(i + 1, n):
+            shared = len(words[i] & words[j])
+            if shared and len(words[i]) > 1 and len(words[j]) > 1:
+                sim[i, j] = sim[j, i] = shared / (math.log(len(words[i])) + math.log(len(words[j])))
+    prior = np.array(
+        [
+            (1.0 if s.speaker == "customer" else 0.5)
+            * (2.0 if any(p.search(s.text) for p in ENTITY_PATTERNS.values()) else 1.0)
+            for s in sentences
+        ]
+    )
+    weight = prior.copy()
+    prior /= prior.sum()
+    out_weight = sim.sum(1)
+    transition = np.divide(sim, out_weight[:, None], out=np.zeros_like(sim), where=out_weight[:, None] > 0)
+    rank = np.full(n, 1.0 / n)
+    for _ in range(iterations):
+        dangling = rank[out_weight == 0].sum()
+        new = (1 - damping) * prior + damping * (rank @ transition + dangling * prior)
+        if np.abs(new - rank).sum() < 1e-9:
+            rank = new
+            break
+        rank = new
+    # Centrality alone favours short sentences that echo one word ("Which card was charged?"): weigh
+    # it by the same salience, and by how much a sentence says (up to four content words).
+    lengths = np.array([min(1.0, len(w) / 4) for w in words])
+    final = rank * weight * lengths
+    return [float(x) for x in final / final.sum()] if final.sum() > 0 else [float(x) for x in rank]
+
+
+def summarise(messages: list[tuple[str, str]], max_sentences: int = 3, max_chars: int = 600) -> str:
+    """The top TextRank sentences, in the order they were said, within `max_chars`."""
+    sents = split_sentences(messages)
+    if not sents:
+        return ""
+    scores = textrank(sents)
+    chosen: list[Sentence] = []
+    size = 0
+    for i in sorted(range(len(sents)), key=lambda i: (-scores[i], i)):
+        if len(chosen) == max_sentences:
+            break
+        if size + len(sents[i].text) > max_chars and chosen:
+            continue
+        chosen.append(sents[i])
+        size += len(sents[i].text) + 1
+    return " ".join(s.text for s in sorted(chosen, key=lambda s: s.index))[:max_chars]
+
+
+# --- intent ---------------------------------------------------------------------------------------
+
+# Each intent by a few ways customers say it; the message's nearest examples (cosine) decide.
+INTENTS: dict[str, list[str]] = {
+    "refund_request": [
+        "I want my money back",
+        "Can I get a refund for this order?",
+        "I was charged twice, please refund the duplicate payment",
+        "When will my refund arrive?",
+    ],
+    "billing_issue": [
+        "There is a charge on my card I don't recognise",
+        "My invoice is wrong",
+        "My payment was declined",
+        "Why was I billed this amount?",
+    ],
+    "order_status": [
+        "Where is my order?",
+        "My parcel has not arrived yet",
+        "The tracking number has not updated for days",
+        "My delivery is late",
+    ],
+    "cancellation": ["I want to cancel my order", "Please cancel my subscription", "Stop my membership renewal"],
+    "return_or_exchange": [
+        "I want to return an item",
+        "Can I exchange this for a different size?",
+        "How do I send this back?",
+    ],
+    "account_access": [
+        "I can't log in to my account",
+        "I forgot my password",
+        "My account is locked",
+        "The two-factor code never arrives",
+    ],
+    "account_change": [
+        "I need to change my email address",
+        "Please update my delivery address",
+        "Delete my account and my data",
+    ],
+    "product_problem": [
+        "The item arrived damaged",
+        "The app keeps crashing",
+        "The website shows an error when I check out",
+        "The product stopped working",
+    ],
+    "complaint": ["This is unacceptable, I want to make a complaint", "Your service has been terrible"],
+}
+INTENT_THRESHOLD = 0.45
+
+
+def intent_of(message_vectors: NDArray[np.float32], examples: NDArray[np.float32], labels: list[str]) -> str:
+    """The intent whose examples the customer's messages come closest to; later messages count a
+    little less than the first, which usually states the reason for contacting."""
+    if len(message_vectors) == 0 or len(examples) == 0:
+        return "general_inquiry"
+    sims = message_vectors @ examples.T  # (messages, examples)
+    weights = np.array([1.0 / (1 + 0.25 * i) for i in range(len(message_vectors))])[:, None]
+    best: dict[str, float] = {}
+    for j, label in enumerate(labels):
+        value = float((sims[:, j] * weights).max())
+        best[label] = max(best.get(label, -1.0), value)
+    label, value = max(best.items(), key=lambda kv: kv[1])
+    return label if value >= INTENT_THRESHOLD else "general_inquiry"
+
+
+# --- retrieval --------------------------------------------------------------------------------------
+
+
+def reciprocal_rank_fusion(
+    rankings: list[list[str]], k: int = 60, weights: list[float] | None = None
+) -> list[tuple[str, float]]:
+    """Cormack, Clarke & Büttcher (2009): score(d) = Σ w/(k + rank of d in each list), rank from 1."""
+    scores: dict[str, float] = {}
+    for n, ranking in enumerate(rankings):
+        w = weights[n] if weights else 1.0
+        for rank, doc in enumerate(ranking, start=1):
+            scores[doc] = scores.get(doc, 0.0) + w / (k + rank)
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def conversation_vector(vectors: list[NDArray[np.float32]], decay: float = 0.7) -> NDArray[np.float32] | None:
+    """The conversation so far as one unit vector: recent messages weigh most."""
+    if not vectors:
+        return None
+    weights = np.array([decay ** (len(vectors) - 1 - i) for i in range(len(vectors))], dtype=np.float32)
+    v = (np.stack(vectors) * weights[:, None]).sum(0)
+    norm = float(np.linalg.norm(v))
+    return (v / norm).astype(np.float32) if norm else None
+
+
+# --- replies ------------------------------------------------------------------------------------------
+
+_SLOT = re.compile(r"\{([a-z_]+)\}")
+SLOT_LABELS = {
+    "customer_name": "customer's name",
+    "first_name": "customer's first name",
+    "order_number": "order number",
+    "amount": "amount",
+    "email": "email",
+    "date": "date",
+}
+
+
+def slot_values(customer_name: str | None, ents: dict[str, list[str]]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if customer_name:
+        values["customer_name"] = customer_name
+        values["first_name"] = customer_name.split()[0]
+    for slot, key in (("order_number", "order_numbers"), ("amount", "amounts"), ("email", "emails"), ("date", "dates")):
+        if ents.get(key):
+            values[slot] = ents[key][-1]
+    return values
+
+
+def fill_slots(template: str, values: dict[str, str]) -> tuple[str, list[str]]:
+    """The template with its slots filled; a slot with no value stays visible as [label]."""
+    missing: list[str] = []
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name in values:
+            return values[name]
+        missing.append(name)
+        return f"[{SLOT_LABELS.get(name, name.replace('_', ' '))}]"
+
+    return _SLOT.sub(sub, template), missing
+
+
+def generalise_reply(text: str, customer_name: str | None, ents: dict[str, list[str]]) -> str:
+    """An agent's reply with this customer's details turned back into slots, so it can be reused."""
+    out = text
+    for slot, key in (("email", "emails"), ("order_number", "order_numbers"), ("amount", "amounts"), ("date", "dates")):
+        for value in sorted(ents.get(key, []), key=len, reverse=True):
+            out = out.replace(value, "{" + slot + "}")
+    if customer_name:
+        out = re.sub(re.escape(customer_name), "{customer_name}", out, flags=re.I)
+        first = customer_name.split()[0]
+        if len(first) > 1:
+            out = re.sub(rf"\b{re.escape(first)}\b", "{first_name}", out, flags=re.I)
+    return out
+
+
+def normalise_text(text: str) -> str:
+    return " ".join(_WORD.findall(text.lower()))
+
+
+@dataclass
+class ReplyStats:
+    uses: int = 0
+    shown: int = 0
+    accepted: int = 0
+    edited: int = 0
+    rejected: int = 0
+
+
+FEEDBACK_WEIGHT = 0.12
+MIN_REPLY_SIMILARITY = 0.3
+
+
+def feedback_adjustment(stats: ReplyStats) -> float:
+    """What agents did with a reply, as a bounded nudge: a smoothed acceptance rate (edits count
+    half, a prior of one accept and one reject) mapped to ±FEEDBACK_WEIGHT, plus a little for
+    replies agents keep sending."""
+    decided = stats.accepted + stats.edited + stats.rejected
+    rate = (stats.accepted + 0.5 * stats.edited + 1.0) / (decided + 2.0)
+    return FEEDBACK_WEIGHT * (2.0 * rate - 1.0) + 0.02 * math.log1p(stats.uses)
+
+
+@dataclass
+class RankedReply:
+    reply_id: str
+    source: str
+    text: str
+    score: float
+    similarity: float
+    missing_slots: list[str] = field(default_factory=list)
+
+    def public(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "reply_id": self.reply_id,
+            "source": self.source,
+            "text": self.text,
+            "score": round(self.score, 4),
+        }
+        if self.missing_slots:
+            out["missing_slots"] = self.missing_slots
+        return out
+
+
+def rank_replies(
+    candidates: list[tuple[str, str, str, float]],
+    stats: dict[str, ReplyStats],
+    values: dict[str, str],
+    limit: int = 3,
+) -> list[RankedReply]:
+    """(reply_id, source, template, similarity) → the best `limit`, slots filled, no two alike."""
+    ranked: list[RankedReply] = []
+    for reply_id, source, template, similarity in candidates:
+        if similarity < MIN_REPLY_SIMILARITY:
+            continue
+        text, missing = fill_slots(template, values)
+        score = similarity + feedback_adjustment(stats.get(reply_id, ReplyStats())) - 0.05 * len(missing)
+        ranked.append(RankedReply(reply_id, source, text, score, similarity, missing))
+    ranked.sort(key=lambda r: (-r.score, r.reply_id))
+    out: list[RankedReply] = []
+    seen: set[str] = set()
+    for r in ranked:
+        key = normalise_text(r.text)
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+        if len(out) == limit:
+            break
+    return out
+
+
+# --- case summary -----------------------------------------------------------------------------------
+
+_ACTION = re.compile(
+    r"\b(?:i(?:'ve| have)?|we(?:'ve| have)?)\s+(?:just\s+|now\s+|already\s+)?"
+    r"(?:refunded|issued|sent|reset|updated|changed|cancell?ed|escalated|processed|replaced|credited|arranged|"
+    r"checked|verified|reversed|unlocked|reopened|rebooked|applied|added|removed|requested|raised|logged|"
+    r"confirmed|booked|resent|re-sent|opened|created|submitted|started)\b",
+    re.I,
+)
+_RESOLVED = re.compile(
+    r"\b(?:has been|have been|is now|are now|was)\s+(?:refunded|processed|resolved|fixed|cancell?ed|sent|reset|"
+    r"unlocked|credited|reversed|replaced|updated)\b|\ball set\b|\bresolved\b",
+    re.I,
+)
+_NEXT = re.compile(
+    r"\b(?:will|within|follow[- ]up|next step|please (?:check|reply|send|allow|keep)|expect|"
+    r"should (?:see|arrive|receive))\b",
+    re.I,
+)
+
+
+def case_summary(
+    messages: list[tuple[str, str]],
+    intent: str,
+    ents: dict[str, list[str]],
+    trigger: str,
+    customer_name: str | None = None,
+) -> dict[str, Any]:
+    """A structured draft for the agent to review: the issue in the customer's words, what the agent
+    did, the resolution or the next steps, and the entities."""
+    sents = split_sentences(messages)
+    scores = textrank(sents) if sents else []
+    # The issue in the customer's words: their first substantive sentence (where people say why they
+    # came), and the most central of the others.
+    customer = [s for s in sents if s.speaker == "customer" and len(_content_words(s.text)) >= 2]
+    issue_sents = customer[:1] + sorted(customer[1:], key=lambda s: (-scores[s.index], s.index))[:1]
+    issue = " ".join(s.text for s in sorted(issue_sents, key=lambda s: s.index))
+    agent = [s for s in sents if s.speaker == "agent"]
+    actions = list(dict.fromkeys(s.text for s in agent if _ACTION.search(s.text)))[:4]
+    resolution = next((s.text for s in reversed(agent) if _RESOLVED.search(s.text)), None)
+    next_steps = list(dict.fromkeys(s.text for s in agent if _NEXT.search(s.text) and s.text != resolution))[-3:]
+    return {
+        "issue": issue[:400],
+        "intent": intent,
+        "actions": actions,
+        "resolution": resolution,
+        "next_steps": [] if resolution and trigger == "closed" else next_steps,
+        "entities": ents,
+        "customer_name": customer_name,
+        "outcome": "resolved" if resolution else ("handed_off" if trigger in ("transferred", "escalated") else "open"),
+    }

@@ -586,6 +586,7 @@ async def on_send_message(uow: UnitOfWork, ev: c.CloudEvent, data: c.SendMessage
             sender_id=data.agent_id,
             visibility=data.visibility,
             text=data.text,
+            suggestion_id=data.suggestion_id,
             command_id=ev.id,
         )
     )

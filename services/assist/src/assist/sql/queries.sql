@@ -1,8 +1,8 @@
 -- name: upsert_article
-INSERT INTO articles (id, title, body, tags, product, language, status, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, now())
+INSERT INTO articles (id, title, body, tags, product, language, status, vector, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())
 ON CONFLICT (id) DO UPDATE SET title = $2, body = $3, tags = $4, product = $5, language = $6, status = $7,
-    updated_at = now()
+    vector = $8, updated_at = now()
 RETURNING (xmax = 0) AS created;
 
 -- name: get_article
@@ -17,6 +17,52 @@ WHERE a.status = 'published' AND a.search @@ q.query AND ($3::text IS NULL OR a.
 ORDER BY score DESC, a.id
 LIMIT $2;
 
+-- name: upsert_library_reply
+INSERT INTO replies (id, source, title, text, tags, language, vector)
+VALUES ($1, 'library', $2, $3, $4, $5, $6)
+ON CONFLICT (id) DO UPDATE SET title = $2, text = $3, tags = $4, language = $5, vector = $6, updated_at = now()
+RETURNING (xmax = 0) AS created;
+
+-- name: learn_reply
+-- A reply an agent sent: new, or one more use of the same words (its vector already merged).
+INSERT INTO replies (id, source, title, text, vector, uses)
+VALUES ($1, 'history', $2, $3, $4, 1)
+ON CONFLICT (id) DO UPDATE SET vector = $4, uses = replies.uses + 1, updated_at = now();
+
+-- name: get_reply_vector
+SELECT vector, uses FROM replies WHERE id = $1;
+
+-- name: reply_stats
+SELECT id, uses, shown, accepted, edited, rejected FROM replies WHERE id = ANY($1::text[]);
+
+-- name: shown
+UPDATE replies SET shown = shown + 1 WHERE id = ANY($1::text[]);
+
+-- name: insert_suggestion
+INSERT INTO suggestions (suggestion_id, conversation_id, reply_id, text, score) VALUES ($1, $2, $3, $4, $5);
+
+-- name: get_suggestion
+SELECT suggestion_id, conversation_id, reply_id, text, verdict FROM suggestions WHERE suggestion_id = $1;
+
+-- name: suggestion_verdict
+SELECT verdict FROM suggestions WHERE suggestion_id = $1;
+
+-- name: decide_suggestion
+UPDATE suggestions SET verdict = $2, final_text = $3, agent_id = $4, decided_at = now()
+WHERE suggestion_id = $1 AND verdict IS NULL;
+
+-- name: count_verdict
+UPDATE replies SET accepted = accepted + ($2 = 'accepted')::int, edited = edited + ($2 = 'edited')::int,
+    rejected = rejected + ($2 = 'rejected')::int
+WHERE id = $1;
+
+-- name: last_suggested
+SELECT reply_ids, for_message FROM last_suggested WHERE conversation_id = $1;
+
+-- name: set_last_suggested
+INSERT INTO last_suggested (conversation_id, reply_ids, for_message) VALUES ($1, $2, $3)
+ON CONFLICT (conversation_id) DO UPDATE SET reply_ids = $2, for_message = $3;
+
 -- name: last_surfaced
 SELECT article_ids FROM surfaced WHERE conversation_id = $1;
 
@@ -24,8 +70,88 @@ SELECT article_ids FROM surfaced WHERE conversation_id = $1;
 INSERT INTO surfaced (conversation_id, article_ids) VALUES ($1, $2)
 ON CONFLICT (conversation_id) DO UPDATE SET article_ids = $2, at = now();
 
--- name: customer_text
-SELECT text FROM messages WHERE conversation_id = $1 AND sender = 'customer' ORDER BY posted_at, message_id;
+-- name: insert_conversation
+INSERT INTO conversations (conversation_id, channel, subject, customer_name) VALUES ($1, $2, $3, $4)
+ON CONFLICT (conversation_id) DO NOTHING;
 
--- name: conversation_subject
-SELECT subject FROM conversations WHERE conversation_id = $1;
+-- name: get_conversation
+SELECT conversation_id, channel, subject, customer_name FROM conversations WHERE conversation_id = $1;
+
+-- name: insert_message
+INSERT INTO messages (conversation_id, message_id, sender, visibility, text, posted_at, suggestion_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING
+RETURNING true;
+
+-- name: transcript
+SELECT message_id, sender, text, vector, learned, suggestion_id FROM messages
+WHERE conversation_id = $1 ORDER BY posted_at, message_id;
+
+-- name: message_count
+SELECT count(*) FROM messages WHERE conversation_id = $1;
+
+-- name: set_message_vector
+UPDATE messages SET vector = $3 WHERE conversation_id = $1 AND message_id = $2;
+
+-- name: mark_learned
+UPDATE messages SET learned = true WHERE conversation_id = $1 AND message_id = $2;
+
+-- name: add_conversation_agent
+INSERT INTO conversation_agents (conversation_id, agent_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true;
+
+-- name: schedule
+-- Trailing debounce with a ceiling: due $2 s from now, but no later than $3 s after the burst began.
+INSERT INTO pending (conversation_id, due_at, first_at, triggers)
+VALUES ($1, now() + make_interval(secs => $2), now(), $4)
+ON CONFLICT (conversation_id) DO UPDATE SET
+    due_at = LEAST(now() + make_interval(secs => $2), pending.first_at + make_interval(secs => $3)),
+    triggers = ARRAY(SELECT DISTINCT t FROM unnest(pending.triggers || $4::text[]) t),
+    version = pending.version + 1;
+
+-- name: claim_pending
+-- A lease, not a delete: if the process dies mid-way, the conversation is due again after it.
+UPDATE pending SET leased_until = now() + interval '30 seconds'
+WHERE conversation_id IN (
+    SELECT conversation_id FROM pending
+    WHERE due_at <= now() AND (leased_until IS NULL OR leased_until < now())
+    ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+RETURNING conversation_id, triggers, version;
+
+-- name: next_due
+SELECT EXTRACT(EPOCH FROM min(due_at) - now()) FROM pending WHERE leased_until IS NULL OR leased_until < now();
+
+-- name: finish_pending
+-- Done, unless messages arrived meanwhile: then it stays due, without the triggers just served.
+WITH gone AS (DELETE FROM pending WHERE conversation_id = $1 AND version = $2 RETURNING 1)
+UPDATE pending SET leased_until = NULL, triggers = ARRAY(SELECT t FROM unnest(triggers) t WHERE t <> ALL($3::text[]))
+WHERE conversation_id = $1 AND NOT EXISTS (SELECT 1 FROM gone);
+
+-- name: keep_triggers
+-- Triggers that wait for the conversation's first message (which schedules the conversation again).
+INSERT INTO pending (conversation_id, due_at, triggers) VALUES ($1, 'infinity', $2)
+ON CONFLICT (conversation_id) DO UPDATE SET
+    triggers = ARRAY(SELECT DISTINCT t FROM unnest(pending.triggers || $2::text[]) t), leased_until = NULL;
+
+-- name: upsert_summary
+INSERT INTO summaries (conversation_id, summary, entities, provider, message_count, intent, model, trigger)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (conversation_id) DO UPDATE SET summary = $2, entities = $3, provider = $4, message_count = $5,
+    intent = $6, model = $7, trigger = $8, updated_at = now();
+
+-- name: get_summary
+SELECT summary, entities, provider, model, intent, trigger, message_count, updated_at FROM summaries
+WHERE conversation_id = $1;
+
+-- name: get_case_summary
+SELECT conversation_id, draft, trigger, agent_id, provider, model, status, drafted_at, saved, saved_by, saved_at
+FROM case_summaries WHERE conversation_id = $1;
+
+-- name: upsert_case_summary
+INSERT INTO case_summaries (conversation_id, draft, trigger, agent_id, provider, model)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (conversation_id) DO UPDATE SET draft = $2, trigger = $3, agent_id = $4, provider = $5, model = $6,
+    status = 'draft', drafted_at = now();
+
+-- name: save_case_summary
+UPDATE case_summaries SET saved = $2, saved_by = $3, saved_at = now(), status = 'saved'
+WHERE conversation_id = $1
+RETURNING status;
