@@ -437,7 +437,17 @@ def main() -> None:
         help="arrivals/s for the 1,000 vs 10,000 agents comparison (below saturation)",
     )
     args = p.parse_args()
-    print(json.dumps(asyncio.run(run(args)), indent=2))
+    # The assist scenario runs the service in this process: its logs go to stderr, so that stdout
+    # carries the JSON report only.
+    sys.stdout.flush()
+    stdout = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        report = asyncio.run(run(args))
+    finally:
+        sys.stdout.flush()
+        os.dup2(stdout, 1)
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

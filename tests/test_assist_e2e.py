@@ -185,9 +185,7 @@ async def test_case_summary_at_close_is_reviewed_and_saved(deployment: Deploymen
         assert draft["intent"] == "refund_request"
 
         # The same close reported twice (released, then ended) does not draft twice.
-        await bus.publish(
-            c.WorkReleased(agent_id="agent-1", conversation_id="c-case", channel="chat", reason="session_closed")
-        )
+        await bus.publish(c.ConversationEnded(conversation_id="c-case", reason="resolved"))
         await bus.quiet(topics.ASSIST, "assist.case_summary_drafted", seconds=1.0, conversation_id="c-case")
         assert len(await bus.events(topics.ASSIST, "assist.case_summary_drafted", conversation_id="c-case")) == 1
 
@@ -229,6 +227,15 @@ async def test_transfer_gives_the_new_agent_a_summary_and_the_old_one_a_handoff_
             await bus.wait_for(topics.ASSIST, "assist.summary_ready", conversation_id="c-t", trigger="transferred")
         )[-1]
         assert summary.data["agent_id"] == "agent-2" and "bo@example.com" in summary.data["entities"]["emails"]
+
+        # Escalated to another queue by overflow: a draft for the next tier.
+        await bus.publish(
+            c.WorkOverflowed(conversation_id="c-t", from_queue="support", to_queue="tier-2", reason="waited")
+        )
+        escalated = await bus.wait_for(
+            topics.ASSIST, "assist.case_summary_drafted", conversation_id="c-t", trigger="escalated"
+        )
+        assert escalated[-1].data["draft"]["outcome"] == "handed_off"
 
         # On demand, for whoever asks (with a token), now.
         assert (await http.post("/conversations/c-t/summary")).status_code == 401

@@ -8,6 +8,7 @@
   switchboard token agent-1 [--supervisor]
   switchboard routing explain CONVERSATION_ID
   switchboard config apply FILE [--dry-run]
+  switchboard publish message --conversation-id ID --text TEXT [--sender customer]
   switchboard kb import DIR|FILE
 
 Kafka and the services are found through KAFKA_BOOTSTRAP_SERVERS, SWITCHBOARD_TOPIC_PREFIX and
@@ -278,6 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
     arr.add_argument("--priority", type=int, default=0)
     arr.add_argument("--attribute", action="append", metavar="KEY=VALUE")
     arr.add_argument("--source", default="/switchboard/cli")
+    msg = pub_sub.add_parser("message", help="message.posted on conversations.messages.v1 (a channel's message)")
+    msg.add_argument("--conversation-id", required=True)
+    msg.add_argument("--text", required=True)
+    msg.add_argument("--sender", choices=["customer", "agent", "supervisor", "bot"], default="customer")
+    msg.add_argument("--sender-id")
+    msg.add_argument("--source", default="/switchboard/cli")
     t = sub.add_parser("tail", help="print one agent's sessions.v1 events as they come")
     t.add_argument("agent_id")
     t.add_argument("--from-beginning", action="store_true")
@@ -319,15 +326,27 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     src = "/switchboard/cli"
     if args.cmd == "publish":
-        arrival, event_id = arrival_from_args(args)
-        ev = asyncio.run(publish(arrival, source=args.source, event_id=event_id))
+        published: c.Payload
+        if args.what == "message":
+            published, event_id = (
+                c.MessagePosted(
+                    conversation_id=args.conversation_id,
+                    sender=args.sender,
+                    sender_id=args.sender_id,
+                    text=args.text,
+                ),
+                None,
+            )
+        else:
+            published, event_id = arrival_from_args(args)
+        ev = asyncio.run(publish(published, source=args.source, event_id=event_id))
         print(
             json.dumps(
                 {
                     "published": ev.type,
                     "id": ev.id,
-                    "topic": prefix() + topics.CONVERSATIONS,
-                    "key": arrival.conversation_id,
+                    "topic": prefix() + published.TOPIC,
+                    "key": published.conversation_id,  # type: ignore[attr-defined]
                 }
             )
         )

@@ -244,7 +244,12 @@ def summarise(messages: list[tuple[str, str]], max_sentences: int = 3, max_chars
             continue
         chosen.append(sents[i])
         size += len(sents[i].text) + 1
-    return " ".join(s.text for s in sorted(chosen, key=lambda s: s.index))[:max_chars]
+    return " ".join(_terminated(s.text) for s in sorted(chosen, key=lambda s: s.index))[:max_chars]
+
+
+def _terminated(sentence: str) -> str:
+    """Chat messages often end without a full stop; sentences put side by side need one."""
+    return sentence if sentence[-1] in ".!?" else sentence + "."
 
 
 # --- intent ---------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from shared.runtime import Runtime
 def register(runtime: Runtime, assist: AssistService) -> None:
     runtime.consume(
         topics.CONVERSATIONS,
-        {"conversation.arrived": assist.on_conversation_arrived},
+        {"conversation.arrived": assist.on_conversation_arrived, "conversation.ended": assist.on_conversation_ended},
         on_committed=assist.on_committed,
     )
     runtime.consume(topics.MESSAGES, {"message.posted": assist.on_message_posted}, on_committed=assist.on_committed)

@@ -131,6 +131,9 @@ INSERT INTO pending (conversation_id, due_at, triggers) VALUES ($1, 'infinity', 
 ON CONFLICT (conversation_id) DO UPDATE SET
     triggers = ARRAY(SELECT DISTINCT t FROM unnest(pending.triggers || $2::text[]) t), leased_until = NULL;
 
+-- name: forget_pending
+DELETE FROM pending WHERE conversation_id = $1;
+
 -- name: upsert_summary
 INSERT INTO summaries (conversation_id, summary, entities, provider, message_count, intent, model, trigger)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
