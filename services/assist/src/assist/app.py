@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from assist import handlers
 from assist.providers import Assistant, OpenAICompatible, Provider
-from assist.service import Article, AssistService, CaseSummary, Feedback, LibraryReply
+from assist.service import Article, AssistService, CaseSummary, Feedback, LibraryReply, Q
 from assist.settings import AssistSettings
 from shared import topics
 from shared.auth import Auth, supervisor_or_error, token_of
@@ -104,11 +104,11 @@ def create_app(settings: AssistSettings | None = None) -> Starlette:
             if refused:
                 return refused
             async with runtime.pool.acquire() as conn:
-                if not await conn.fetchval("SELECT count(*) FROM messages WHERE conversation_id = $1", cid):
+                if not await conn.fetchval(Q.message_count, cid):
                     return error(f"no messages yet in conversation {cid!r}", 404)
             await assist.process(cid, [f"summary:requested:{principal.subject}"])
         async with runtime.pool.acquire() as conn:
-            row = await conn.fetchrow("SELECT * FROM summaries WHERE conversation_id = $1", cid)
+            row = await conn.fetchrow(Q.get_summary, cid)
         if row is None:
             return error(f"no summary yet for conversation {cid!r}; POST to this address to make one", 404)
         return JSONResponse({"conversation_id": cid, **jsonable(dict(row))})
@@ -127,17 +127,11 @@ def create_app(settings: AssistSettings | None = None) -> Starlette:
                 except (ValueError, ValidationError) as exc:
                     return error(f"invalid case summary: {exc}", 422)
                 async with runtime.pool.acquire() as conn:
-                    status = await conn.fetchval(
-                        "UPDATE case_summaries SET saved = $2, saved_by = $3, saved_at = now(), status = 'saved' "
-                        "WHERE conversation_id = $1 RETURNING status",
-                        cid,
-                        saved.model_dump(),
-                        principal.subject,
-                    )
+                    status = await conn.fetchval(Q.save_case_summary, cid, saved.model_dump(), principal.subject)
                 if status is None:
                     return error(f"no case summary drafted for {cid!r}; POST to draft one first", 404)
         async with runtime.pool.acquire() as conn:
-            row = await conn.fetchrow("SELECT * FROM case_summaries WHERE conversation_id = $1", cid)
+            row = await conn.fetchrow(Q.get_case_summary, cid)
         if row is None:
             return error(f"no case summary yet for conversation {cid!r}; POST to this address to draft one", 404)
         return JSONResponse(jsonable(dict(row)))

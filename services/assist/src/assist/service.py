@@ -354,7 +354,7 @@ class AssistService:
                     out["articles"] = await self.surface(uow, t, customer_vectors)
                     out["replies"] = await self.suggest(uow, t, customer_vectors, ents)
                 if summary is not None:
-                    out["summary"] = await self.emit_summary(uow, t, summary, summary_for[-1])
+                    out["summary"] = await self.emit_summary(uow, t, summary, ents, summary_for[-1])
                 if case is not None:
                     out["case"] = await self.emit_case(uow, t, case, case_for[-1])
                 if version is not None:
@@ -515,11 +515,15 @@ class AssistService:
         return generated, intent
 
     async def emit_summary(
-        self, uow: UnitOfWork, t: Transcript, result: tuple[Generated[str], str], trigger: str
+        self,
+        uow: UnitOfWork,
+        t: Transcript,
+        result: tuple[Generated[str], str],
+        ents: dict[str, list[str]],
+        trigger: str,
     ) -> str:
         generated, intent = result
         _, kind, agent_id = _parts(trigger)
-        ents = t.entities()
         await uow.conn.execute(
             Q.upsert_summary,
             t.conversation_id,
