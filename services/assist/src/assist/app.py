@@ -55,6 +55,8 @@ def build(settings: AssistSettings | None = None) -> tuple[Runtime, AssistServic
         max(settings.max_wait_ms, settings.debounce_ms) / 1000,
     )
     handlers.register(runtime, assist)
+    if isinstance(assist.assistant.remote, OpenAICompatible):
+        runtime.stopping_hooks.append(assist.assistant.remote.close)
 
     async def load_demo_content() -> None:
         cfg = load_config(settings.config_file or os.environ.get("SWITCHBOARD_CONFIG"), "assist")
@@ -161,6 +163,7 @@ def create_app(settings: AssistSettings | None = None) -> Starlette:
         except ValueError:
             return error("limit must be a whole number", 400)
         async with runtime.pool.acquire() as conn:
+            await assist.index.refresh(conn)
             hits = await assist.search(conn, q, limit, request.query_params.get("language"))
         return JSONResponse({"query": q, "articles": hits})
 
@@ -182,10 +185,7 @@ def create_app(settings: AssistSettings | None = None) -> Starlette:
 
     async def kb_article(request: Request) -> JSONResponse:
         async with runtime.pool.acquire() as conn:
-            row = await conn.fetchrow(
-                "SELECT id, title, body, tags, product, language, status, updated_at FROM articles WHERE id = $1",
-                request.path_params["article_id"],
-            )
+            row = await conn.fetchrow(Q.get_article, request.path_params["article_id"])
         if row is None:
             return error(f"no article {request.path_params['article_id']!r}", 404)
         return JSONResponse(jsonable(dict(row)))

@@ -115,13 +115,6 @@ ENTITY_PATTERNS = {
 }
 
 
-def sentences(texts: list[str]) -> list[str]:
-    out: list[str] = []
-    for t in texts:
-        out.extend(s.strip() for s in _SENTENCE.split(t) if len(s.strip()) > 3)
-    return out
-
-
 def entities(texts: list[str]) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     joined = "\n".join(texts)

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import functools
 import hashlib
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +40,6 @@ MIN_ARTICLE_SIMILARITY = 0.2
 # that the encoder never saw and that set does not exercise yet.
 TEXT_WEIGHT = 0.5
 WAKE = "assist:wake"
-SUMMARY_TRIGGERS = ("requested", "new_agent", "transferred")
-CASE_TRIGGERS = ("closed", "transferred", "escalated", "requested")
 RETRIEVAL_MODEL = f"{embedding.MODEL}+postgres-fts (reciprocal rank fusion)"
 SUMMARY_MODEL = "textrank"
 CASE_MODEL = "textrank+rules"
@@ -122,7 +119,6 @@ class AssistService:
         self.debounce_s = debounce_s
         self.max_wait_s = max_wait_s
         self.wake = asyncio.Event()
-        self.latencies_ms: list[float] = []
         self.retrieval_mode: Literal["hybrid", "text", "dense"] = (
             "hybrid"  # per processed conversation update (the bench reads them)
         )
@@ -176,8 +172,7 @@ class AssistService:
         mode: Literal["hybrid", "text", "dense"] = "hybrid",
     ) -> list[dict[str, Any]]:
         """Hybrid: weighted full-text ranking and dense cosine ranking, fused by reciprocal rank
-        (`mode` keeps one of the two, for comparison)."""
-        await self.index.refresh(conn)
+        (`mode` keeps one of the two, for comparison). The caller has refreshed the index."""
         rankings: list[list[str]] = []
         titles: dict[str, str] = {}
         if mode != "dense":
@@ -320,7 +315,6 @@ class AssistService:
         suggested replies, and the summaries its triggers ask for. Model calls happen before the
         transaction; the writes and events commit together."""
         assert self.runtime is not None
-        started = time.perf_counter()
         out: dict[str, Any] = {}
         async with self.runtime.pool.acquire() as conn:
             await self.index.refresh(conn)
@@ -363,7 +357,6 @@ class AssistService:
                     # Assigned before its first message got here: summarise when it does.
                     await conn.execute(Q.keep_triggers, conversation_id, summary_for)
                 await uow.flush()
-        self.latencies_ms.append((time.perf_counter() - started) * 1000)
         return out
 
     async def surface(
