@@ -17,22 +17,22 @@ bootstrap:  ## install uv (from PyPI) when missing, then the workspace's locked 
 	@$(UV) sync --frozen --quiet
 
 up: bootstrap  ## start Kafka, PostgreSQL and the four services with the demo configuration
-	@$(RUN) python -m shared.stack up
+	@$(RUN) python -m tools.stack up
 
 down:  ## stop what `make up` started; keeps the data
-	@$(RUN) python -m shared.stack down
+	@$(RUN) python -m tools.stack down
 
 clean:  ## stop and delete the local state (Kafka logs, Postgres data); caches stay
-	@$(RUN) python -m shared.stack clean
+	@$(RUN) python -m tools.stack clean
 
 env:
-	@$(RUN) python -m shared.stack env
+	@$(RUN) python -m tools.stack env
 
 logs:
-	@$(RUN) python -m shared.stack logs $(if $(FOLLOW),--follow,)
+	@$(RUN) python -m tools.stack logs $(if $(FOLLOW),--follow,)
 
 status:
-	@$(RUN) python -m shared.stack status
+	@$(RUN) python -m tools.stack status
 
 test: bootstrap  ## the whole suite: unit, handler and end-to-end tests on real Kafka and PostgreSQL
 	@$(RUN) pytest $(PYTEST_ARGS)
@@ -53,7 +53,7 @@ format: bootstrap
 	@$(RUN) ruff format .
 
 bench: bootstrap  ## load test on the embedded stack; prints one JSON document
-	@$(RUN) python -m tests.bench $(BENCH_ARGS)
+	@$(RUN) python -m tools.bench $(BENCH_ARGS)
 
 asyncapi: bootstrap  ## write each service's AsyncAPI document under deploy/asyncapi/
-	@$(RUN) python -m shared.asyncapi deploy/asyncapi
+	@$(RUN) python -m tools.asyncapi deploy/asyncapi

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from shared import testing
+from tools import testing
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,8 @@ from routing.app import build_runtime as routing_runtime
 from routing.settings import RoutingSettings
 from sessions.app import build_runtime as sessions_runtime
 from sessions.settings import SessionsSettings
-from shared import stack
-from shared.testing import Deployment
+from tools import stack
+from tools.testing import Deployment
 
 DEMO_CONFIG = str(stack.ROOT / "deploy/demo/switchboard.yaml")
 

@@ -22,8 +22,8 @@ from assist.settings import AssistSettings
 from shared import contracts as c
 from shared import topics
 from shared.auth import DEV_SECRET, Auth
-from shared.testing import Bus, Deployment, running
 from tests import helpers
+from tools.testing import Bus, Deployment, running
 
 pytestmark = pytest.mark.e2e
 

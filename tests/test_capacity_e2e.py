@@ -10,8 +10,8 @@ import pytest
 
 from shared import contracts as c
 from shared import topics
-from shared.testing import Bus, Deployment, running
 from tests import helpers
+from tools.testing import Bus, Deployment, running
 
 pytestmark = pytest.mark.e2e
 

@@ -13,9 +13,10 @@ import asyncpg
 import pytest
 
 from shared import contracts as c
-from shared import stack, topics
-from shared.testing import Bus, Deployment, running
+from shared import topics
 from tests import helpers
+from tools import stack
+from tools.testing import Bus, Deployment, running
 
 pytestmark = pytest.mark.e2e
 

@@ -14,8 +14,8 @@ from presence.app import create_app as presence_app
 from presence.settings import PresenceSettings
 from shared import contracts as c
 from shared import topics
-from shared.testing import Bus, Deployment, running
 from tests import helpers
+from tools.testing import Bus, Deployment, running
 
 pytestmark = pytest.mark.e2e
 

@@ -16,8 +16,8 @@ from routing.settings import RoutingSettings
 from shared import contracts as c
 from shared import topics
 from shared.auth import DEV_SECRET, Auth
-from shared.testing import Bus, Deployment, running
 from tests import helpers
+from tools.testing import Bus, Deployment, running
 
 pytestmark = pytest.mark.e2e
 SUPERVISOR = Auth(DEV_SECRET).mint("lead-1", ("agent", "supervisor"))

@@ -21,8 +21,8 @@ from sessions.settings import SessionsSettings
 from shared import contracts as c
 from shared import topics
 from shared.auth import DEV_SECRET, Auth
-from shared.testing import Bus, Deployment, running
 from tests import helpers
+from tools.testing import Bus, Deployment, running
 
 pytestmark = pytest.mark.e2e
 AUTH = Auth(DEV_SECRET)

@@ -6,8 +6,8 @@ import pytest
 
 from shared import contracts as c
 from shared import topics
-from shared.testing import Bus, running
 from tests import helpers
+from tools.testing import Bus, running
 
 pytestmark = pytest.mark.e2e
 
@@ -64,7 +64,7 @@ async def test_the_design_md_example_reaches_a_demo_agent(deployment, bus: Bus) 
     configuration: an agent gets offer.received."""
     import json
 
-    from shared.testing import DESIGN_EXAMPLE
+    from tools.testing import DESIGN_EXAMPLE
 
     async with running(*helpers.all_services(deployment)):
         for agent in ("agent-1", "agent-4"):

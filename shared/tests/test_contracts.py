@@ -8,7 +8,7 @@ import pytest
 
 from shared import contracts as c
 from shared import topics
-from shared.testing import DESIGN_EXAMPLE
+from tools.testing import DESIGN_EXAMPLE
 
 DESIGN_TYPES = {
     topics.CONVERSATIONS: {"conversation.arrived", "conversation.ended"},

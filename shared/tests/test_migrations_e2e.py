@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from shared import db, stack
-from shared.testing import Deployment
+from shared import db
+from tools import stack
+from tools.testing import Deployment
 
 pytestmark = pytest.mark.e2e
 

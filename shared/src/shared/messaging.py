@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import structlog
@@ -31,6 +31,7 @@ from shared import contracts, topics
 from shared.contracts import CloudEvent, InvalidEvent, Payload
 from shared.db import Conn
 from shared.settings import ServiceSettings
+from shared.tx import Database, OutboxRow, Tx
 
 log = structlog.get_logger("switchboard.messaging")
 
@@ -68,13 +69,6 @@ def is_infrastructure(error: BaseException) -> bool:
     return isinstance(error, asyncpg.exceptions.InterfaceError) and "closed" in str(error)
 
 
-RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.exceptions.SerializationError,
-    asyncpg.exceptions.DeadlockDetectedError,
-    asyncpg.exceptions.LockNotAvailableError,
-)
-
-
 def make_broker(settings: ServiceSettings, client_id: str) -> KafkaBroker:
     """The Kafka broker of a service: idempotent producer, all acks, small linger for batching."""
     return KafkaBroker(
@@ -92,25 +86,41 @@ def make_broker(settings: ServiceSettings, client_id: str) -> KafkaBroker:
 # --- unit of work + outbox ---------------------------------------------------------------------
 
 
-Sequencer = Callable[["UnitOfWork", list[CloudEvent]], Awaitable[None]]
+Sequencer = Callable[["UnitOfWork[Any, Any]", list[CloudEvent]], Awaitable[None]]
+S = TypeVar("S")
+B = TypeVar("B")
 
 
-class UnitOfWork:
-    """A use case's transaction: state changes on `conn`, outgoing events via `emit`.
+class UnitOfWork(Generic[S, B]):
+    """A use case's transaction: the service's `store` on it, outgoing events via `emit`, and a
+    typed per-batch context `batch` (figures read once per batch, decisions written at its end).
 
     Events are serialised into the outbox at `flush`, after an optional sequencer has stamped
     them (sessions numbers each agent's events so clients can resume without gaps)."""
 
-    def __init__(self, conn: Conn, names: topics.TopicNames, source: str, sequencer: Sequencer | None = None) -> None:
-        self.conn = conn
+    def __init__(
+        self,
+        tx: Tx,
+        store: S,
+        batch: B,
+        names: topics.TopicNames,
+        source: str,
+        sequencer: Sequencer | None = None,
+    ) -> None:
+        self.tx = tx
+        self.store = store
+        self.batch = batch
         self.names = names
         self.source = source
         self.sequencer = sequencer
         self._pending: list[tuple[str, str, CloudEvent]] = []
         self.emitted: list[CloudEvent] = []
         self.flags: set[str] = set()
-        # per-transaction memo for use cases (e.g. a queue's depth, read once per batch)
-        self.memo: dict[object, Any] = {}
+
+    @property
+    def conn(self) -> Conn:
+        """The PostgreSQL connection under the transaction (PostgreSQL stores only)."""
+        return self.tx.conn  # type: ignore[attr-defined, no-any-return]
 
     def emit(self, payload: Payload, *, key: str | None = None, subject: str | None = None) -> CloudEvent:
         ev = contracts.event(payload, source=self.source, subject=subject)
@@ -130,26 +140,10 @@ class UnitOfWork:
             return
         if self.sequencer is not None:
             await self.sequencer(self, [ev for _, _, ev in self._pending])
-        rows = [(self.names(topic), key, ev.to_bytes(), {"ce_type": ev.type}) for topic, key, ev in self._pending]
-        await self.conn.executemany(
-            "INSERT INTO outbox (topic, key, payload, headers) VALUES ($1, $2, $3, $4)",
-            rows,
+        await self.tx.write_outbox(
+            [OutboxRow(self.names(topic), key, ev.to_bytes(), {"ce_type": ev.type}) for topic, key, ev in self._pending]
         )
         self._pending.clear()
-
-
-class Inbox:
-    """Idempotent consumption: an event id is handled once per consumer, in the handling txn."""
-
-    @staticmethod
-    async def claim(conn: Conn, consumer: str, event_ids: Sequence[str]) -> set[str]:
-        rows = await conn.fetch(
-            "INSERT INTO inbox (consumer, event_id) SELECT $1, unnest($2::text[]) "
-            "ON CONFLICT DO NOTHING RETURNING event_id",
-            consumer,
-            list(dict.fromkeys(event_ids)),
-        )
-        return {r["event_id"] for r in rows}
 
 
 def _lock_key(name: str) -> int:
@@ -247,8 +241,8 @@ class OutboxRelay:
 
 # --- consumer pipeline -------------------------------------------------------------------------
 
-Handler = Callable[[UnitOfWork, CloudEvent, Any], Awaitable[None]]
-AfterBatch = Callable[[UnitOfWork], Awaitable[None]]
+Handler = Callable[[Any, CloudEvent, Any], Awaitable[None]]
+AfterBatch = Callable[[Any], Awaitable[None]]
 
 
 @dataclass
@@ -279,25 +273,25 @@ class Consumer:
         service: str,
         topic: str,
         handlers: dict[str, Handler],
-        pool_getter: Callable[[], asyncpg.Pool],
+        database: Database,
+        unit_of_work: Callable[[Tx], UnitOfWork[Any, Any]],
         broker: KafkaBroker,
         settings: ServiceSettings,
         after_batch: AfterBatch | None = None,
-        on_committed: Callable[[UnitOfWork], None] | None = None,
+        on_committed: Callable[[UnitOfWork[Any, Any]], None] | None = None,
         savepoints: bool = False,
-        sequencer: Sequencer | None = None,
         exit_process: Callable[[int], None] = os._exit,
     ) -> None:
         self.service = service
         self.topic = topic
         self.handlers = handlers
-        self.pool_getter = pool_getter
+        self.database = database
+        self.unit_of_work = unit_of_work
         self.broker = broker
         self.settings = settings
         self.after_batch = after_batch
         self.on_committed = on_committed
         self.savepoints = savepoints
-        self.sequencer = sequencer
         self.exit_process = exit_process
         self.names = topics.TopicNames(settings.topic_prefix)
         self.consumer_name = f"{service}:{topic}"
@@ -362,10 +356,9 @@ class Consumer:
 
     async def _in_transaction(self, batch: list[Incoming]) -> None:
         started = time.perf_counter()
-        pool = self.pool_getter()
-        async with pool.acquire() as conn, conn.transaction():
-            uow = UnitOfWork(conn, self.names, self.source, self.sequencer)
-            fresh = await Inbox.claim(conn, self.consumer_name, [i.envelope.id for i in batch])
+        async with self.database.transaction() as tx:
+            uow = self.unit_of_work(tx)
+            fresh = await tx.claim_inbox(self.consumer_name, [i.envelope.id for i in batch])
             seen: set[str] = set()
             outcomes: list[tuple[Incoming, str]] = []
             for item in batch:
@@ -394,7 +387,7 @@ class Consumer:
             return "handled"
         mark = uow.savepoint_state()
         try:
-            async with uow.conn.transaction():
+            async with uow.tx.savepoint():
                 await handler(uow, item.envelope, item.payload)
         except Rejection as rej:
             uow.rollback_to(mark)
@@ -447,11 +440,9 @@ class Consumer:
                 error = None
 
     async def _reject_alone(self, item: Incoming, rej: Rejection) -> None:
-        pool = self.pool_getter()
-        async with pool.acquire() as conn, conn.transaction():
-            fresh = await Inbox.claim(conn, self.consumer_name, [item.envelope.id])
-            if fresh:
-                uow = UnitOfWork(conn, self.names, self.source, self.sequencer)
+        async with self.database.transaction() as tx:
+            if await tx.claim_inbox(self.consumer_name, [item.envelope.id]):
+                uow = self.unit_of_work(tx)
                 uow.emit(rej.payload)
                 await uow.flush()
         self.stats.rejected += 1

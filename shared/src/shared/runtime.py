@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import structlog
@@ -36,14 +36,32 @@ from shared.messaging import (
     make_broker,
 )
 from shared.settings import ServiceSettings
+from shared.tx import Database, PgDatabase, Tx
+
+S = TypeVar("S")
+B = TypeVar("B")
 
 log = structlog.get_logger("switchboard.runtime")
 
 
-class Runtime:
-    """The moving parts of one service instance."""
+class Runtime(Generic[S, B]):
+    """The moving parts of one service instance.
 
-    def __init__(self, name: str, settings: ServiceSettings, *, package: str, produces: dict[str, str]) -> None:
+    `store` builds the service's store on a transaction; `batch` makes the per-batch context each
+    unit of work carries. `database` defaults to PostgreSQL; handler tests pass a `MemoryDatabase`
+    holding fake stores, and then no pool, migration or relay is started."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: ServiceSettings,
+        *,
+        package: str,
+        produces: dict[str, str],
+        store: Callable[[Tx], S],
+        batch: Callable[[], B] = lambda: None,  # type: ignore[assignment, return-value]
+        database: Database | None = None,
+    ) -> None:
         self.name = name
         self.settings = settings
         self.package = package
@@ -52,6 +70,11 @@ class Runtime:
         self.broker: KafkaBroker = make_broker(settings, client_id=f"switchboard-{name}")
         declare_publishers(self.broker, self.names, produces)
         self._pool: asyncpg.Pool | None = None
+        self.in_memory = database is not None
+        self.database: Database = database or PgDatabase(lambda: self.pool)
+        self.store_factory = store
+        self.batch_factory = batch
+        self.source = f"/switchboard/{name}"
         self.relay: OutboxRelay | None = None
         self.consumers: list[Consumer] = []
         self.ready = False
@@ -68,12 +91,59 @@ class Runtime:
         return self._pool
 
     def background(self, loop: Callable[[], Awaitable[None]]) -> None:
-        """A loop (timer, sweeper) started with the service, after its start hooks, cancelled on stop."""
+        """A loop started with the service, after its start hooks, cancelled on stop."""
         self._background.append(loop)
 
-    def unit_of_work(self, conn: Any) -> UnitOfWork:
-        """A unit of work for a background task or an HTTP handler of this service."""
-        return UnitOfWork(conn, self.names, f"/switchboard/{self.name}", self.sequencer)
+    def periodic(
+        self,
+        name: str,
+        step: Callable[[], Awaitable[int]],
+        *,
+        interval_s: float,
+        wake: asyncio.Event | None = None,
+        immediately: bool = True,
+    ) -> None:
+        """A background loop: run `step` every `interval_s` (or as soon as `wake` is set), again at
+        once while it reports work done (a positive count), logging and backing off on errors."""
+
+        async def loop() -> None:
+            first = immediately
+            while True:
+                if not first:
+                    if wake is None:
+                        await asyncio.sleep(interval_s)
+                    else:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(wake.wait(), interval_s)
+                        wake.clear()
+                first = False
+                try:
+                    while await step() > 0:
+                        pass
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("periodic_error", service=self.name, loop=name, error=repr(exc))
+                    await asyncio.sleep(min(interval_s, 1.0))
+
+        self.background(loop)
+
+    def unit_of_work(self, tx: Tx) -> UnitOfWork[S, B]:
+        return UnitOfWork(tx, self.store_factory(tx), self.batch_factory(), self.names, self.source, self.sequencer)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, *, isolation: str | None = None) -> AsyncIterator[UnitOfWork[S, B]]:
+        """A unit of work for a background task or an HTTP handler; its events commit with it."""
+        async with self.database.transaction(isolation=isolation) as tx:
+            uow = self.unit_of_work(tx)
+            yield uow
+            await uow.flush()
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[S]:
+        """The store on one consistent snapshot, for reads (HTTP GETs)."""
+        async with self.database.transaction(isolation="repeatable_read") as tx:
+            yield self.store_factory(tx)
 
     def consume(
         self,
@@ -81,20 +151,20 @@ class Runtime:
         handlers: dict[str, Handler],
         *,
         after_batch: AfterBatch | None = None,
-        on_committed: Callable[[UnitOfWork], None] | None = None,
+        on_committed: Callable[[UnitOfWork[S, B]], None] | None = None,
         savepoints: bool = False,
     ) -> Consumer:
         consumer = Consumer(
             service=self.name,
             topic=topic,
             handlers=handlers,
-            pool_getter=lambda: self.pool,
+            database=self.database,
+            unit_of_work=self.unit_of_work,
             broker=self.broker,
             settings=self.settings,
             after_batch=after_batch,
             on_committed=on_committed,
             savepoints=savepoints,
-            sequencer=self.sequencer,
         )
         self.consumers.append(consumer)
         return consumer
@@ -105,6 +175,12 @@ class Runtime:
 
     async def start(self) -> None:
         """Migrate, open the pool, start the relay, then the consumers (and so the broker)."""
+        if self.in_memory:  # handler tests: the test broker and the fake stores are all there is
+            for hook in self.started_hooks:
+                await hook()
+            await self.broker.start()
+            self.ready = True
+            return
         self._pool = await db.create_pool(
             self.database_url, self.schema, min_size=self.settings.db_pool_min, max_size=self.settings.db_pool_max
         )
@@ -162,7 +238,7 @@ class Runtime:
 
     def http_app(self, routes: Sequence[BaseRoute] = ()) -> Starlette:
         async def health(_: Request) -> JSONResponse:
-            ok = self.ready and self._pool is not None
+            ok = self.ready and (self.in_memory or self._pool is not None)
             body: dict[str, Any] = {"service": self.name, "status": "ok" if ok else "starting"}
             if ok:
                 body["consumers"] = {c.topic: vars(c.stats) for c in self.consumers}

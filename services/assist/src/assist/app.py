@@ -47,7 +47,7 @@ def assistant_from(settings: AssistSettings) -> Assistant:
 
 def build(settings: AssistSettings | None = None) -> tuple[Runtime, AssistService]:
     settings = settings or AssistSettings()
-    runtime = Runtime("assist", settings, package="assist", produces=PRODUCES)
+    runtime: Runtime[Any, Any] = Runtime("assist", settings, package="assist", produces=PRODUCES, store=lambda tx: tx)
     assist = AssistService(
         runtime,
         assistant_from(settings),
@@ -59,13 +59,14 @@ def build(settings: AssistSettings | None = None) -> tuple[Runtime, AssistServic
         runtime.stopping_hooks.append(assist.assistant.remote.close)
 
     async def load_demo_content() -> None:
-        cfg = load_config(settings.config_file or os.environ.get("SWITCHBOARD_CONFIG"), "assist")
+        config_file = settings.config_file or os.environ.get("SWITCHBOARD_CONFIG") or ""
+        cfg = load_config(config_file, "assist")
         async with runtime.pool.acquire() as conn, conn.transaction():
             if folder := cfg.get("knowledge_base"):
-                count = await assist.load_knowledge_base(conn, _path(folder))
+                count = await assist.load_knowledge_base(conn, _path(folder, config_file))
                 log.info("knowledge_base_loaded", folder=str(folder), articles=count)
             if library := cfg.get("reply_library"):
-                count = await assist.load_reply_library(conn, _path(library))
+                count = await assist.load_reply_library(conn, _path(library, config_file))
                 log.info("reply_library_loaded", file=str(library), replies=count)
             await assist.index.refresh(conn)
 
@@ -77,10 +78,9 @@ def build_runtime(settings: AssistSettings | None = None) -> Runtime:
     return build(settings)[0]
 
 
-def _path(value: str) -> Path:
-    from shared.stack import ROOT
-
-    return Path(value) if Path(value).is_absolute() else ROOT / value
+def _path(value: str, config_file: str) -> Path:
+    """A path from the configuration; a relative one is relative to the configuration file."""
+    return Path(value) if Path(value).is_absolute() else Path(config_file).resolve().parent / value
 
 
 def create_app(settings: AssistSettings | None = None) -> Starlette:

@@ -24,6 +24,7 @@ from assist.providers import Assistant, Generated, parse_json_object
 from shared import contracts as c
 from shared.db import Conn, Queries
 from shared.messaging import UnitOfWork
+from shared.tx import PgTx
 
 if TYPE_CHECKING:
     from shared.runtime import Runtime
@@ -337,7 +338,7 @@ class AssistService:
             if t.rows and case_for:
                 case = await self.draft_case(t, customer_vectors, ents, case_for[-1].split(":")[1])
             async with conn.transaction():
-                uow = self.runtime.unit_of_work(conn)
+                uow = self.runtime.unit_of_work(PgTx(conn))
                 if fresh:
                     await conn.executemany(
                         Q.set_message_vector,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -20,7 +21,9 @@ PRODUCES = {topics.PRESENCE: "presence.changed with previous, source, reason and
 
 def build_runtime(settings: PresenceSettings | None = None) -> Runtime:
     settings = settings or PresenceSettings()
-    runtime = Runtime("presence", settings, package="presence", produces=PRODUCES)
+    runtime: Runtime[Any, Any] = Runtime(
+        "presence", settings, package="presence", produces=PRODUCES, store=lambda tx: tx, batch=dict
+    )
     handlers.register(runtime)
 
     async def started() -> None:

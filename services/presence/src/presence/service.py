@@ -13,6 +13,7 @@ from presence import domain
 from shared import contracts as c
 from shared.db import Conn, Queries
 from shared.messaging import PoisonMessage, UnitOfWork
+from shared.tx import PgTx
 
 Q = Queries("presence")
 Source = Literal["manual", "automatic", "device", "system"]
@@ -41,21 +42,21 @@ async def load_state(conn: Conn, agent_id: str) -> tuple[domain.AgentState, str]
 
 
 async def statuses(uow: UnitOfWork) -> dict[str, domain.Status]:
-    if "statuses" not in uow.memo:
+    if "statuses" not in uow.batch:
         known = domain.base_statuses()
         for r in await uow.conn.fetch(Q.list_statuses):
             known[r["name"]] = domain.Status(r["name"], r["base"], r["colour"], r["custom"])
-        uow.memo["statuses"] = known
-    result: dict[str, domain.Status] = uow.memo["statuses"]
+        uow.batch["statuses"] = known
+    result: dict[str, domain.Status] = uow.batch["statuses"]
     return result
 
 
 async def rules(uow: UnitOfWork, profile: str) -> domain.Rules:
     key = ("rules", profile)
-    if key not in uow.memo:
+    if key not in uow.batch:
         cfg = await uow.conn.fetchval(Q.get_profile_rules, profile)
-        uow.memo[key] = domain.Rules.from_config(cfg or {})
-    result: domain.Rules = uow.memo[key]
+        uow.batch[key] = domain.Rules.from_config(cfg or {})
+    result: domain.Rules = uow.batch[key]
     return result
 
 
@@ -305,13 +306,12 @@ async def sweep_devices(uow: UnitOfWork, timeout_s: float, grace_from: datetime)
 async def run_device_timer(runtime: Any, timeout_s: float, interval_s: float) -> None:
     """The disconnect detector. A restart grants every device a full timeout from the start, so
     heartbeats still queued in Kafka while presence was down never turn anyone offline."""
-    from shared.messaging import UnitOfWork as UoW
 
     grace_from = _now()
     while True:
         try:
             async with runtime.pool.acquire() as conn, conn.transaction():
-                uow = UoW(conn, runtime.names, "/switchboard/presence")
+                uow = runtime.unit_of_work(PgTx(conn))
                 n = await sweep_devices(uow, timeout_s, grace_from)
                 await uow.flush()
             if n:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import structlog
 from starlette.applications import Starlette
@@ -27,7 +28,9 @@ PRODUCES = {
 
 def build_runtime(settings: RoutingSettings | None = None) -> Runtime:
     settings = settings or RoutingSettings()
-    runtime = Runtime("routing", settings, package="routing", produces=PRODUCES)
+    runtime: Runtime[Any, Any] = Runtime(
+        "routing", settings, package="routing", produces=PRODUCES, store=lambda tx: tx, batch=dict
+    )
     drainer = service.Drainer(runtime, limit=settings.drain_batch)
     runtime.drainer = drainer  # type: ignore[attr-defined]
     handlers.register(runtime, drainer)

@@ -11,18 +11,16 @@ import re
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from routing import domain
+from shared import config as shared_config
+from shared.config import ConfigError, Strict
 
 Method = Literal["longest_idle", "round_robin", "least_active", "highest_capacity", "priority_fifo"]
 Presence = Literal["available", "busy", "busy_dnd", "away", "inactive"]
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HOURS = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d$")
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class ChannelSpec(Strict):
@@ -189,68 +187,12 @@ class RoutingConfig(Strict):
         return [q.name for q in self.queues] if agent.queues == "*" else list(agent.queues)
 
 
-class ConfigError(ValueError):
-    """Every problem with a configuration, each naming its line and field."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
-
-
 def parse(text: str, section: str | None = "routing") -> RoutingConfig:
     """Parse and validate YAML text; errors name the line (1-based) and the field."""
-    try:
-        node = yaml.compose(text)
-        doc = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"not valid YAML: {exc}"]) from exc
-    prefix: tuple[str, ...] = ()
-    if section is not None:
-        if not isinstance(doc, dict) or section not in doc:
-            raise ConfigError([f"no '{section}:' section in the file"])
-        doc, node, prefix = doc[section], _child(node, section), (section,)
-    try:
-        return RoutingConfig.model_validate(doc)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            msg = err["msg"].removeprefix("Value error, ")
-            if not loc and "; " in msg:  # cross-reference errors carry their own paths
-                for part in msg.split("; "):
-                    path, _, what = part.partition(": ")
-                    keys = tuple(int(k) if k.isdigit() else k for k in path.split("."))
-                    problems.append(_describe(node, prefix, keys, what))
-            else:
-                problems.append(_describe(node, prefix, loc, msg))
-        raise ConfigError(problems) from exc
-
-
-def _describe(node: Any, prefix: tuple[Any, ...], loc: tuple[Any, ...], msg: str) -> str:
-    line = _line(node, loc)
-    field = ".".join(str(p) for p in (*prefix, *loc))
-    return f"line {line}: {field}: {msg}" if line else f"{field}: {msg}"
-
-
-def _child(node: Any, key: Any) -> Any:
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            if k.value == str(key):
-                return v
-    if isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-        return node.value[key]
-    return None
-
-
-def _line(node: Any, loc: tuple[Any, ...]) -> int | None:
-    best = node.start_mark.line + 1 if node is not None else None
-    for key in loc:
-        nxt = _child(node, key)
-        if nxt is None:
-            break
-        node = nxt
-        best = node.start_mark.line + 1
-    return best
+    cfg = shared_config.parse(text, RoutingConfig, section)
+    if section is not None and section not in (yaml.safe_load(text) or {}):
+        raise ConfigError([f"no '{section}:' section in the file"])
+    return cfg
 
 
 def document(cfg: RoutingConfig) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from routing import domain, store
 from routing.store import Q
 from shared import contracts as c
 from shared.messaging import PoisonMessage, UnitOfWork
+from shared.tx import PgTx
 
 log = structlog.get_logger("switchboard.routing")
 DRAIN = "drain"
@@ -43,10 +44,10 @@ def capacity_changed(agent_id: str, row: Any) -> c.CapacityChanged:
 
 async def _config(uow: UnitOfWork) -> tuple[dict[str, bool], dict[str, domain.Queue]]:
     """Channels and queues, read once per transaction (a batch), so a change applies to the next."""
-    if "config" not in uow.memo:
-        uow.memo["config"] = (await store.list_channels(uow.conn), await store.list_queues(uow.conn))
-        uow.memo["rules"] = (await store.list_rules(uow.conn), await store.list_default_queues(uow.conn))
-    config: tuple[dict[str, bool], dict[str, domain.Queue]] = uow.memo["config"]
+    if "config" not in uow.batch:
+        uow.batch["config"] = (await store.list_channels(uow.conn), await store.list_queues(uow.conn))
+        uow.batch["rules"] = (await store.list_rules(uow.conn), await store.list_default_queues(uow.conn))
+    config: tuple[dict[str, bool], dict[str, domain.Queue]] = uow.batch["config"]
     return config
 
 
@@ -54,16 +55,16 @@ async def _queue_figures(uow: UnitOfWork, queue: str) -> tuple[int, float, int, 
     """A queue's handled count, handle seconds, staffed slots and arrival rate, read once per
     transaction."""
     key = ("figures", queue)
-    if key not in uow.memo:
+    if key not in uow.batch:
         stats = await uow.conn.fetchrow(Q.queue_stats, queue)
         assert stats is not None
-        uow.memo[key] = (
+        uow.batch[key] = (
             stats["handled"],
             stats["handle_seconds"],
             stats["staffed_slots"],
             float(stats["arrivals_per_s"]),
         )
-    figures: tuple[int, float, int, float] = uow.memo[key]
+    figures: tuple[int, float, int, float] = uow.batch[key]
     return figures
 
 
@@ -75,23 +76,23 @@ async def _estimated_wait(uow: UnitOfWork, queue: str, position: int) -> float |
 async def _queue_position(uow: UnitOfWork, queue: str) -> tuple[int, float | None]:
     """Depth of the queue including a new arrival, and its wait: counted once per batch, then kept."""
     key = ("depth", queue)
-    if key not in uow.memo:  # counted after this arrival's insert, so it includes it
-        uow.memo[key] = await uow.conn.fetchval(Q.queue_depth, queue)
+    if key not in uow.batch:  # counted after this arrival's insert, so it includes it
+        uow.batch[key] = await uow.conn.fetchval(Q.queue_depth, queue)
     else:
-        uow.memo[key] += 1
-    depth: int = uow.memo[key]
+        uow.batch[key] += 1
+    depth: int = uow.batch[key]
     return depth, await _estimated_wait(uow, queue, depth)
 
 
 def _left_queue(uow: UnitOfWork, queue: str) -> None:
-    if ("depth", queue) in uow.memo:
-        uow.memo[("depth", queue)] -= 1
+    if ("depth", queue) in uow.batch:
+        uow.batch[("depth", queue)] -= 1
 
 
 async def on_conversation_arrived(uow: UnitOfWork, ev: c.CloudEvent, data: c.ConversationArrived) -> None:
     conn = uow.conn
     channels, queues = await _config(uow)
-    rules, defaults = uow.memo["rules"]
+    rules, defaults = uow.batch["rules"]
     if data.channel not in channels:
         raise PoisonMessage(
             f"unknown channel {data.channel!r} for conversation {data.conversation_id}; "
@@ -112,7 +113,7 @@ async def on_conversation_arrived(uow: UnitOfWork, ev: c.CloudEvent, data: c.Con
         queue, depth, eta = await _overflow(uow, data.conversation_id, queue, queues, overflow, depth, eta)
     # work.queued is emitted at the end of the batch, with the position in arrival-time order
     # (a batch mixes partitions, so the order of inserts is not the order of arrival).
-    uow.memo.setdefault("arrived", []).append((data.conversation_id, data.channel, queue.name, why))
+    uow.batch.setdefault("arrived", []).append((data.conversation_id, data.channel, queue.name, why))
     uow.flags.add(DRAIN)
 
 
@@ -464,18 +465,18 @@ async def drain(uow: UnitOfWork, limit: int = 1000) -> int:
 
 def decide(uow: UnitOfWork, conversation_id: str, kind: str, detail: dict[str, Any]) -> None:
     """Record a routing decision for `explain`; written once per transaction by flush_decisions."""
-    uow.memo.setdefault("decisions", [])
-    uow.memo["decisions"].append((conversation_id, kind, detail))
+    uow.batch.setdefault("decisions", [])
+    uow.batch["decisions"].append((conversation_id, kind, detail))
 
 
 async def flush_decisions(uow: UnitOfWork) -> None:
-    rows = uow.memo.pop("decisions", None)
+    rows = uow.batch.pop("decisions", None)
     if rows:
         await uow.conn.executemany(Q.insert_decision, rows)
 
 
 async def after_batch(uow: UnitOfWork) -> None:
-    arrived = uow.memo.pop("arrived", None)
+    arrived = uow.batch.pop("arrived", None)
     if arrived:
         await _announce_arrivals(uow, arrived)
     await flush_decisions(uow)
@@ -535,7 +536,7 @@ async def run_position_updates(runtime: Any, interval_s: float) -> None:
         first = False  # at start: refresh the queue figures the wait estimates use
         try:
             async with runtime.pool.acquire() as conn, conn.transaction():
-                uow = runtime.unit_of_work(conn)
+                uow = runtime.unit_of_work(PgTx(conn))
                 await announce_positions(uow)
                 await uow.flush()
         except asyncio.CancelledError:
@@ -564,7 +565,6 @@ class Drainer:
             self._wake.set()
 
     async def run(self) -> None:
-        from shared.messaging import UnitOfWork as UoW
 
         self._wake.set()
         while True:
@@ -574,7 +574,7 @@ class Drainer:
             try:
                 while True:
                     async with self.runtime.pool.acquire() as conn, conn.transaction():
-                        uow = UoW(conn, self.runtime.names, "/switchboard/routing")
+                        uow = self.runtime.unit_of_work(PgTx(conn))
                         n = await drain(uow, self.limit)
                         await flush_decisions(uow)
                         await uow.flush()
@@ -601,12 +601,11 @@ async def expire_offers(uow: UnitOfWork, limit: int = 500) -> int:
 
 async def run_offer_timer(runtime: Any, interval_s: float, drainer: Drainer) -> None:
     """Background loop of one routing instance; replicas split expired offers with SKIP LOCKED."""
-    from shared.messaging import UnitOfWork as UoW
 
     while True:
         try:
             async with runtime.pool.acquire() as conn, conn.transaction():
-                uow = UoW(conn, runtime.names, "/switchboard/routing")
+                uow = runtime.unit_of_work(PgTx(conn))
                 n = await expire_offers(uow)
                 await uow.flush()
             if n:

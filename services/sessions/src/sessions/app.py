@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from importlib import resources
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -28,7 +29,9 @@ PRODUCES = {
 
 def build_runtime(settings: SessionsSettings | None = None) -> Runtime:
     settings = settings or SessionsSettings()
-    runtime = Runtime("sessions", settings, package="sessions", produces=PRODUCES)
+    runtime: Runtime[Any, Any] = Runtime(
+        "sessions", settings, package="sessions", produces=PRODUCES, store=lambda tx: tx
+    )
     runtime.sequencer = service.stamp_sequence
     handlers.register(runtime)
 

@@ -6,7 +6,7 @@ arrival->session.started latency (p50/p95/p99), sustained throughput, capacity v
 service's peak RSS, and the floor: a raw aiokafka produce->consume hop on the same broker and a
 single-row PostgreSQL commit. Ratios are to that floor.
 
-python -m tests.bench [--scenario all|throughput|scale|assist] [--rate 1000] [--duration 10] [--agents 1000]
+python -m tools.bench [--scenario all|throughput|scale|assist] [--rate 1000] [--duration 10] [--agents 1000]
                       [--handle-time 0.5] [--scale-rate 100]
 
 Scenarios: `throughput` (the rate above with the floor measured beside it) and `scale` (the same
@@ -38,7 +38,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared import contracts as c
-from shared import stack, testing, topics
+from shared import topics
+from tools import stack, testing
 
 
 def pct(values: list[float], p: float) -> float | None:
@@ -451,4 +452,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

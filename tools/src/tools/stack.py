@@ -2,7 +2,7 @@
 (Debian's packages) as local processes, plus the four services. Used by `make up/down/env/logs/
 clean` and by the test fixtures. No Docker needed.
 
-python -m shared.stack up|down|clean|env|logs|status
+python -m tools.stack up|down|clean|env|logs|status
 """
 
 from __future__ import annotations
@@ -242,7 +242,7 @@ def spawn(
 ) -> int:
     layout.logs.mkdir(parents=True, exist_ok=True)
     layout.run.mkdir(parents=True, exist_ok=True)
-    logf = open(layout.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+    logf = open(layout.logs / f"{name}.log", "ab")
     proc = subprocess.Popen(
         argv,
         stdout=logf,
@@ -621,7 +621,7 @@ def up(layout: Layout) -> None:
         say(f"created {len(created)} topics")
     asyncio.run(provision_database(layout.admin_url(), layout.database))
     start_services(layout)
-    from shared import demo
+    from tools import demo
 
     asyncio.run(demo.sign_in_demo_agents(layout.bootstrap))
     say("all healthy")
@@ -674,7 +674,7 @@ def logs(layout: Layout, follow: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m shared.stack")
+    p = argparse.ArgumentParser(prog="python -m tools.stack")
     p.add_argument("command", choices=["up", "down", "clean", "env", "logs", "status", "infra"])
     p.add_argument("-f", "--follow", action="store_true")
     args = p.parse_args(argv)

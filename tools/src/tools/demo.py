@@ -8,13 +8,13 @@ from aiokafka import AIOKafkaProducer
 
 from shared import contracts as c
 from shared import topics
-from shared.stack import ROOT
+from tools.stack import ROOT
 
 
 def demo_agents(path: str | None = None) -> list[str]:
     import yaml
 
-    cfg = yaml.safe_load(open(path or ROOT / "deploy/demo/switchboard.yaml"))  # noqa: SIM115
+    cfg = yaml.safe_load(open(path or ROOT / "deploy/demo/switchboard.yaml"))
     return list((cfg.get("presence") or {}).get("sign_in") or [])
 
 

@@ -1,7 +1,7 @@
 """Test helpers: real infrastructure for tests, isolated deployments, and a Kafka probe.
 
 Order of preference (DESIGN.md): KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL when set; else
-testcontainers when a Docker engine answers; else the embedded local processes of shared.stack,
+testcontainers when a Docker engine answers; else the embedded local processes of tools.stack,
 under .state/test on their own ports (so a running `make up` is left alone).
 """
 
@@ -22,8 +22,9 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from shared import contracts as c
-from shared import stack, topics
+from shared import topics
 from shared.settings import ServiceSettings
+from tools import stack
 
 # The conversation arrival of DESIGN.md, exactly as a producer publishes it (key c-1001).
 DESIGN_EXAMPLE = {
@@ -275,3 +276,62 @@ async def running(*runtimes: Any) -> AsyncIterator[None]:
 
 def iter_topics() -> Iterator[str]:
     return (s.name for s in topics.all_topic_specs())
+
+
+# --- handler tests: a service on FastStream's TestKafkaBroker and its fake store ---------------
+
+
+class MemoryBus:
+    """Drives one in-memory service (Runtime built with a `MemoryDatabase`): `send` publishes an
+    event to the test broker, whose subscribers handle it at once; `emitted` parses what committed
+    transactions wrote to the outbox; `relay` publishes those rows, as the outbox relay would."""
+
+    def __init__(self, runtime: Any) -> None:
+        from shared.tx import MemoryDatabase
+
+        assert isinstance(runtime.database, MemoryDatabase), "build the runtime with database=MemoryDatabase(...)"
+        self.runtime = runtime
+        self.db: MemoryDatabase = runtime.database
+        self.events: list[c.CloudEvent] = []
+
+    async def send(
+        self, payload: c.Payload, *, id: str | None = None, subject: str | None = None, source: str = "/test"
+    ) -> c.CloudEvent:
+        ev = c.event(payload, source=source, subject=subject, id=id)
+        await self.send_raw(payload.TOPIC, ev.to_bytes(), key=c.key_of(payload), ce_type=ev.type)
+        return ev
+
+    async def send_raw(self, topic: str, value: bytes, *, key: str | None = None, ce_type: str | None = None) -> None:
+        headers = {"ce_type": ce_type} if ce_type else {}
+        await self.runtime.broker.publish(
+            value, topic=self.runtime.names(topic), key=key.encode() if key else None, headers=headers
+        )
+
+    def emitted(self, type: str | None = None) -> list[c.CloudEvent]:
+        """Every event committed so far (in order), or those of one type."""
+        self.events += [c.CloudEvent.model_validate_json(r.payload) for r in self.db.take_outbox()]
+        return [e for e in self.events if type is None or e.type == type]
+
+    async def relay(self) -> int:
+        """Publish the outbox rows not yet relayed to the test broker (so the service's own
+        consumers of those topics see them)."""
+        rows = self.db.take_outbox()
+        self.events += [c.CloudEvent.model_validate_json(r.payload) for r in rows]
+        for r in rows:
+            await self.runtime.broker.publish(
+                r.payload, topic=r.topic, key=r.key.encode() if r.key else None, headers=r.headers
+            )
+        return len(rows)
+
+
+@contextlib.asynccontextmanager
+async def in_memory(runtime: Any) -> AsyncIterator[MemoryBus]:
+    """Start `runtime` on FastStream's TestKafkaBroker (no Kafka, no PostgreSQL) and drive it."""
+    from faststream.kafka import TestKafkaBroker
+
+    async with TestKafkaBroker(runtime.broker):
+        await runtime.start()
+        try:
+            yield MemoryBus(runtime)
+        finally:
+            await runtime.stop()

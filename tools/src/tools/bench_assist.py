@@ -20,7 +20,7 @@ import yaml
 from assist.app import build
 from assist.service import Q
 from assist.settings import AssistSettings
-from shared import stack, testing
+from tools import stack, testing
 
 EVAL_SET = stack.ROOT / "deploy/demo/eval/assist.yaml"
 DEMO_CONFIG = stack.ROOT / "deploy/demo/switchboard.yaml"
