@@ -65,7 +65,14 @@ DESIGN_TYPES = {
 }
 
 # Types added since DESIGN.md (additions only, as DESIGN.md allows).
-ADDED_TYPES = {topics.ROUTING: {"work.pick_refused"}}
+ADDED_TYPES = {
+    topics.ROUTING: {"work.pick_refused"},
+    # the agent workspace and the supervisor view (issue 10)
+    topics.CONVERSATIONS: {"conversation.participant_changed"},
+    topics.SESSIONS_COMMANDS: {"session.transfer", "supervisor.act"},
+    topics.SESSIONS: {"message.received", "presence.updated", "supervisor.action"},
+    topics.ASSIST: {"assist.escalation_detected"},
+}
 
 
 def test_every_design_type_has_a_model_on_its_topic() -> None:

@@ -3,6 +3,7 @@ pydantic model, and every problem names its line and field (`line 12: routing.qu
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -10,6 +11,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
+# "queues.0.overflow.to: unknown queue 'x'; agents.3.queues: ..." — problems found across fields
+_PATHED = re.compile(r"^[A-Za-z_][\w-]*(\.[\w-]+)*: ")
 
 
 class Strict(BaseModel):
@@ -46,7 +49,7 @@ def parse(text: str, model: type[M], section: str | None) -> M:
         for err in exc.errors():
             loc = tuple(err["loc"])
             msg = err["msg"].removeprefix("Value error, ")
-            if not loc and "; " in msg:  # cross-reference errors carry their own paths
+            if not loc and _PATHED.match(msg):  # cross-reference errors carry their own paths
                 for part in msg.split("; "):
                     path, _, what = part.partition(": ")
                     keys = tuple(int(k) if k.isdigit() else k for k in path.split("."))

@@ -1,21 +1,21 @@
 """The contract of DESIGN.md as pydantic models: the CloudEvents envelope and one model per type.
 
-Payloads accept unknown fields (DESIGN.md: "more fields are welcome") and keep them, so a newer
-producer never breaks an older consumer. Type names never change within a `.v1` topic.
+Parsing accepts unknown fields (DESIGN.md: "more fields are welcome") and keeps them, so a newer
+producer never breaks an older consumer; our own producers emit exactly their contract (`event`
+refuses undeclared fields). Type names never change within a `.v1` topic; fields are only added.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from shared import topics
-
-NonEmpty = str
 
 
 class Payload(BaseModel):
@@ -33,6 +33,23 @@ class Payload(BaseModel):
 
 class AgentPayload(Payload):
     agent_id: str = Field(min_length=1)
+
+
+# Bounds for text a person (or a client acting for one) supplies; new payloads use these.
+Id = Annotated[str, Field(min_length=1, max_length=200)]
+Text = Annotated[str, Field(max_length=8000)]
+Note = Annotated[str, Field(max_length=2000)]
+Reason = Annotated[str, Field(max_length=500)]
+Channel = Annotated[str, Field(min_length=1, max_length=50)]
+
+SupervisorAction = Literal[
+    "observe", "whisper", "barge", "listen", "leave", "force_transfer", "force_close", "set_presence"
+]
+
+
+def _exactly_one_target(to_queue: str | None, to_agent: str | None, what: str) -> None:
+    if (to_queue is None) == (to_agent is None):
+        raise ValueError(f"{what} needs exactly one of to_queue or to_agent")
 
 
 class CloudEvent(BaseModel):
@@ -92,6 +109,18 @@ class ConversationEnded(Payload):
     reason: str | None = None
 
 
+class ParticipantChanged(Payload):
+    """A supervisor or agent joined, changed mode in or left a conversation (for a telephony adapter)."""
+
+    TYPE = "conversation.participant_changed"
+    TOPIC = topics.CONVERSATIONS
+    conversation_id: Id
+    participant_id: Id
+    role: Literal["supervisor", "agent"]
+    mode: Literal["observe", "listen", "whisper", "barge", "left"]
+    channel: Channel | None = None
+
+
 # --- conversations.messages.v1 -----------------------------------------------------------------
 
 
@@ -103,9 +132,10 @@ class MessagePosted(Payload):
     sender: Literal["customer", "agent", "supervisor", "bot"]
     sender_id: str | None = None
     visibility: Literal["public", "internal"] = "public"
-    text: str = ""
+    text: str = Field(default="", max_length=8000)
     # The assist suggestion the agent started from, if any (assist records accepted or edited).
     suggestion_id: str | None = None
+    command_id: str | None = Field(default=None, description="the message.send command that posted it")
 
 
 # --- routing.commands.v1 -----------------------------------------------------------------------
@@ -139,6 +169,10 @@ class WorkQueued(Payload):
     queue: str
     position: int
     estimated_wait_s: float | None = None
+    routed_by: str | None = Field(default=None, description="the rule or transfer that chose the queue")
+    update: bool | None = Field(
+        default=None, description="true when it re-announces a waiting item's new position, not an arrival"
+    )
 
 
 class WorkOffered(AgentPayload):
@@ -172,6 +206,7 @@ class WorkAssigned(AgentPayload):
     offer_id: str | None = None
     how: Literal["accepted", "auto_accepted", "picked", "transferred"] = "accepted"
     conversation: dict[str, Any] = Field(default_factory=dict)
+    previous_agent_id: str | None = Field(default=None, description="on a transfer, who held it before")
 
 
 class WorkRequeued(Payload):
@@ -293,7 +328,7 @@ class SendMessage(AgentPayload):
     TYPE = "message.send"
     TOPIC = topics.SESSIONS_COMMANDS
     session_id: str = Field(min_length=1)
-    text: str = Field(min_length=1)
+    text: str = Field(min_length=1, max_length=8000)
     visibility: Literal["public", "internal"] = "public"
     suggestion_id: str | None = None
 
@@ -303,12 +338,68 @@ class CloseSession(AgentPayload):
     TOPIC = topics.SESSIONS_COMMANDS
     session_id: str = Field(min_length=1)
     confirmed: bool = False
+    disposition: Id | None = Field(default=None, description="the wrap-up's disposition code, from the configuration")
+    note: Note | None = Field(default=None, description="the wrap-up note")
+
+
+class TransferSession(AgentPayload):
+    """The agent hands the session's conversation to a queue or to another agent."""
+
+    TYPE = "session.transfer"
+    TOPIC = topics.SESSIONS_COMMANDS
+    agent_id: Id
+    session_id: Id
+    to_queue: Id | None = None
+    to_agent: Id | None = None
+    note: Note | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> TransferSession:
+        _exactly_one_target(self.to_queue, self.to_agent, "session.transfer")
+        return self
+
+
+class SupervisorAct(AgentPayload):
+    """A supervisor acts on an agent (`agent_id`, the key) or on one of the agent's conversations."""
+
+    TYPE = "supervisor.act"
+    TOPIC = topics.SESSIONS_COMMANDS
+    agent_id: Id = Field(description="the agent concerned")
+    supervisor_id: Id
+    action: SupervisorAction
+    conversation_id: Id | None = None
+    text: Text | None = Field(default=None, description="whisper: the internal message only the agent sees")
+    to_queue: Id | None = Field(default=None, description="force_transfer: the target queue")
+    to_agent: Id | None = Field(default=None, description="force_transfer: the target agent")
+    status: Id | None = Field(default=None, description="set_presence: the status to set")
+    reason: Reason | None = None
+
+    @model_validator(mode="after")
+    def _fits_action(self) -> SupervisorAct:
+        what = f"supervisor.act {self.action}"
+        if self.action != "set_presence" and self.conversation_id is None:
+            raise ValueError(f"{what} needs a conversation_id")
+        if self.action == "whisper" and not self.text:
+            raise ValueError(f"{what} needs text")
+        if self.action == "force_transfer":
+            _exactly_one_target(self.to_queue, self.to_agent, what)
+        if self.action == "set_presence" and self.status is None:
+            raise ValueError(f"{what} needs a status")
+        return self
 
 
 # --- sessions.v1 -------------------------------------------------------------------------------
 
 
-class OfferReceived(AgentPayload):
+class SessionsEvent(AgentPayload):
+    """Base of sessions.v1 events; sessions numbers each agent's events as it writes them."""
+
+    seq: int | None = Field(
+        default=None, description="the agent's event sequence number, gap-free, for resuming a stream"
+    )
+
+
+class OfferReceived(SessionsEvent):
     TYPE = "offer.received"
     TOPIC = topics.SESSIONS
     offer_id: str
@@ -317,9 +408,13 @@ class OfferReceived(AgentPayload):
     expires_at: datetime
     title: str | None = None
     queue: str | None = None
+    notification: dict[str, Any] | None = Field(
+        default=None, description="how the client announces it: the agent's offer_notifications setting"
+    )
+    subject: str | None = Field(default=None, max_length=500, description="what the customer came about")
 
 
-class OfferWithdrawn(AgentPayload):
+class OfferWithdrawn(SessionsEvent):
     TYPE = "offer.withdrawn"
     TOPIC = topics.SESSIONS
     offer_id: str
@@ -329,7 +424,7 @@ class OfferWithdrawn(AgentPayload):
     reason: str = "expired"
 
 
-class OfferAccepted(AgentPayload):
+class OfferAccepted(SessionsEvent):
     TYPE = "offer.accepted"
     TOPIC = topics.SESSIONS
     offer_id: str
@@ -338,7 +433,7 @@ class OfferAccepted(AgentPayload):
     expires_at: datetime
 
 
-class OfferRejected(AgentPayload):
+class OfferRejected(SessionsEvent):
     TYPE = "offer.rejected"
     TOPIC = topics.SESSIONS
     offer_id: str
@@ -348,7 +443,7 @@ class OfferRejected(AgentPayload):
     reason: str | None = None
 
 
-class SessionStarted(AgentPayload):
+class SessionStarted(SessionsEvent):
     TYPE = "session.started"
     TOPIC = topics.SESSIONS
     session_id: str
@@ -359,23 +454,24 @@ class SessionStarted(AgentPayload):
     anchor_tab_id: str | None = None
 
 
-class SessionFocused(AgentPayload):
+class SessionFocused(SessionsEvent):
     TYPE = "session.focused"
     TOPIC = topics.SESSIONS
     session_id: str
     conversation_id: str | None = None
 
 
-class SessionRetitled(AgentPayload):
+class SessionRetitled(SessionsEvent):
     TYPE = "session.retitled"
     TOPIC = topics.SESSIONS
     session_id: str
     conversation_id: str | None = None
     title: str
     icon: str
+    record: RecordRef | None = None
 
 
-class SessionUnreadChanged(AgentPayload):
+class SessionUnreadChanged(SessionsEvent):
     TYPE = "session.unread_changed"
     TOPIC = topics.SESSIONS
     session_id: str
@@ -384,15 +480,18 @@ class SessionUnreadChanged(AgentPayload):
     badge: str
 
 
-class SessionClosed(AgentPayload):
+class SessionClosed(SessionsEvent):
     TYPE = "session.closed"
     TOPIC = topics.SESSIONS
     session_id: str
     conversation_id: str | None = None
     channel: str | None = None
+    reason: str | None = Field(default=None, description="set when the agent did not close it (transferred)")
+    disposition: Id | None = Field(default=None, description="the wrap-up's disposition code, as session.close gave it")
+    note: Note | None = Field(default=None, description="the wrap-up note, as session.close gave it")
 
 
-class TabOpened(AgentPayload):
+class TabOpened(SessionsEvent):
     TYPE = "tab.opened"
     TOPIC = topics.SESSIONS
     session_id: str
@@ -400,9 +499,10 @@ class TabOpened(AgentPayload):
     kind: str
     title: str | None = None
     conversation_id: str | None = None
+    target: dict[str, Any] | None = Field(default=None, description="what the tab shows, as tab.open gave it")
 
 
-class TabFocused(AgentPayload):
+class TabFocused(SessionsEvent):
     TYPE = "tab.focused"
     TOPIC = topics.SESSIONS
     session_id: str
@@ -410,7 +510,7 @@ class TabFocused(AgentPayload):
     conversation_id: str | None = None
 
 
-class TabClosed(AgentPayload):
+class TabClosed(SessionsEvent):
     TYPE = "tab.closed"
     TOPIC = topics.SESSIONS
     session_id: str
@@ -418,29 +518,80 @@ class TabClosed(AgentPayload):
     conversation_id: str | None = None
 
 
-class DraftSaved(AgentPayload):
+class DraftSaved(SessionsEvent):
     TYPE = "draft.saved"
     TOPIC = topics.SESSIONS
     session_id: str
     tab_id: str
     version: int
     conversation_id: str | None = None
+    fields: dict[str, Any] | None = None
 
 
-class PaneUpdated(AgentPayload):
+class PaneUpdated(SessionsEvent):
     TYPE = "pane.updated"
     TOPIC = topics.SESSIONS
     session_id: str
     conversation_id: str | None = None
     pane: dict[str, Any] = Field(default_factory=dict)
+    updated: str | None = Field(
+        default=None, description="the part of the pane that changed: summary, articles, replies or case_summary"
+    )
 
 
-class CommandRejected(AgentPayload):
+class MessageReceived(SessionsEvent):
+    """A conversation message, delivered to the agent who holds the conversation's session."""
+
+    TYPE = "message.received"
+    TOPIC = topics.SESSIONS
+    session_id: Id
+    conversation_id: Id
+    message_id: Id
+    sender: Literal["customer", "agent", "supervisor", "bot"]
+    sender_id: Id | None = None
+    visibility: Literal["public", "internal"] = "public"
+    text: Text
+    time: datetime = Field(description="when the message was posted")
+    suggestion_id: Id | None = None
+    command_id: Id | None = Field(default=None, description="the message.send command that posted it, if any")
+
+
+class PresenceUpdated(SessionsEvent):
+    """The agent's presence as the workspace shows it (presence.changed, relayed to the agent's topic)."""
+
+    TYPE = "presence.updated"
+    TOPIC = topics.SESSIONS
+    status: Id
+    base: Id | None = None
+    previous: Id | None = None
+    source: Id = Field(description="manual, automatic, device, system or supervisor")
+    reason: Reason | None = None
+    closed_channels: list[Channel] = Field(default_factory=list)
+    colour: Id | None = None
+
+
+class SupervisorActionRecorded(SessionsEvent):
+    """A supervisor acted on this agent or one of the agent's conversations: who, what and when."""
+
+    TYPE = "supervisor.action"
+    TOPIC = topics.SESSIONS
+    supervisor_id: Id
+    action: SupervisorAction
+    conversation_id: Id | None = None
+    session_id: Id | None = None
+    detail: Text | None = Field(default=None, description="what the agent is told, for a person")
+    time: datetime
+
+
+class CommandRejected(SessionsEvent):
     TYPE = "command.rejected"
     TOPIC = topics.SESSIONS
     command_id: str
     command_type: str | None = None
     reason: str
+    # A stale draft.save: the draft as it stands, so the client can merge and save again.
+    current_version: int | None = None
+    current_fields: dict[str, Any] | None = None
 
 
 # --- presence.commands.v1 / presence.v1 --------------------------------------------------------
@@ -497,6 +648,17 @@ class PresenceChanged(AgentPayload):
 # --- assist.v1 ---------------------------------------------------------------------------------
 
 
+class EscalationDetected(Payload):
+    """The customer asks for a manager or is clearly upset (a flag on the supervisor view)."""
+
+    TYPE = "assist.escalation_detected"
+    TOPIC = topics.ASSIST
+    conversation_id: Id
+    signals: list[Literal["asks_for_manager", "upset"]] = Field(min_length=1)
+    message_id: Id | None = Field(default=None, description="the customer message that showed it")
+    excerpt: Annotated[str, Field(max_length=300)] | None = None
+
+
 class SummaryReady(Payload):
     TYPE = "assist.summary_ready"
     TOPIC = topics.ASSIST
@@ -508,6 +670,10 @@ class SummaryReady(Payload):
     intent: str | None = None
     trigger: str | None = None
     message_count: int = 0
+    agent_id: str | None = Field(default=None, description="the agent whose request or release triggered it")
+    fallback: str | None = Field(
+        default=None, description="why the embedded model answered instead of the configured provider"
+    )
 
 
 class RepliesSuggested(Payload):
@@ -515,6 +681,7 @@ class RepliesSuggested(Payload):
     TOPIC = topics.ASSIST
     conversation_id: str
     replies: list[dict[str, Any]] = Field(default_factory=list)
+    for_message_id: str | None = Field(default=None, description="the customer message the replies answer")
     provider: str = "embedded"
     model: str | None = None
 
@@ -534,9 +701,12 @@ class CaseSummaryDrafted(Payload):
     conversation_id: str
     draft: dict[str, Any] = Field(default_factory=dict)
     trigger: str | None = None
-    agent_id: str | None = None
+    agent_id: str | None = Field(default=None, description="the agent whose request or release triggered it")
     provider: str = "embedded"
     model: str | None = None
+    fallback: str | None = Field(
+        default=None, description="why the embedded model answered instead of the configured provider"
+    )
 
 
 PAYLOADS: dict[str, type[Payload]] = {
@@ -551,6 +721,9 @@ PAYLOADS: dict[str, type[Payload]] = {
         TabFocused, TabClosed, DraftSaved, PaneUpdated, CommandRejected, SetPresence,
         AgentSignedIn, AgentSignedOut, AgentHeartbeat, PresenceChanged, SummaryReady,
         RepliesSuggested, ArticlesSurfaced, CaseSummaryDrafted,
+        # added for the agent workspace and the supervisor view (issue 10)
+        ParticipantChanged, TransferSession, SupervisorAct, MessageReceived, PresenceUpdated,
+        SupervisorActionRecorded, EscalationDetected,
     )
 }  # fmt: skip
 
@@ -561,6 +734,10 @@ TYPES_BY_TOPIC: dict[str, frozenset[str]] = {
 
 class InvalidEvent(ValueError):
     """A record that is not a valid event of its topic; the message says why, for a person."""
+
+
+class ContractError(TypeError):
+    """One of our producers built a payload with fields its model does not declare."""
 
 
 def _describe(err: ValidationError) -> str:
@@ -597,7 +774,15 @@ def parse(raw: bytes | str | None, topic: str) -> tuple[CloudEvent, Payload]:
 
 
 def event(payload: Payload, *, source: str, subject: str | None = None, id: str | None = None) -> CloudEvent:
-    """Wrap a payload in a CloudEvent; `subject` defaults to the payload's key field."""
+    """Wrap a payload in a CloudEvent; `subject` defaults to the payload's key field.
+
+    Raises ContractError when the payload carries fields its model does not declare."""
+    if payload.model_extra:
+        undeclared = ", ".join(sorted(payload.model_extra))
+        raise ContractError(
+            f"{payload.TYPE} does not declare {undeclared}: declare the field on {type(payload).__name__} "
+            "in shared/contracts.py (optional, so the change is additive) or stop sending it"
+        )
     data = payload.model_dump(mode="json", exclude_none=True)
     if subject is None:
         subject = key_of(payload)
@@ -624,12 +809,9 @@ def icon_of(title: str) -> str:
     return ("".join(letters[:2]) or title[:2]).capitalize() if letters else title[:2]
 
 
+@functools.cache
 def envelope_model(topic: str) -> type[BaseModel]:
     """A CloudEvent model whose `data` is one of the topic's payloads (for AsyncAPI documents)."""
-    from typing import Union
-
-    from pydantic import create_model
-
     models = tuple(PAYLOADS[t] for t in sorted(TYPES_BY_TOPIC.get(topic, ())))
     if not models:
         return CloudEvent

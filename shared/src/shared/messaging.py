@@ -19,13 +19,14 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import asyncpg
 import structlog
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.middlewares import AckPolicy
+from pydantic import SkipValidation
 
 from shared import contracts, topics
 from shared.contracts import CloudEvent, InvalidEvent, Payload
@@ -116,11 +117,6 @@ class UnitOfWork(Generic[S, B]):
         self._pending: list[tuple[str, str, CloudEvent]] = []
         self.emitted: list[CloudEvent] = []
         self.flags: set[str] = set()
-
-    @property
-    def conn(self) -> Conn:
-        """The PostgreSQL connection under the transaction (PostgreSQL stores only)."""
-        return self.tx.conn  # type: ignore[attr-defined, no-any-return]
 
     def emit(self, payload: Payload, *, key: str | None = None, subject: str | None = None) -> CloudEvent:
         ev = contracts.event(payload, source=self.source, subject=subject)
@@ -299,9 +295,12 @@ class Consumer:
         self.stats = ConsumerStats()
         self.source = f"/switchboard/{service}"
         self.group_id = f"{settings.topic_prefix}{service}.{topic}"
+        envelope = contracts.envelope_model(topic)
         self.dlq_publisher = broker.publisher(
             self.names(topics.dlq(topic)),
-            description=f"Dead letters of {topic} from {service}, with the reason in headers",
+            description=f"Dead letters of {topic} from {service}: the original records (which may not "
+            "be valid events), with the reason in headers",
+            schema=envelope,
         )
         self.subscriber = broker.subscriber(
             self.names(topic),
@@ -314,7 +313,14 @@ class Consumer:
             title=f"{service}:{topic}",
             description=f"{service} consumes {topic}: types {', '.join(sorted(handlers))}",
         )
-        self.subscriber(self._consume)
+
+        # AsyncAPI documents each record as the topic's envelope; SkipValidation keeps FastStream
+        # from validating bodies (`process` parses the raw records itself: poison -> DLQ).
+        async def consume(body: Any, message: KafkaMessage) -> None:
+            await self._consume(body, message)
+
+        consume.__annotations__["body"] = Annotated[envelope, SkipValidation]
+        self.subscriber(consume)
 
     async def _consume(self, body: Any, message: KafkaMessage) -> None:
         raw = message.raw_message

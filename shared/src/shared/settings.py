@@ -26,8 +26,6 @@ class ServiceSettings(BaseSettings):
     db_password: str = ""
     db_pool_min: int = 1
     db_pool_max: int = 8
-    http_host: str = "127.0.0.1"
-    http_port: int = 0
     log_level: str = Field("INFO", validation_alias=AliasChoices("log_level", "LOG_LEVEL"))
     log_format: str = Field("auto", validation_alias=AliasChoices("log_format", "LOG_FORMAT"))
     # consumer behaviour

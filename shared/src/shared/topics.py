@@ -62,6 +62,3 @@ class TopicNames:
 
     def __call__(self, name: str) -> str:
         return f"{self.prefix}{name}"
-
-    def unprefixed(self, real: str) -> str:
-        return real[len(self.prefix) :] if self.prefix and real.startswith(self.prefix) else real
