@@ -14,6 +14,7 @@ import yaml
 from pydantic import Field, field_validator, model_validator
 
 from routing import domain
+from routing.store import AgentProfile, Configuration, RoutingStore
 from shared import config as shared_config
 from shared.config import ConfigError, Strict
 
@@ -86,6 +87,7 @@ class QueueSpec(Strict):
     overflow: Overflow | None = None
     prioritisation: list[PriorityRule] = Field(default_factory=list)
     preferred_wait_s: int = Field(default=30, ge=0, description="how long a preferred agent is waited for")
+    service_level_s: int = Field(default=20, ge=1, description="answered within this many seconds: in service level")
 
 
 class RuleSpec(Strict):
@@ -236,53 +238,44 @@ def diff(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
     return lines
 
 
-async def apply(conn: Any, cfg: RoutingConfig, source: str) -> list[str]:
-    """Apply the whole configuration in the caller's transaction; returns the diff it made."""
-    from routing.store import Q
-
-    previous = await conn.fetchval("SELECT document FROM config_applied ORDER BY id DESC LIMIT 1")
+async def apply(store: RoutingStore, cfg: RoutingConfig, source: str) -> list[str]:
+    """Apply the whole configuration in the store's transaction; returns the diff it made."""
     new_doc = document(cfg)
-    changes = diff(previous, new_doc)
-    await conn.execute("DELETE FROM channels WHERE NOT (name = ANY($1::text[]))", list(cfg.channels))
-    for name, spec in cfg.channels.items():
-        await conn.execute(Q.upsert_channel, name, spec.exclusive)
-    await conn.execute("DELETE FROM queues WHERE NOT (name = ANY($1::text[]))", [q.name for q in cfg.queues])
-    for q in cfg.queues:
-        await conn.execute(
-            Q.upsert_queue_full,
-            q.name,
-            q.channels,
-            q.assignment,
-            list(q.allowed_presences),
-            q.priority,
-            q.offer_timeout_s,
-            q.skill_matching,
-            q.closest_after_s,
-            q.operating_hours.model_dump() if q.operating_hours else None,
-            q.overflow.model_dump() if q.overflow else None,
-            [r.model_dump() for r in q.prioritisation],
-            q.preferred_wait_s,
-        )
-    await conn.execute("DELETE FROM rules")
-    for pos, r in enumerate(cfg.rules):
-        conditions = r.model_dump(exclude={"name", "queue"}, exclude_defaults=True)
-        await conn.execute(
-            "INSERT INTO rules (position, name, queue, conditions) VALUES ($1, $2, $3, $4)",
-            pos,
-            r.name,
-            r.queue,
-            conditions,
-        )
-    await conn.execute("DELETE FROM default_queues")
-    for ch, qn in cfg.default_queues.items():
-        await conn.execute("INSERT INTO default_queues (channel, queue) VALUES ($1, $2)", ch, qn)
-    await conn.execute(
-        "UPDATE agents SET configured = false WHERE NOT (agent_id = ANY($1::text[]))", [a.id for a in cfg.agents]
-    )
+    changes = diff(await store.find_config_document(), new_doc)
+    await store.replace_configuration(stored(cfg), source, new_doc)
+    return changes
+
+
+def stored(cfg: RoutingConfig) -> Configuration:
+    """The configuration as routing's store holds it."""
+    agents = []
     for a in cfg.agents:
         limits, exclusive = cfg.agent_capacity(a)
-        await conn.execute(
-            Q.upsert_agent_profile_full, a.id, cfg.agent_queues(a), a.auto_accept, limits, exclusive, a.skills
-        )
-    await conn.execute("INSERT INTO config_applied (source, document) VALUES ($1, $2)", source, new_doc)
-    return changes
+        agents.append(AgentProfile(a.id, cfg.agent_queues(a), list(a.auto_accept), limits, exclusive, dict(a.skills)))
+    return Configuration(
+        channels={name: spec.exclusive for name, spec in cfg.channels.items()},
+        queues=[
+            domain.Queue(
+                q.name,
+                tuple(q.channels),
+                q.assignment,
+                tuple(q.allowed_presences),
+                q.priority,
+                q.offer_timeout_s,
+                q.skill_matching,
+                q.closest_after_s,
+                q.operating_hours.model_dump() if q.operating_hours else None,
+                q.overflow.model_dump() if q.overflow else None,
+                tuple(r.model_dump() for r in q.prioritisation),
+                q.preferred_wait_s,
+                q.service_level_s,
+            )
+            for q in cfg.queues
+        ],
+        rules=[
+            domain.Rule(r.name, r.queue, r.model_dump(exclude={"name", "queue"}, exclude_defaults=True))
+            for r in cfg.rules
+        ],
+        default_queues=dict(cfg.default_queues),
+        agents=agents,
+    )

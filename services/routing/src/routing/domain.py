@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 DEFAULT_OFFER_TIMEOUT_S = 120
-METHODS = ("longest_idle", "round_robin", "least_active", "highest_capacity", "priority_fifo")
 
 
 @dataclass(frozen=True)
@@ -31,6 +30,7 @@ class Queue:
     overflow: dict[str, Any] | None = None
     prioritisation: tuple[dict[str, Any], ...] = ()
     preferred_wait_s: int = 30
+    service_level_s: int = 20  # answered within this many seconds counts towards the service level
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,8 @@ class WaitingWork:
     required_skills: dict[str, int] = field(default_factory=dict)
     attributes: dict[str, Any] = field(default_factory=dict)
     preferred_agent: str | None = None
+    # the conversation.arrived payload, handed to the agent with the offer
+    arrival: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def skills_key(self) -> tuple[tuple[str, int], ...]:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from routing import service
 from shared import topics
-from shared.runtime import Runtime
 
 
-def register(runtime: Runtime, drainer: service.Drainer) -> None:
+def register(runtime: service.RoutingRuntime, drainer: service.Drainer) -> None:
     runtime.consume(
         topics.CONVERSATIONS,
         {

@@ -1,0 +1,389 @@
+"""One contract for routing's store, run against the fake and against PostgreSQL: a fake that
+passes where the real store fails is a bug in the fake.
+
+The PostgreSQL store runs without an explicit transaction here (each statement commits), so its
+`now()` moves between calls as the fake's clock does."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from routing import domain
+from routing.store import (
+    AgentProfile,
+    Configuration,
+    Decision,
+    FakeRoutingStore,
+    Offer,
+    PgRoutingStore,
+    RoutingStore,
+)
+from tools import testing
+
+T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
+SIGNED_IN = ["available", "busy"]
+
+
+@pytest.fixture(params=["fake", pytest.param("postgres", marks=pytest.mark.e2e)])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[RoutingStore]:
+    if request.param == "fake":
+        yield FakeRoutingStore()
+        return
+    infra: testing.Infrastructure = request.getfixturevalue("infra")
+    async with testing.store_database(infra, "routing") as pool, pool.acquire() as conn:
+        yield PgRoutingStore(conn)
+
+
+def configuration(*agents: str, exclusive_voice: bool = True) -> Configuration:
+    return Configuration(
+        channels={"chat": False, "voice": exclusive_voice},
+        queues=[
+            domain.Queue(
+                "support", ("chat", "voice"), offer_timeout_s=30, overflow={"max_waiting": 5}, service_level_s=30
+            ),
+            domain.Queue("vip", ("chat",), "priority_fifo", ("available",), 5, prioritisation=({"boost": 3},)),
+        ],
+        rules=[domain.Rule("vips", "vip", {"attributes": {"tier": "gold"}})],
+        default_queues={"chat": "support"},
+        agents=[
+            AgentProfile(a, ["support", "vip"], [], {"chat": 3, "voice": 1}, ["voice"] if exclusive_voice else [], {})
+            for a in agents
+        ],
+    )
+
+
+async def configured(store: RoutingStore, *agents: str, presence: str = "available") -> None:
+    await store.replace_configuration(configuration(*agents), "test", {"agents": list(agents)})
+    for a in agents:
+        await store.upsert_presence(a, presence, datetime.now(UTC), [])
+
+
+async def test_configuration_round_trips(store: RoutingStore) -> None:
+    assert await store.find_config_document() is None
+    cfg = configuration("a-1", "a-2")
+    await store.replace_configuration(cfg, "test", {"version": 1})
+    assert await store.list_channels() == {"chat": False, "voice": True}
+    queues = await store.list_queues()
+    assert list(queues) == ["support", "vip"]
+    assert queues["support"] == cfg.queues[0] and queues["vip"] == cfg.queues[1]
+    assert await store.list_rules() == cfg.rules
+    assert await store.list_default_queues() == {"chat": "support"}
+    assert await store.find_config_document() == {"version": 1}
+    assert [a.agent_id for a in await store.list_agents_by_id(["a-1", "a-2", "nobody"])] == ["a-1", "a-2"]
+
+    smaller = Configuration({"chat": False}, [domain.Queue("support", ("chat",))], [], {}, [cfg.agents[1]])
+    await store.replace_configuration(smaller, "test", {"version": 2})
+    assert await store.list_channels() == {"chat": False}
+    assert list(await store.list_queues()) == ["support"]
+    assert await store.list_rules() == [] and await store.list_default_queues() == {}
+    assert [a.agent_id for a in await store.list_agents_by_id(["a-1", "a-2"])] == ["a-2"]  # a-1 unconfigured
+    assert await store.find_agent("a-1") is not None
+    assert await store.find_config_document() == {"version": 2}
+
+
+async def test_presence_upsert_returns_what_was_held_and_ignores_older_changes(store: RoutingStore) -> None:
+    first = await store.upsert_presence("a-1", "available", T0, [])
+    assert first is not None and first.previous == "offline" and first.previous_closed == frozenset()
+    second = await store.upsert_presence("a-1", "busy", T0 + timedelta(seconds=2), ["voice"])
+    assert second is not None and second.previous == "available"
+    assert await store.upsert_presence("a-1", "away", T0 + timedelta(seconds=1), []) is None
+    agent = await store.find_agent("a-1")
+    assert agent is not None and agent.presence == "busy" and agent.closed_channels == frozenset({"voice"})
+    again = await store.upsert_presence("a-1", "available", T0 + timedelta(seconds=2), [])
+    assert again is not None and again.previous == "busy" and again.previous_closed == frozenset({"voice"})
+    assert await store.find_agent("nobody") is None
+
+
+async def test_reserve_up_to_the_limit_and_release(store: RoutingStore) -> None:
+    await configured(store, "a-1")
+    for n in (1, 2, 3):
+        cap = await store.reserve_capacity("a-1", "chat", SIGNED_IN)
+        assert cap is not None and cap.used["chat"] == n and cap.total_used == n
+        assert cap.limits == {"chat": 3, "voice": 1} and not cap.exclusive_held
+    assert await store.reserve_capacity("a-1", "chat", SIGNED_IN) is None  # 3 of 3
+    cap = await store.release_capacity("a-1", "chat")
+    assert cap is not None and cap.used["chat"] == 2 and cap.total_used == 2
+    assert await store.reserve_capacity("a-1", "chat", SIGNED_IN) is not None
+    for _ in range(3):
+        assert await store.release_capacity("a-1", "chat") is not None
+    assert await store.release_capacity("a-1", "chat") is None  # nothing held
+    assert await store.release_capacity("nobody", "chat") is None
+
+
+async def test_exclusive_voice_blocks_everything_else_and_needs_an_idle_agent(store: RoutingStore) -> None:
+    await configured(store, "a-1")
+    assert await store.reserve_capacity("a-1", "chat", SIGNED_IN) is not None
+    assert await store.reserve_capacity("a-1", "voice", SIGNED_IN) is None  # busy with a chat
+    await store.release_capacity("a-1", "chat")
+    cap = await store.reserve_capacity("a-1", "voice", SIGNED_IN)
+    assert cap is not None and cap.exclusive_held and cap.used["voice"] == 1
+    assert await store.reserve_capacity("a-1", "chat", SIGNED_IN) is None  # voice held
+    cap = await store.release_capacity("a-1", "voice")
+    assert cap is not None and not cap.exclusive_held and cap.total_used == 0
+    assert await store.reserve_capacity("a-1", "chat", SIGNED_IN) is not None
+
+
+async def test_reserve_respects_presence_closed_channels_and_the_profile(store: RoutingStore) -> None:
+    await configured(store, "a-1", presence="away")
+    assert await store.reserve_capacity("a-1", "chat", SIGNED_IN) is None
+    assert await store.reserve_capacity("a-1", "chat", ["away"]) is not None  # presences given are allowed
+    await store.upsert_presence("a-1", "available", datetime.now(UTC) + timedelta(seconds=1), ["chat"])
+    assert await store.reserve_capacity("a-1", "chat", SIGNED_IN) is None  # chat closed
+    assert await store.reserve_capacity("a-1", "email", SIGNED_IN) is None  # not in the profile
+    assert await store.reserve_capacity("nobody", "chat", SIGNED_IN) is None
+
+
+async def test_candidate_agents_longest_idle_first_with_a_free_unit(store: RoutingStore) -> None:
+    await configured(store, "a-1", "a-2", "a-3", "a-4", "a-5")
+    await store.upsert_presence("a-3", "away", datetime.now(UTC) + timedelta(seconds=1), [])
+    await store.upsert_presence("a-4", "available", datetime.now(UTC) + timedelta(seconds=1), ["chat"])
+    await store.reserve_capacity("a-5", "voice", SIGNED_IN)  # exclusive held
+    await store.upsert_presence("stranger", "available", datetime.now(UTC), [])  # not configured
+    for _ in range(3):
+        await store.reserve_capacity("a-2", "chat", SIGNED_IN)  # chat full
+    ids = [a.agent_id for a in await store.list_candidate_agents(["available"], ["chat"], 10)]
+    assert ids == ["a-1"]
+    # a-2 still has voice; a-4 has voice open; most recently assigned last
+    ids = [a.agent_id for a in await store.list_candidate_agents(["available"], ["chat", "voice"], 10)]
+    assert ids == ["a-1", "a-4", "a-2"]
+    assert [a.agent_id for a in await store.list_candidate_agents(["available"], ["chat", "voice"], 2)] == [
+        "a-1",
+        "a-4",
+    ]
+    [a2] = await store.list_agents_by_id(["a-2"])
+    assert a2.used == {"chat": 3} and a2.total_used == 3 and a2.queues == frozenset({"support", "vip"})
+    assert a2.exclusive == frozenset({"voice"}) and a2.last_assigned_at is not None
+
+
+async def test_insert_work_is_idempotent(store: RoutingStore) -> None:
+    arrival = {"conversation_id": "c-1", "channel": "chat", "required_skills": {"billing": 2}, "priority": 3}
+    assert await store.insert_work("c-1", "chat", "support", 3, arrival, T0)
+    assert not await store.insert_work("c-1", "voice", "vip", 0, {}, T0)
+    work = await store.find_work("c-1")
+    assert work is not None and (work.channel, work.queue, work.status) == ("chat", "support", "queued")
+    assert work.arrival == arrival and work.failed_offers == 0 and not work.overflowed
+    [waiting] = await store.list_waiting_work(10)
+    assert waiting.required_skills == {"billing": 2} and waiting.priority == 3 and waiting.arrival == arrival
+    assert await store.find_work("c-2") is None
+
+
+async def test_waiting_work_oldest_first(store: RoutingStore) -> None:
+    pref = {"preferred_agent_id": "a-9", "attributes": {"tier": "gold"}}
+    await store.insert_work("c-b", "chat", "support", 0, {}, T0 + timedelta(seconds=2))
+    await store.insert_work("c-c", "voice", "vip", 9, pref, T0 + timedelta(seconds=1))
+    await store.insert_work("c-a", "chat", "support", 0, {}, T0 + timedelta(seconds=2))  # tie: by id
+    await store.insert_work("c-d", "chat", "vip", 0, {}, T0 + timedelta(seconds=3))
+    waiting = await store.list_waiting_work(10)
+    assert [w.conversation_id for w in waiting] == ["c-c", "c-a", "c-b", "c-d"]
+    assert waiting[0].preferred_agent == "a-9" and waiting[0].attributes == {"tier": "gold"}
+    assert [w.conversation_id for w in await store.list_waiting_work(2)] == ["c-c", "c-a"]
+    assert await store.list_waiting_channels() == ["chat", "voice"]
+    assert await store.count_waiting("support") == 2 and await store.count_waiting("vip") == 2
+    positions = await store.list_positions(["c-a", "c-b", "c-d", "c-c"], ["support", "vip"])
+    assert positions == {"c-a": 1, "c-b": 2, "c-c": 1, "c-d": 2}
+    assert await store.list_positions(["c-a", "c-d"], ["vip"]) == {"c-d": 2}
+
+
+async def test_offers_are_created_ended_and_expire(store: RoutingStore) -> None:
+    now = datetime.now(UTC)
+    for cid in ("c-1", "c-2", "c-3"):
+        await store.insert_work(cid, "chat", "support", 0, {}, T0)
+    offers = [
+        Offer("o-1", "c-1", "a-1", "chat", "support", now + timedelta(seconds=30)),
+        Offer("o-2", "c-2", "a-1", "chat", "support", now - timedelta(seconds=5)),
+        Offer("o-3", "c-3", "a-2", "chat", "support", now - timedelta(seconds=10)),
+    ]
+    await store.mark_offered(offers)
+    work = await store.find_work("c-1")
+    assert work is not None and (work.status, work.agent_id, work.offer_id) == ("offered", "a-1", "o-1")
+    assert await store.list_waiting_work(10) == []
+    assert [o.offer_id for o in await store.list_expired_offers(now, 10)] == ["o-3", "o-2"]
+    assert [o.offer_id for o in await store.list_expired_offers(now, 1)] == ["o-3"]
+
+    assert await store.accept_offer("o-1", "a-2", now) is None  # someone else's
+    assert await store.accept_offer("o-2", "a-1", now) is None  # expired
+    accepted = await store.accept_offer("o-1", "a-1", now)
+    assert accepted == offers[0]
+    assert await store.end_offer("o-1", "a-1", "withdrawn") is None  # no longer pending
+    assigned = await store.mark_assigned("c-1", "a-1", "o-1", ["offered"])
+    assert assigned is not None and assigned.status == "assigned" and assigned.assigned_at is not None
+    assert await store.mark_assigned("c-1", "a-1", "o-1", ["offered"]) is None
+
+    assert await store.end_offer("o-2", "a-1", "expired") == offers[1]
+    assert await store.end_offer("o-2", "a-1", "expired") is None
+    assert [o.offer_id for o in await store.list_expired_offers(now, 10)] == ["o-3"]
+    assert await store.requeue_work("c-2", "a-1", "o-other") is None  # another offer's
+    requeued = await store.requeue_work("c-2", "a-1", "o-2")
+    assert requeued is not None and requeued.status == "queued" and requeued.failed_offers == 1
+    [again] = await store.list_waiting_work(10)
+    assert again.conversation_id == "c-2" and again.passed_by == frozenset({"a-1"})
+    assert await store.requeue_work("c-2", "a-1", "o-2") is None  # only once
+
+
+async def test_work_lifecycle_close_end_move_and_transfer(store: RoutingStore) -> None:
+    for cid in ("c-1", "c-2", "c-3"):
+        await store.insert_work(cid, "chat", "support", 0, {"n": cid}, T0)
+    await store.mark_assigned_many([("c-1", "a-1")])
+    assert await store.close_work("c-1", "a-2") is None  # not theirs
+    closed = await store.close_work("c-1", "a-1")
+    assert closed is not None and closed.status == "closed" and closed.assigned_at is not None
+    assert await store.close_work("c-1", "a-1") is None
+
+    await store.move_work("c-2", "vip")
+    moved = await store.find_work("c-2")
+    assert moved is not None and moved.queue == "vip" and moved.overflowed
+    await store.mark_overflowed("c-3")
+    kept = await store.find_work("c-3")
+    assert kept is not None and kept.queue == "support" and kept.overflowed
+
+    transferred = await store.transfer_to_agent("c-2", "a-2", "support")
+    assert transferred is not None and (transferred.status, transferred.agent_id) == ("assigned", "a-2")
+    assert transferred.arrival == {"n": "c-2"}
+    await store.transfer_to_queue("c-2", "vip")
+    back = await store.find_work("c-2")
+    assert back is not None and (back.status, back.agent_id, back.queue) == ("queued", None, "vip")
+
+    await store.end_work("c-3")
+    ended = await store.find_work("c-3")
+    assert ended is not None and ended.status == "ended"
+    await store.end_work("c-1")  # closed stays closed
+    done = await store.find_work("c-1")
+    assert done is not None and done.status == "closed"
+
+
+async def test_queue_figures(store: RoutingStore) -> None:
+    await configured(store, "a-1", "a-2")
+    await store.upsert_presence("a-2", "away", datetime.now(UTC) + timedelta(seconds=1), [])
+    assert (await store.get_queue_figures("support")).handled == 0
+    await store.record_handle_time("support", 60.0)
+    await store.record_handle_time("support", 30.0)
+    figures = await store.get_queue_figures("support")
+    assert figures.handled == 2 and figures.handle_seconds == 90.0
+    await store.insert_work("c-1", "chat", "support", 0, {}, datetime.now(UTC))
+    await store.refresh_queue_figures()
+    figures = await store.get_queue_figures("support")
+    assert figures.staffed_slots == 4  # a-1 only: chat 3 + voice 1
+    assert figures.arrivals_per_s == pytest.approx(1 / 900)
+    assert (await store.get_queue_figures("vip")).staffed_slots == 3
+    assert (await store.get_queue_figures("unknown")).handled == 0
+
+
+async def test_position_changes_are_reported_until_told(store: RoutingStore) -> None:
+    assert await store.try_lock_positions()
+    for i in range(12):
+        await store.insert_work(f"c-{i:02}", "chat", "support", 0, {}, T0 + timedelta(seconds=i))
+    changes = await store.list_position_changes(100)
+    assert [(c.conversation_id, c.position) for c in changes][:2] == [("c-00", 1), ("c-01", 2)]
+    assert len(changes) == 12 and len(await store.list_position_changes(5)) == 5
+    await store.set_last_positions({c.conversation_id: c.position for c in changes})
+    assert await store.list_position_changes(100) == []
+    await store.end_work("c-00")  # everyone moves up one
+    moved = {c.conversation_id: c.position for c in await store.list_position_changes(100)}
+    # the first ten places hear every move; c-11 moved from 12 to 11, under a tenth
+    assert moved == {f"c-{i:02}": i for i in range(1, 11)}
+
+
+async def test_decisions_in_order(store: RoutingStore) -> None:
+    await store.insert_decisions(
+        [Decision("c-1", "queued", {"queue": "support"}), Decision("c-2", "queued", {}), Decision("c-1", "offered", {})]
+    )
+    await store.insert_decisions([])
+    decisions = await store.list_decisions("c-1")
+    assert [(d.kind, d.detail) for d in decisions] == [("queued", {"queue": "support"}), ("offered", {})]
+    assert all(d.at is not None for d in decisions)
+    assert await store.list_decisions("c-3") == []
+
+
+# --- reads for the supervisor view and the agent's Home -----------------------------------------
+
+
+async def test_queue_activity_counts_what_happened_since(store: RoutingStore) -> None:
+    await configured(store, "a-1")
+    now = datetime.now(UTC)
+    ago = lambda s: now - timedelta(seconds=s)  # noqa: E731
+    await store.insert_work("c-1", "chat", "support", 0, {}, ago(5))
+    await store.insert_work("c-2", "chat", "support", 0, {}, ago(100))
+    await store.insert_work("c-3", "chat", "support", 0, {}, ago(10))
+    await store.insert_work("c-4", "chat", "vip", 0, {}, ago(2))
+    await store.insert_work("c-5", "chat", "support", 0, {}, ago(200))
+    await store.insert_work("c-6", "chat", "support", 0, {}, ago(1))
+    await store.insert_work("c-7", "chat", "support", 0, {}, ago(3))
+    await store.mark_offered(
+        [
+            Offer("o-1", "c-1", "a-1", "chat", "support", now + timedelta(seconds=30)),
+            Offer("o-7", "c-7", "a-1", "chat", "support", now + timedelta(seconds=30)),
+        ]
+    )
+    await store.accept_offer("o-1", "a-1", now)
+    await store.mark_assigned("c-1", "a-1", "o-1", ["offered"])  # waited 5 s: within support's 30 s
+    await store.mark_assigned_many([("c-2", "a-1")])  # waited 100 s
+    await store.end_work("c-3")  # abandoned while waiting
+    await store.move_work("c-5", "vip")  # overflowed out of support
+    await store.insert_decisions([Decision("c-5", "overflowed", {"from": "support", "to": "vip"})])
+    await store.record_handle_time("support", 60.0)
+
+    support, vip = await store.list_queue_activity(now - timedelta(minutes=15))
+    assert support.queue == "support" and vip.queue == "vip"
+    assert (support.queued, support.offered_now, support.oldest_waiting_at) == (1, 1, ago(3))
+    assert (support.offered, support.assigned, support.assigned_in_time) == (2, 2, 1)
+    assert (support.abandoned, support.overflowed, support.service_level_s) == (1, 1, 30)
+    assert support.figures.handled == 1 and support.figures.handle_seconds == 60.0
+    assert (vip.queued, vip.offered_now, vip.oldest_waiting_at) == (2, 0, ago(200))
+    assert (vip.offered, vip.assigned, vip.abandoned, vip.overflowed, vip.service_level_s) == (0, 0, 0, 0, 20)
+
+    [later, _] = await store.list_queue_activity(datetime.now(UTC) + timedelta(minutes=1))
+    assert (later.offered, later.assigned, later.abandoned, later.overflowed) == (0, 0, 0, 0)
+    assert (later.queued, later.offered_now) == (1, 1)  # what waits now does not depend on the window
+
+
+async def test_open_work_lists_waiting_offered_and_assigned_with_transfers(store: RoutingStore) -> None:
+    now = datetime.now(UTC)
+    arrival = {"customer": {"name": "Ada"}, "subject": "refund"}
+    await store.insert_work("c-1", "chat", "support", 4, arrival, now - timedelta(seconds=40))
+    await store.insert_work("c-2", "chat", "support", 0, {}, now - timedelta(seconds=30))
+    await store.insert_work("c-3", "voice", "support", 0, {}, now - timedelta(seconds=20))
+    await store.insert_work("c-4", "chat", "support", 0, {}, now - timedelta(seconds=10))
+    await store.mark_offered([Offer("o-2", "c-2", "a-1", "chat", "support", now + timedelta(seconds=30))])
+    await store.mark_assigned_many([("c-3", "a-2")])
+    await store.end_work("c-4")
+    transferred = await store.transfer_to_agent("c-3", "a-1", "vip")
+    assert transferred is not None and transferred.agent_id == "a-1"
+    await store.transfer_to_queue("c-3", "support")
+    await store.transfer_to_agent("c-3", "a-2", "support")
+
+    work = await store.list_open_work(10)
+    assert [(w.conversation_id, w.status, w.agent_id) for w in work] == [
+        ("c-1", "queued", None),
+        ("c-2", "offered", "a-1"),
+        ("c-3", "assigned", "a-2"),
+    ]
+    c1, _, c3 = work
+    assert c1.arrival == arrival and c1.priority == 4 and c1.enqueued_at == now - timedelta(seconds=40)
+    assert c1.assigned_at is None and not c1.overflowed and c1.transfers == 0
+    assert c3.channel == "voice" and c3.assigned_at is not None and c3.transfers == 3
+    assert [w.conversation_id for w in await store.list_open_work(2)] == ["c-1", "c-2"]
+
+
+async def test_list_agents_gives_configured_agents_with_their_ledger(store: RoutingStore) -> None:
+    await configured(store, "a-2", "a-1")
+    await store.upsert_presence("stranger", "available", datetime.now(UTC), [])  # not configured
+    await store.reserve_capacity("a-2", "chat", SIGNED_IN)
+    agents = await store.list_agents()
+    assert [a.agent_id for a in agents] == ["a-1", "a-2"]
+    a2 = agents[1]
+    assert a2.presence == "available" and a2.used == {"chat": 1} and a2.limits == {"chat": 3, "voice": 1}
+    assert a2.total_used == 1 and not a2.exclusive_held and a2.queues == frozenset({"support", "vip"})
+
+
+async def test_old_assignments_are_pruned(store: RoutingStore) -> None:
+    await configured(store, "a-1")
+    await store.insert_work("c-1", "chat", "support", 0, {}, datetime.now(UTC))
+    await store.mark_assigned_many([("c-1", "a-1")])
+    await store.prune_assignments(datetime.now(UTC) - timedelta(hours=1))
+    since = datetime.now(UTC) - timedelta(minutes=15)
+    assert (await store.list_queue_activity(since))[0].assigned == 1
+    await store.prune_assignments(datetime.now(UTC) + timedelta(seconds=1))
+    assert (await store.list_queue_activity(since))[0].assigned == 0
