@@ -7,8 +7,6 @@ from datetime import datetime, timedelta
 
 from shared.contracts import BASE_PRESENCES
 
-AUTOMATIC = ("available", "busy", "busy_dnd")
-SETTABLE_BASES = tuple(p for p in BASE_PRESENCES if p != "inactive")
 # Chosen by hand, these stay until the agent changes them: automation never overwrites them.
 MANUAL_BASES = ("away", "busy_dnd", "offline")
 RESTORE_WITHIN_S = 150
@@ -61,6 +59,54 @@ class AgentState:
     disconnected_at: datetime | None = None
     idle: bool = False
     closed_channels: tuple[str, ...] = field(default_factory=tuple)
+    profile: str = "default"  # the agent experience profile whose automatic rules apply
+
+
+@dataclass(frozen=True)
+class Device:
+    """One of an agent's devices: live while signed in and beating."""
+
+    agent_id: str
+    device_id: str
+    signed_in: bool
+    last_seen: datetime
+    idle_s: float | None = None
+    lost: bool = False
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    status: str
+    previous: str | None
+    source: str
+    reason: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class PresenceRecord:
+    """What presence knows of one agent, for the read side."""
+
+    agent_id: str
+    status: str
+    base: str
+    manual: bool
+    team: str | None
+    profile: str
+    closed_channels: tuple[str, ...]
+    idle: bool
+    updated_at: datetime
+    devices: tuple[Device, ...] = ()
+
+
+@dataclass(frozen=True)
+class TeamMember:
+    agent_id: str
+    status: str
+    base: str
+    manual: bool
+    closed_channels: tuple[str, ...]
+    updated_at: datetime
 
 
 def base_statuses() -> dict[str, Status]:
