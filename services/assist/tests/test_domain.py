@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import time
+
+import pytest
+
 from assist import domain
 
 
@@ -97,3 +101,78 @@ def test_case_summary_draft() -> None:
     assert draft["outcome"] == "resolved" and draft["entities"]["order_numbers"] == ["1234"]
     handoff = domain.case_summary(messages[:2], "refund_request", ents, "transferred")
     assert handoff["outcome"] == "handed_off" and handoff["actions"] == [] and handoff["resolution"] is None
+
+
+# --- escalation signals ---------------------------------------------------------------------------
+
+MANAGER = ["asks_for_manager"]
+UPSET = ["upset"]
+BOTH = ["asks_for_manager", "upset"]
+ESCALATION_EXAMPLES = [
+    # asks for a manager
+    ("Can I speak to a manager?", MANAGER),
+    ("I'd like to talk to your supervisor about this", MANAGER),
+    ("Is there someone in charge I can talk to?", MANAGER),
+    ("Please escalate this.", MANAGER),
+    ("Let me talk to your boss", MANAGER),
+    ("Manager please", MANAGER),
+    ("Get me a manager now", MANAGER),
+    ("I am asking for a supervisor", MANAGER),
+    ("Put me through to the team leader", MANAGER),
+    ("Is there anyone more senior I could speak with?", MANAGER),
+    ("I demand to speak with your manager", MANAGER),
+    ("I need this escalated, escalation is the only option", MANAGER),
+    # clearly upset
+    ("This is unacceptable", UPSET),
+    ("Honestly this is ridiculous", UPSET),
+    ("I am furious about the delay", UPSET),
+    ("Worst service I have ever had", UPSET),
+    ("This is a joke", UPSET),
+    ("I'm fed up with waiting", UPSET),
+    ("Sick of this company", UPSET),
+    ("This shop is a scam", UPSET),
+    ("I'm disgusted by how I was treated", UPSET),
+    ("I want my money back now", UPSET),
+    ("still waiting!!!", UPSET),
+    ("WHY IS MY ORDER NOT HERE YET", UPSET),
+    ("This is not acceptable", UPSET),
+    ("I'm not happy, this is a joke", UPSET),  # the negation is in another clause
+    ("I\u2019m really upset", UPSET),  # a typographic apostrophe
+    # both
+    ("This is ridiculous, I want to speak to a manager", BOTH),
+    ("UNACCEPTABLE. GET ME YOUR SUPERVISOR", BOTH),
+    # neither
+    ("Hi, where is my order 1234? It was due on Monday.", []),
+    ("I'm not upset, just curious about the refund", []),
+    ("No need for a manager, you have been very helpful", []),
+    ("I don't want to speak to a manager, just fix the address", []),
+    ("Thanks, that was quick!", []),
+    ("Great, thanks!!", []),
+    ("My manager asked me to order three more", []),
+    ("I work as a store manager and need an invoice", []),
+    ("Can I get a receipt for my supervisor?", []),
+    ("That is not ridiculous at all, it makes sense", []),
+    ("Is this deal still available?", []),
+    ("ORDER A-1234 PLS", []),  # capitals, but too short to be shouting
+    ("I was charged twice for order 1234, can you refund the duplicate?", []),
+    ("It isn't a scam, is it? Just checking the link is yours", []),
+    ("I'm never angry with you folks, just need help with my login", []),
+]
+
+
+@pytest.mark.parametrize(("text", "signals"), ESCALATION_EXAMPLES)
+def test_escalation_signals(text: str, signals: list[str]) -> None:
+    assert domain.escalation_signals(text) == signals
+
+
+def test_escalation_reads_a_bounded_prefix_in_linear_time() -> None:
+    assert domain.escalation_signals("order details " * 200 + "this is unacceptable") == []  # past the prefix
+    started = time.perf_counter()
+    domain.escalation_signals(("to a " * 3000) + "!" * 5000 + " " * 5000)  # no pathological backtracking
+    assert time.perf_counter() - started < 0.05
+
+
+def test_an_excerpt_is_one_line_of_at_most_300_characters() -> None:
+    assert domain.excerpt("  still\n waiting!!!  ") == "still waiting!!!"
+    long = domain.excerpt("word " * 200)
+    assert len(long) == 300 and long.endswith("\u2026")

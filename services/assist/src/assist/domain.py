@@ -1,5 +1,5 @@
 """assist's pure rules: TextRank summaries, entities, intent, rank fusion, reply slots and
-ranking, case-summary drafts. No I/O; vectors come in as numpy arrays."""
+ranking, case-summary drafts, escalation signals. No I/O; vectors come in as numpy arrays."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field
 
 STOPWORDS = frozenset(
     [
@@ -113,6 +114,32 @@ ENTITY_PATTERNS = {
         r"\b(?:\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{2,4}|(?:mon|tues|wednes|thurs|fri|satur|sun)day)\b", re.I
     ),
 }
+
+
+class Article(BaseModel):
+    """A knowledge-base article as it is written (a Markdown file, a JSON object, a POST)."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")
+    title: str = Field(min_length=1, max_length=300)
+    body: str = Field(min_length=1)
+    tags: list[str] = Field(default_factory=list)
+    product: str | None = None
+    language: str = "en"
+    status: Literal["draft", "published", "archived"] = "published"
+
+
+class LibraryReply(BaseModel):
+    """A reply template: `text` may hold {customer_name}, {first_name}, {order_number}, {amount},
+    {email}, {date}; `examples` are customer messages it answers (they shape its vector)."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")
+    title: str = Field(min_length=1, max_length=300)
+    text: str = Field(min_length=1, max_length=1000)
+    examples: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    language: str = "en"
 
 
 def entities(texts: list[str]) -> dict[str, list[str]]:
@@ -512,3 +539,91 @@ def case_summary(
         "customer_name": customer_name,
         "outcome": "resolved" if resolution else ("handed_off" if trigger in ("transferred", "escalated") else "open"),
     }
+
+
+# --- escalation signals ---------------------------------------------------------------------------
+#
+# Whether a customer message asks for a manager or is clearly upset, by plain phrase matching over
+# the message's first ESCALATION_PREFIX characters, lower-cased, with punctuation turned into clause
+# breaks ("|") and whitespace collapsed. Every pattern is a flat alternation of literal words (no
+# nested quantifiers), so matching is linear in the text. A phrase is not counted when one of the
+# NEGATION_WINDOW words before it, in the same clause, is a negation ("not upset", "no need for a
+# manager"); a phrase that carries its own negation ("not acceptable") is one phrase.
+
+Signal = Literal["asks_for_manager", "upset"]
+SIGNALS: tuple[Signal, ...] = ("asks_for_manager", "upset")
+ESCALATION_PREFIX = 2000
+EXCERPT_CHARS = 300
+NEGATION_WINDOW = 4
+# fmt: off
+NEGATIONS = frozenset([
+    "not", "no", "never", "without", "nor", "don't", "dont", "doesn't", "doesnt", "didn't", "didnt", "isn't",
+    "isnt", "aren't", "arent", "wasn't", "wasnt", "won't", "wont", "wouldn't", "wouldnt", "needn't", "neednt",
+    "cannot", "can't", "cant",
+])
+# fmt: on
+_ROLE = r"(?:manager|supervisor|superior|boss|team leader)"
+_MANAGER = re.compile(
+    r"\b(?:"
+    rf"(?:to|with|for) (?:a|the|your|some) {_ROLE}"  # speak to a manager, ask for the supervisor
+    rf"|(?:want|need|get me|demand|fetch|call) (?:a|the|your) {_ROLE}"
+    rf"|your {_ROLE}"
+    rf"|{_ROLE} (?:please|now|immediately)"
+    r"|(?:someone|somebody|anyone|anybody|person) (?:in charge|more senior|senior|higher up|above you)"
+    r"|escalate|escalation"
+    r")\b"
+)
+_UPSET = re.compile(
+    r"\b(?:"
+    r"unacceptable|not acceptable|ridiculous|absurd|furious|fuming|livid|outrageous|outraged|disgusted|disgusting"
+    r"|disgraceful|appalling|appalled|pathetic|incompetent|upset|angry|scam|scammed|rip off|ripoff"
+    r"|worst (?:service|customer service|company|experience|support)"
+    r"|(?:this is|what) a joke|fed up|sick of|sick and tired|money back now|legal action"
+    r"|(?:absolutely|completely|totally) useless"
+    r")\b"
+)
+_CLAUSE = re.compile(r"[.,;:!?()\[\]\n]+")
+_TOKEN = re.compile(r"[a-z0-9']+|\|")
+_NOT_UPPER = bytes(b for b in range(128) if not chr(b).isupper())  # deleted to count capitals
+_NOT_LOWER = bytes(b for b in range(128) if not chr(b).islower())
+
+
+def escalation_text(text: str) -> str:
+    """The message as the signals read it: lower-case words and "|" clause breaks, one space apart."""
+    lowered = text[:ESCALATION_PREFIX].lower().replace("\u2019", "'")
+    return " ".join(_TOKEN.findall(_CLAUSE.sub(" | ", lowered)))
+
+
+def _said(pattern: re.Pattern[str], text: str) -> bool:
+    for m in pattern.finditer(text):
+        before = text[max(0, m.start() - 60) : m.start()].split()[-NEGATION_WINDOW:]
+        if "|" in before:
+            before = before[len(before) - before[::-1].index("|") :]
+        if not NEGATIONS.intersection(before):
+            return True
+    return False
+
+
+def _shouted(text: str) -> bool:
+    """Mostly capitals (ASCII letters), over at least 12 letters."""
+    ascii_text = text.encode("ascii", "ignore")
+    upper = len(ascii_text.translate(None, _NOT_UPPER))
+    return upper >= 12 and upper >= 0.8 * (upper + len(ascii_text.translate(None, _NOT_LOWER)))
+
+
+def escalation_signals(text: str) -> list[Signal]:
+    """The escalation signals one customer message shows, in SIGNALS order."""
+    words = escalation_text(text)
+    found: list[Signal] = []
+    if _said(_MANAGER, words):
+        found.append("asks_for_manager")
+    head = text[:ESCALATION_PREFIX]
+    if "!!!" in head or _shouted(head) or _said(_UPSET, words):
+        found.append("upset")
+    return found
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """The message on one line, cut to `limit` characters."""
+    line = " ".join(text[: limit * 4].split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "\u2026"

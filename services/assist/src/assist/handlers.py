@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-from assist.service import AssistService
+from assist.followup import FollowUp
 from shared import topics
 from shared.runtime import Runtime
 
 
-def register(runtime: Runtime, assist: AssistService) -> None:
+def register(runtime: Runtime, follow: FollowUp) -> None:
     runtime.consume(
         topics.CONVERSATIONS,
-        {"conversation.arrived": assist.on_conversation_arrived, "conversation.ended": assist.on_conversation_ended},
-        on_committed=assist.on_committed,
+        {"conversation.arrived": follow.on_conversation_arrived, "conversation.ended": follow.on_conversation_ended},
+        on_committed=follow.on_committed,
     )
-    runtime.consume(topics.MESSAGES, {"message.posted": assist.on_message_posted}, on_committed=assist.on_committed)
+    runtime.consume(topics.MESSAGES, {"message.posted": follow.on_message_posted}, on_committed=follow.on_committed)
     runtime.consume(
         topics.ROUTING,
         {
-            "work.assigned": assist.on_work_assigned,
-            "work.released": assist.on_work_released,
-            "work.overflowed": assist.on_work_overflowed,
+            "work.assigned": follow.on_work_assigned,
+            "work.released": follow.on_work_released,
+            "work.overflowed": follow.on_work_overflowed,
         },
-        on_committed=assist.on_committed,
+        on_committed=follow.on_committed,
     )
-    runtime.background(assist.run_debouncer)

@@ -1,19 +1,20 @@
 """The articles' and replies' vectors, held in memory per process for a dot product per query.
 
-The database is the truth (vectors are bytea columns); `kb_version` is bumped by every change, so a
-replica reloads when it is behind. A few thousand articles of 384 floats each is a few MB.
+The store is the truth (vectors are bytea columns); its knowledge-base version is bumped by every
+change, so a replica reloads when it is behind. A few thousand articles of 384 floats each is a few MB.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
 
 from assist import domain, embedding
-from shared.db import Conn
+from assist.store import AssistStore
 
 
 @dataclass
@@ -64,52 +65,51 @@ class Index:
         self.intent_vectors: NDArray[np.float32] = np.zeros((0, embedding.DIM), dtype=np.float32)
         self._lock = asyncio.Lock()
 
-    async def refresh(self, conn: Conn) -> None:
-        version = await conn.fetchval("SELECT version FROM kb_version")
+    async def refresh(self, store: AssistStore) -> None:
+        version = await store.kb_version()
         if version == self.version:
             return
         async with self._lock:
             if version == self.version:
                 return
-            await self._backfill(conn)
-            rows = await conn.fetch(
-                "SELECT id, title, language, vector FROM articles WHERE status = 'published' AND vector IS NOT NULL "
-                "ORDER BY id"
+            await self._backfill(store)
+            articles = await store.list_article_vectors()
+            self.articles = _matrix(
+                [a.id for a in articles],
+                [{"title": a.title, "language": a.language} for a in articles],
+                [a.vector for a in articles],
             )
-            self.articles = _matrix(rows, ("title", "language"))
-            rows = await conn.fetch("SELECT id, source, text, language, vector FROM replies ORDER BY id")
-            self.replies = _matrix(rows, ("source", "text", "language"))
+            replies = await store.list_reply_vectors()
+            self.replies = _matrix(
+                [r.id for r in replies],
+                [{"source": r.source, "text": r.text, "language": r.language} for r in replies],
+                [r.vector for r in replies],
+            )
             if not self.intent_labels:
-                labels = [label for label, examples in domain.INTENTS.items() for _ in examples]
-                texts = [e for examples in domain.INTENTS.values() for e in examples]
-                self.intent_vectors = await asyncio.to_thread(embedding.encoder().encode, texts)
-                self.intent_labels = labels
+                self.intent_labels, self.intent_vectors = await asyncio.to_thread(_intent_examples)
             self.version = version
 
-    async def _backfill(self, conn: Conn) -> None:
+    async def _backfill(self, store: AssistStore) -> None:
         """Articles written before vectors existed (or by hand in SQL) get theirs now."""
-        rows = await conn.fetch("SELECT id, title, tags, body FROM articles WHERE vector IS NULL")
-        if not rows:
+        missing = await store.list_articles_without_vector()
+        if not missing:
             return
-        vectors = await asyncio.to_thread(article_vectors, [(r["title"], list(r["tags"]), r["body"]) for r in rows])
-        await conn.executemany(
-            "UPDATE articles SET vector = $2 WHERE id = $1",
-            [(r["id"], embedding.to_bytes(v)) for r, v in zip(rows, vectors, strict=True)],
-        )
+        vectors = await asyncio.to_thread(article_vectors, [(a.title, a.tags, a.body) for a in missing])
+        await store.set_article_vectors([(a.id, v) for a, v in zip(missing, vectors, strict=True)])
 
     def intent(self, message_vectors: NDArray[np.float32]) -> str:
         return domain.intent_of(message_vectors, self.intent_vectors, self.intent_labels)
 
 
-def _matrix(rows: list, keys: tuple[str, ...]) -> Matrix:  # type: ignore[type-arg]
-    if not rows:
+@functools.cache
+def _intent_examples() -> tuple[list[str], NDArray[np.float32]]:
+    """The intents' example sentences, encoded (once per process: they are constants)."""
+    labels = [label for label, examples in domain.INTENTS.items() for _ in examples]
+    texts = [e for examples in domain.INTENTS.values() for e in examples]
+    return labels, embedding.encoder().encode(texts)
+
+
+def _matrix(ids: list[str], meta: list[dict[str, str]], vectors: list[NDArray[np.float32]]) -> Matrix:
+    if not ids:
         return Matrix()
-    return Matrix(
-        ids=[r["id"] for r in rows],
-        meta=[{k: r[k] for k in keys} for r in rows],
-        vectors=np.stack([embedding.from_bytes(r["vector"]) for r in rows]).astype(np.float32),
-    )
-
-
-async def bump(conn: Conn) -> None:
-    await conn.execute("UPDATE kb_version SET version = version + 1")
+    return Matrix(ids=ids, meta=meta, vectors=np.stack(vectors).astype(np.float32))

@@ -8,6 +8,21 @@ RETURNING (xmax = 0) AS created;
 -- name: get_article
 SELECT id, title, body, tags, product, language, status, updated_at FROM articles WHERE id = $1;
 
+-- name: list_article_vectors
+SELECT id, title, language, vector FROM articles WHERE status = 'published' AND vector IS NOT NULL ORDER BY id;
+
+-- name: list_articles_without_vector
+SELECT id, title, tags, body FROM articles WHERE vector IS NULL ORDER BY id;
+
+-- name: set_article_vector
+UPDATE articles SET vector = $2 WHERE id = $1;
+
+-- name: kb_version
+SELECT version FROM kb_version;
+
+-- name: bump_kb_version
+UPDATE kb_version SET version = version + 1;
+
 -- name: search_articles
 -- Any of the query's words (OR), ranked by cover density with title > tags > body weights.
 WITH q AS (SELECT to_tsquery('english', $1) AS query)
@@ -29,13 +44,19 @@ INSERT INTO replies (id, source, title, text, vector, uses)
 VALUES ($1, 'history', $2, $3, $4, 1)
 ON CONFLICT (id) DO UPDATE SET vector = $4, uses = replies.uses + 1, updated_at = now();
 
--- name: get_reply_vector
-SELECT vector, uses FROM replies WHERE id = $1;
+-- name: get_reply
+SELECT id, source, text, language, vector, uses FROM replies WHERE id = $1;
+
+-- name: list_reply_vectors
+SELECT id, source, text, language, vector, uses FROM replies ORDER BY id;
+
+-- name: list_replies
+SELECT id, source, title, text, uses, shown, accepted, edited, rejected FROM replies ORDER BY source DESC, id;
 
 -- name: reply_stats
 SELECT id, uses, shown, accepted, edited, rejected FROM replies WHERE id = ANY($1::text[]);
 
--- name: shown
+-- name: count_shown
 UPDATE replies SET shown = shown + 1 WHERE id = ANY($1::text[]);
 
 -- name: insert_suggestion
@@ -44,12 +65,11 @@ INSERT INTO suggestions (suggestion_id, conversation_id, reply_id, text, score) 
 -- name: get_suggestion
 SELECT suggestion_id, conversation_id, reply_id, text, verdict FROM suggestions WHERE suggestion_id = $1;
 
--- name: suggestion_verdict
-SELECT verdict FROM suggestions WHERE suggestion_id = $1;
-
 -- name: decide_suggestion
+-- Once: a suggestion already decided is left as it is (no row returned).
 UPDATE suggestions SET verdict = $2, final_text = $3, agent_id = $4, decided_at = now()
-WHERE suggestion_id = $1 AND verdict IS NULL;
+WHERE suggestion_id = $1 AND verdict IS NULL
+RETURNING reply_id;
 
 -- name: count_verdict
 UPDATE replies SET accepted = accepted + ($2 = 'accepted')::int, edited = edited + ($2 = 'edited')::int,
@@ -117,7 +137,9 @@ WHERE conversation_id IN (
 RETURNING conversation_id, triggers, version;
 
 -- name: next_due
-SELECT EXTRACT(EPOCH FROM min(due_at) - now()) FROM pending WHERE leased_until IS NULL OR leased_until < now();
+-- Seconds until the next conversation not leased is due (triggers kept for a first message wait forever).
+SELECT EXTRACT(EPOCH FROM min(due_at) - now()) FROM pending
+WHERE (leased_until IS NULL OR leased_until < now()) AND due_at < 'infinity';
 
 -- name: finish_pending
 -- Done, unless messages arrived meanwhile: then it stays due, without the triggers just served.
@@ -158,3 +180,10 @@ ON CONFLICT (conversation_id) DO UPDATE SET draft = $2, trigger = $3, agent_id =
 UPDATE case_summaries SET saved = $2, saved_by = $3, saved_at = now(), status = 'saved'
 WHERE conversation_id = $1
 RETURNING status;
+
+-- name: flag_escalation
+-- Each signal once per conversation: the ones flagged before are left as they are (not returned).
+INSERT INTO escalations (conversation_id, signal, message_id)
+SELECT $1, s, $3 FROM unnest($2::text[]) s
+ON CONFLICT (conversation_id, signal) DO NOTHING
+RETURNING signal;
