@@ -16,6 +16,9 @@ def register(runtime: Runtime) -> None:
             "work.assigned": service.on_work_assigned,
             "work.released": service.on_work_released,
             "work.pick_refused": service.on_pick_refused,
+            "work.queued": service.on_work_queued,
+            "work.requeued": service.on_work_requeued,
+            "work.overflowed": service.on_work_overflowed,
         },
     )
     runtime.consume(
@@ -32,10 +35,19 @@ def register(runtime: Runtime) -> None:
             "draft.save": service.on_save_draft,
             "record.link": service.on_link_record,
             "message.send": service.on_send_message,
+            "session.transfer": service.on_transfer_session,
+            "supervisor.act": service.on_supervisor_act,
         },
         savepoints=True,
     )
     runtime.consume(topics.PRESENCE, {"presence.changed": service.on_presence_changed})
+    runtime.consume(
+        topics.CONVERSATIONS,
+        {
+            "conversation.arrived": service.on_conversation_arrived,
+            "conversation.ended": service.on_conversation_ended,
+        },
+    )
     runtime.consume(topics.MESSAGES, {"message.posted": service.on_message_posted})
     runtime.consume(
         topics.ASSIST,
@@ -44,5 +56,6 @@ def register(runtime: Runtime) -> None:
             "assist.articles_surfaced": service.on_assist,
             "assist.replies_suggested": service.on_assist,
             "assist.case_summary_drafted": service.on_assist,
+            "assist.escalation_detected": service.on_escalation_detected,
         },
     )

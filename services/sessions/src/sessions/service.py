@@ -5,14 +5,30 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from sessions import domain
+from sessions.config import DEFAULT_PROFILE, SessionProfile, SessionsConfig
+from sessions.domain import (
+    ANCHOR,
+    HOME,
+    TRANSCRIPT_PAGE,
+    Assignment,
+    ConversationInfo,
+    Disposition,
+    Draft,
+    Message,
+    Offer,
+    Presence,
+    Session,
+    SupervisorAction,
+    Tab,
+)
+from sessions.store import SessionsStore
 from shared import contracts as c
-from shared.db import Conn, Queries
 from shared.messaging import Rejection, UnitOfWork
 
-Q = Queries("sessions")
+Uow = UnitOfWork[SessionsStore, None]
 
 
 def _now() -> datetime:
@@ -25,13 +41,13 @@ def reject(ev: c.CloudEvent, agent_id: str, reason: str, **extra: Any) -> Reject
     )
 
 
-async def stamp_sequence(uow: UnitOfWork, events: list[c.CloudEvent]) -> None:
+async def stamp_sequence(uow: Uow, events: list[c.CloudEvent]) -> None:
     """Sequencer: number each agent's sessions.v1 events (data.seq), one row lock per agent."""
     mine = [ev for ev in events if ev.type in c.TYPES_BY_TOPIC[c.topics.SESSIONS]]
     counts = Counter(ev.data["agent_id"] for ev in mine)
     next_seq: dict[str, int] = {}
     for agent_id in sorted(counts):  # a fixed lock order: no deadlock between two batches
-        last = await uow.conn.fetchval(Q.bump_seq, agent_id, counts[agent_id])
+        last = await uow.store.bump_seq(agent_id, counts[agent_id])
         next_seq[agent_id] = last - counts[agent_id] + 1
     for ev in mine:
         agent_id = ev.data["agent_id"]
@@ -39,18 +55,14 @@ async def stamp_sequence(uow: UnitOfWork, events: list[c.CloudEvent]) -> None:
         next_seq[agent_id] += 1
 
 
-async def ensure_agent(uow: UnitOfWork, agent_id: str) -> None:
-    await uow.conn.execute(Q.ensure_agent, agent_id)
+async def profile(store: SessionsStore, agent_id: str) -> SessionProfile:
+    """The agent's experience profile (the defaults when none is stored)."""
+    return await store.find_profile(agent_id) or SessionProfile()
 
 
-async def profile(conn: Conn, agent_id: str) -> dict[str, Any]:
-    row = await conn.fetchrow(Q.get_profile, agent_id)
-    return domain.profile_settings(row["settings"] if row else None)
-
-
-async def _session(uow: UnitOfWork, ev: c.CloudEvent, agent_id: str, session_id: str) -> Any:
-    session = await uow.conn.fetchrow(Q.get_session, agent_id, session_id)
-    if session is None or session["status"] != "open":
+async def _session(uow: Uow, ev: c.CloudEvent, agent_id: str, session_id: str) -> Session:
+    session = await uow.store.find_session(agent_id, session_id)
+    if session is None or session.status != "open":
         raise reject(ev, agent_id, f"no open session {session_id!r} in this agent's workspace")
     return session
 
@@ -66,7 +78,7 @@ def _authorise(ev: c.CloudEvent, data: Any) -> None:
 
 
 async def _open_session(
-    uow: UnitOfWork,
+    uow: Uow,
     agent_id: str,
     session_id: str,
     kind: str,
@@ -78,18 +90,18 @@ async def _open_session(
     target: dict[str, Any],
     record: dict[str, Any] | None = None,
 ) -> None:
-    conn = uow.conn
+    store = uow.store
     icon = domain.icon(title)
-    if await conn.fetchval(Q.reopen_session, agent_id, session_id):
-        await conn.execute(Q.retitle_session, agent_id, session_id, title, icon, record)
-        if not (await profile(conn, agent_id))["remember_tabs"]:
-            await conn.execute(Q.forget_app_tabs, agent_id, session_id)
+    if await store.reopen_session(agent_id, session_id):
+        await store.retitle_session(agent_id, session_id, title, icon, record)
+        if not (await profile(store, agent_id)).remember_tabs:
+            await store.forget_app_tabs(agent_id, session_id)
     else:
-        await conn.execute(
-            Q.insert_session, agent_id, session_id, kind, conversation_id, channel, title, icon, "anchor"
+        await store.insert_session(
+            Session(agent_id, session_id, kind, title, icon, conversation_id, channel, focused_tab=ANCHOR)
         )
-        await conn.execute(Q.insert_tab, agent_id, session_id, "anchor", anchor_kind, title, True, target)
-    await conn.execute(Q.set_focused_tab, agent_id, session_id, "anchor")
+        await store.insert_tab(agent_id, Tab(session_id, ANCHOR, anchor_kind, title, anchor=True, target=target))
+    await store.set_focused_tab(agent_id, session_id, ANCHOR)
     uow.emit(
         c.SessionStarted(
             agent_id=agent_id,
@@ -98,43 +110,87 @@ async def _open_session(
             channel=channel,
             title=title,
             icon=icon,
-            anchor_tab_id="anchor",
+            anchor_tab_id=ANCHOR,
         )
     )
     uow.emit(
         c.TabOpened(
             agent_id=agent_id,
             session_id=session_id,
-            tab_id="anchor",
+            tab_id=ANCHOR,
             kind=anchor_kind,
             title=title,
             conversation_id=conversation_id,
         )
     )
-    await conn.execute(Q.set_focus, agent_id, session_id)
+    if conversation_id:
+        await _deliver_earlier_messages(uow, agent_id, session_id, conversation_id)
+    await store.set_focus(agent_id, session_id)
     uow.emit(c.SessionFocused(agent_id=agent_id, session_id=session_id, conversation_id=conversation_id))
+
+
+async def _deliver_earlier_messages(uow: Uow, agent_id: str, session_id: str, conversation_id: str) -> None:
+    """Flow 8: the new holder's stream carries what was said before it held the conversation (the
+    customer's first words, a previous agent's replies), so a client reading only its agent's stream
+    shows the whole conversation; older pages come with conversation.history."""
+    for m in await uow.store.list_messages_before(conversation_id, None, domain.TRANSCRIPT_PAGE):
+        uow.emit(
+            c.MessageReceived(
+                agent_id=agent_id,
+                session_id=session_id,
+                conversation_id=conversation_id,
+                message_id=m.message_id,
+                sender=m.sender,  # type: ignore[arg-type]
+                sender_id=m.sender_id,
+                visibility=m.visibility,  # type: ignore[arg-type]
+                text=m.text,
+                time=m.time,
+                suggestion_id=m.suggestion_id,
+                command_id=m.command_id,
+            )
+        )
+
+
+async def _close_transferred(uow: Uow, session: Session) -> None:
+    await uow.store.close_session(session.agent_id, session.session_id)
+    uow.emit(
+        c.SessionClosed(
+            agent_id=session.agent_id,
+            session_id=session.session_id,
+            conversation_id=session.conversation_id,
+            channel=session.channel,
+            reason="transferred",
+        )
+    )
+
+
+async def _refocus_home_if(uow: Uow, agent_id: str, session_id: str) -> None:
+    """The closed session was in focus: Home takes it."""
+    if await uow.store.find_focus(agent_id) == session_id:
+        await uow.store.set_focus(agent_id, HOME)
+        uow.emit(c.SessionFocused(agent_id=agent_id, session_id=HOME))
 
 
 # --- routing.v1 --------------------------------------------------------------------------------
 
 
-async def on_work_offered(uow: UnitOfWork, ev: c.CloudEvent, data: c.WorkOffered) -> None:
-    await ensure_agent(uow, data.agent_id)
+async def on_work_offered(uow: Uow, ev: c.CloudEvent, data: c.WorkOffered) -> None:
+    await uow.store.ensure_agent(data.agent_id)
     conversation = data.conversation
     title = domain.title_for(conversation, None) if not domain.needs_visitor_number(conversation) else "Visitor"
-    inserted = await uow.conn.fetchval(
-        Q.insert_offer,
+    offer = Offer(
         data.offer_id,
         data.agent_id,
         data.conversation_id,
         data.channel,
-        data.queue,
-        title,
-        conversation,
         data.expires_at,
+        queue=data.queue,
+        title=title,
+        conversation=conversation,
     )
-    if inserted:
-        notify = (await profile(uow.conn, data.agent_id))["offer_notifications"]
+    await uow.store.upsert_waiting_work(data.conversation_id, data.channel, data.queue, "offered", ev.time)
+    if await uow.store.insert_offer(offer):
+        notify = (await profile(uow.store, data.agent_id)).offer_notifications
         uow.emit(
             c.OfferReceived(
                 agent_id=data.agent_id,
@@ -144,19 +200,20 @@ async def on_work_offered(uow: UnitOfWork, ev: c.CloudEvent, data: c.WorkOffered
                 expires_at=data.expires_at,
                 title=title,
                 queue=data.queue,
-                notification=notify,
+                notification=notify.model_dump(),
+                subject=domain.offer_subject(data.conversation),
             )
         )
 
 
-async def on_work_offer_expired(uow: UnitOfWork, ev: c.CloudEvent, data: c.WorkOfferExpired) -> None:
-    offer = await uow.conn.fetchrow(Q.get_offer, data.offer_id)
-    if offer is None or offer["status"] not in ("pending", "accepted"):
+async def on_work_offer_expired(uow: Uow, ev: c.CloudEvent, data: c.WorkOfferExpired) -> None:
+    offer = await uow.store.find_offer(data.offer_id)
+    if offer is None or offer.status not in ("pending", "accepted"):
         return
-    await uow.conn.execute(Q.set_offer_status, data.offer_id, "withdrawn")
+    await uow.store.set_offer_status(data.offer_id, "withdrawn")
     uow.emit(
         c.OfferWithdrawn(
-            agent_id=offer["agent_id"],
+            agent_id=offer.agent_id,
             offer_id=data.offer_id,
             conversation_id=data.conversation_id,
             channel=data.channel,
@@ -166,30 +223,24 @@ async def on_work_offer_expired(uow: UnitOfWork, ev: c.CloudEvent, data: c.WorkO
     )
 
 
-async def on_work_assigned(uow: UnitOfWork, ev: c.CloudEvent, data: c.WorkAssigned) -> None:
-    conn = uow.conn
-    await ensure_agent(uow, data.agent_id)
-    if data.offer_id and await conn.fetchrow(Q.get_offer, data.offer_id) is not None:
-        await conn.execute(Q.set_offer_status, data.offer_id, "assigned")
-    await conn.execute(Q.upsert_assignment, data.conversation_id, data.agent_id, data.channel, data.conversation)
-    existing = await conn.fetchrow(Q.find_open_session_by_conversation, data.conversation_id)
+async def on_work_assigned(uow: Uow, ev: c.CloudEvent, data: c.WorkAssigned) -> None:
+    store = uow.store
+    await store.ensure_agent(data.agent_id)
+    if data.offer_id and await store.find_offer(data.offer_id) is not None:
+        await store.set_offer_status(data.offer_id, "assigned")
+    await store.remove_waiting_work(data.conversation_id)
+    await store.upsert_assignment(
+        Assignment(data.conversation_id, data.agent_id, data.channel, data.conversation, queue=data.queue)
+    )
+    existing = await store.find_open_session(data.conversation_id)
     if existing is not None:
-        if existing["agent_id"] == data.agent_id:
+        if existing.agent_id == data.agent_id:
             return  # already open (a redelivered assignment): one session per conversation
         # transferred: the previous holder's session closes before the new one opens
-        await conn.execute(Q.close_session, existing["agent_id"], existing["session_id"])
-        uow.emit(
-            c.SessionClosed(
-                agent_id=existing["agent_id"],
-                session_id=existing["session_id"],
-                conversation_id=data.conversation_id,
-                channel=existing["channel"],
-                reason="transferred",
-            )
-        )
+        await _close_transferred(uow, existing)
     visitor = None
     if domain.needs_visitor_number(data.conversation):
-        visitor = await conn.fetchval(Q.next_visitor_number, data.agent_id)
+        visitor = await store.next_visitor_number(data.agent_id)
     title = domain.title_for(data.conversation, visitor)
     await _open_session(
         uow,
@@ -203,31 +254,31 @@ async def on_work_assigned(uow: UnitOfWork, ev: c.CloudEvent, data: c.WorkAssign
         target={"conversation_id": data.conversation_id},
         record=data.conversation.get("record"),
     )
+    session = await store.find_open_session(data.conversation_id)
+    assert session is not None
+    said = await store.find_conversation_pane(data.conversation_id)
+    if said:  # what assist said before this agent held it: the pane shows it from the start
+        pane = await store.merge_pane(session.agent_id, session.session_id, said)
+        tools: list[str] = list((await profile(store, session.agent_id)).pane_tools)
+        await _pane_updated(uow, session, pane, tools, next(iter(said)))
+    signals = await store.find_escalation(data.conversation_id)
+    if signals:  # flagged while it waited: the new holder's pane shows it from the start
+        await _flag_escalation(uow, session, {"signals": signals, "message_id": None, "excerpt": None})
 
 
-async def on_work_released(uow: UnitOfWork, ev: c.CloudEvent, data: c.WorkReleased) -> None:
-    await uow.conn.execute(Q.release_assignment, data.conversation_id, data.agent_id)
+async def on_work_released(uow: Uow, ev: c.CloudEvent, data: c.WorkReleased) -> None:
+    await uow.store.release_assignment(data.conversation_id, data.agent_id)
+    await uow.store.remove_waiting_work(data.conversation_id)
     if data.reason != "transferred":
         return
     # transferred away: the agent's session for it closes (its record stays in the closed list)
-    session = await uow.conn.fetchrow(Q.find_open_session_by_conversation, data.conversation_id)
-    if session is not None and session["agent_id"] == data.agent_id:
-        await uow.conn.execute(Q.close_session, data.agent_id, session["session_id"])
-        uow.emit(
-            c.SessionClosed(
-                agent_id=data.agent_id,
-                session_id=session["session_id"],
-                conversation_id=data.conversation_id,
-                channel=session["channel"],
-                reason="transferred",
-            )
-        )
-        if await uow.conn.fetchval(Q.get_focus, data.agent_id) == session["session_id"]:
-            await uow.conn.execute(Q.set_focus, data.agent_id, domain.HOME)
-            uow.emit(c.SessionFocused(agent_id=data.agent_id, session_id=domain.HOME))
+    session = await uow.store.find_open_session(data.conversation_id)
+    if session is not None and session.agent_id == data.agent_id:
+        await _close_transferred(uow, session)
+        await _refocus_home_if(uow, data.agent_id, session.session_id)
 
 
-async def on_pick_refused(uow: UnitOfWork, ev: c.CloudEvent, data: c.WorkPickRefused) -> None:
+async def on_pick_refused(uow: Uow, ev: c.CloudEvent, data: c.WorkPickRefused) -> None:
     uow.emit(
         c.CommandRejected(
             agent_id=data.agent_id,
@@ -238,25 +289,114 @@ async def on_pick_refused(uow: UnitOfWork, ev: c.CloudEvent, data: c.WorkPickRef
     )
 
 
-async def on_presence_changed(uow: UnitOfWork, ev: c.CloudEvent, data: c.PresenceChanged) -> None:
-    await ensure_agent(uow, data.agent_id)
-    await uow.conn.execute(Q.set_presence, data.agent_id, data.status)
+async def on_work_queued(uow: Uow, ev: c.CloudEvent, data: c.WorkQueued) -> None:
+    """Waiting in a queue (Home's open work of my queues). A re-announced position changes nothing
+    Home shows (moves between queues come as work.overflowed), so it costs no write."""
+    if data.update:
+        return
+    await uow.store.upsert_waiting_work(data.conversation_id, data.channel, data.queue, "waiting", ev.time)
+
+
+async def on_work_requeued(uow: Uow, ev: c.CloudEvent, data: c.WorkRequeued) -> None:
+    await uow.store.upsert_waiting_work(data.conversation_id, data.channel, data.queue, "waiting", ev.time)
+
+
+async def on_work_overflowed(uow: Uow, ev: c.CloudEvent, data: c.WorkOverflowed) -> None:
+    if data.to_queue:  # no target queue: it was kept waiting where it was
+        await uow.store.move_waiting_work(data.conversation_id, data.to_queue)
+
+
+async def on_presence_changed(uow: Uow, ev: c.CloudEvent, data: c.PresenceChanged) -> None:
+    await uow.store.ensure_agent(data.agent_id)
+    await uow.store.upsert_presence(
+        Presence(
+            data.agent_id,
+            data.status,
+            data.source,
+            ev.time,
+            base=data.base,
+            closed_channels=list(data.closed_channels),
+            colour=data.colour,
+        )
+    )
+    uow.emit(
+        c.PresenceUpdated(
+            agent_id=data.agent_id,
+            status=data.status,
+            base=data.base,
+            previous=data.previous,
+            source=data.source,
+            reason=data.reason,
+            closed_channels=data.closed_channels,
+            colour=data.colour,
+        )
+    )
+
+
+# --- conversations.v1 --------------------------------------------------------------------------
+
+
+async def on_conversation_arrived(uow: Uow, ev: c.CloudEvent, data: c.ConversationArrived) -> None:
+    title = domain.arrival_title(
+        data.customer.name if data.customer else None, data.record.title if data.record else None, data.subject
+    )
+    await uow.store.upsert_conversation(
+        ConversationInfo(data.conversation_id, data.channel, ev.time, title=title, priority=data.priority)
+    )
+
+
+async def on_conversation_ended(uow: Uow, ev: c.CloudEvent, data: c.ConversationEnded) -> None:
+    await uow.store.forget_conversation(data.conversation_id)
 
 
 # --- conversations.messages.v1 and assist.v1 ---------------------------------------------------
 
 
-async def on_message_posted(uow: UnitOfWork, ev: c.CloudEvent, data: c.MessagePosted) -> None:
-    session = await uow.conn.fetchrow(Q.find_open_session_by_conversation, data.conversation_id)
-    if session is None or data.sender_id == session["agent_id"]:
+async def on_message_posted(uow: Uow, ev: c.CloudEvent, data: c.MessagePosted) -> None:
+    """Every message joins its conversation's transcript (once); the agent holding the conversation
+    receives it, in order, and its unread count rises unless it is the agent's own or in focus."""
+    message = await uow.store.insert_message(
+        Message(
+            data.conversation_id,
+            data.message_id,
+            data.sender,
+            data.text,
+            ev.time,
+            sender_id=data.sender_id,
+            visibility=data.visibility,
+            suggestion_id=data.suggestion_id,
+            command_id=data.command_id,
+        )
+    )
+    if message is None:
+        return  # posted again under another event id: delivered already
+    session = await uow.store.find_open_session(data.conversation_id)
+    if session is None:
         return
-    if await uow.conn.fetchval(Q.get_focus, session["agent_id"]) == session["session_id"]:
+    uow.emit(
+        c.MessageReceived(
+            agent_id=session.agent_id,
+            session_id=session.session_id,
+            conversation_id=data.conversation_id,
+            message_id=message.message_id,
+            sender=data.sender,
+            sender_id=message.sender_id,
+            visibility=data.visibility,
+            text=message.text,
+            time=message.time,
+            suggestion_id=message.suggestion_id,
+            command_id=message.command_id,
+        )
+    )
+    if data.sender_id == session.agent_id:
+        return
+    if await uow.store.find_focus(session.agent_id) == session.session_id:
         return  # the agent is looking at it
-    unread = await uow.conn.fetchval(Q.bump_unread, session["agent_id"], session["session_id"])
+    unread = await uow.store.bump_unread(session.agent_id, session.session_id)
     uow.emit(
         c.SessionUnreadChanged(
-            agent_id=session["agent_id"],
-            session_id=session["session_id"],
+            agent_id=session.agent_id,
+            session_id=session.session_id,
             conversation_id=data.conversation_id,
             unread=unread,
             badge=domain.badge(unread),
@@ -264,97 +404,113 @@ async def on_message_posted(uow: UnitOfWork, ev: c.CloudEvent, data: c.MessagePo
     )
 
 
-async def on_assist(uow: UnitOfWork, ev: c.CloudEvent, data: Any) -> None:
-    session = await uow.conn.fetchrow(Q.find_open_session_by_conversation, data.conversation_id)
-    if session is None:
-        return
+async def on_assist(uow: Uow, ev: c.CloudEvent, data: Any) -> None:
+    """Assist's outputs are remembered per conversation (assist speaks as soon as the customer does,
+    often before anyone accepts), and placed in the pane of the agent holding it, if any."""
     kind = domain.PANE_KINDS[ev.type]
     content = {k: v for k, v in ev.data.items() if k != "conversation_id"}
-    pane = await uow.conn.fetchval(Q.merge_pane, session["agent_id"], session["session_id"], {kind: content})
-    settings = await profile(uow.conn, session["agent_id"])
-    if kind not in settings["pane_tools"]:
+    await uow.store.merge_conversation_pane(data.conversation_id, {kind: content})
+    session = await uow.store.find_open_session(data.conversation_id)
+    if session is None:
         return
-    tab = await uow.conn.fetchrow(Q.get_tab, session["agent_id"], session["session_id"], session["focused_tab"] or "")
-    view = domain.pane_view(pane, settings["pane_tools"], tab["kind"] if tab else None)
+    pane = await uow.store.merge_pane(session.agent_id, session.session_id, {kind: content})
+    tools: list[str] = list((await profile(uow.store, session.agent_id)).pane_tools)
+    if kind not in tools:
+        return
+    await _pane_updated(uow, session, pane, tools, kind)
+
+
+async def _pane_updated(uow: Uow, session: Session, pane: dict[str, Any], tools: list[str], updated: str) -> None:
+    tab = await uow.store.find_tab(session.agent_id, session.session_id, session.focused_tab or "")
     uow.emit(
         c.PaneUpdated(
-            agent_id=session["agent_id"],
-            session_id=session["session_id"],
-            conversation_id=data.conversation_id,
-            pane=view,
-            updated=kind,
+            agent_id=session.agent_id,
+            session_id=session.session_id,
+            conversation_id=session.conversation_id,
+            pane=domain.pane_view(pane, tools, tab.kind if tab else None),
+            updated=updated,
         )
     )
+
+
+async def on_escalation_detected(uow: Uow, ev: c.CloudEvent, data: c.EscalationDetected) -> None:
+    """The conversation's escalation flags (the supervisor overview); the holding agent's pane shows them."""
+    signals = await uow.store.add_escalation(data.conversation_id, list(data.signals))
+    session = await uow.store.find_open_session(data.conversation_id)
+    if session is not None:
+        await _flag_escalation(
+            uow, session, {"signals": signals, "message_id": data.message_id, "excerpt": data.excerpt}
+        )
+
+
+async def _flag_escalation(uow: Uow, session: Session, flag: dict[str, Any]) -> None:
+    pane = await uow.store.merge_pane(session.agent_id, session.session_id, {domain.ESCALATION: flag})
+    tools: list[str] = list((await profile(uow.store, session.agent_id)).pane_tools)
+    await _pane_updated(uow, session, pane, tools, domain.ESCALATION)
 
 
 # --- sessions.commands.v1 ----------------------------------------------------------------------
 
 
-async def _own_offer(uow: UnitOfWork, ev: c.CloudEvent, data: Any) -> Any:
-    offer = await uow.conn.fetchrow(Q.get_offer, data.offer_id)
-    if offer is None or offer["agent_id"] != data.agent_id:
+async def _own_offer(uow: Uow, ev: c.CloudEvent, data: c.AcceptOffer | c.RejectOffer) -> Offer:
+    offer = await uow.store.find_offer(data.offer_id)
+    if offer is None or offer.agent_id != data.agent_id:
         raise reject(ev, data.agent_id, f"no offer {data.offer_id!r} for {data.agent_id}")
-    if offer["status"] != "pending":
-        raise reject(ev, data.agent_id, f"offer {data.offer_id!r} is {offer['status']}, no longer open")
-    if offer["expires_at"] <= _now():
-        raise reject(ev, data.agent_id, f"offer {data.offer_id!r} expired at {offer['expires_at'].isoformat()}")
+    if offer.status != "pending":
+        raise reject(ev, data.agent_id, f"offer {data.offer_id!r} is {offer.status}, no longer open")
+    if offer.expires_at <= _now():
+        raise reject(ev, data.agent_id, f"offer {data.offer_id!r} expired at {offer.expires_at.isoformat()}")
     return offer
 
 
-async def on_accept_offer(uow: UnitOfWork, ev: c.CloudEvent, data: c.AcceptOffer) -> None:
+async def on_accept_offer(uow: Uow, ev: c.CloudEvent, data: c.AcceptOffer) -> None:
     _authorise(ev, data)
     offer = await _own_offer(uow, ev, data)
-    await uow.conn.execute(Q.set_offer_status, data.offer_id, "accepted")
+    await uow.store.set_offer_status(data.offer_id, "accepted")
     uow.emit(
         c.OfferAccepted(
             agent_id=data.agent_id,
             offer_id=data.offer_id,
-            conversation_id=offer["conversation_id"],
-            channel=offer["channel"],
-            expires_at=offer["expires_at"],
+            conversation_id=offer.conversation_id,
+            channel=offer.channel,
+            expires_at=offer.expires_at,
         )
     )
 
 
-async def on_reject_offer(uow: UnitOfWork, ev: c.CloudEvent, data: c.RejectOffer) -> None:
+async def on_reject_offer(uow: Uow, ev: c.CloudEvent, data: c.RejectOffer) -> None:
     _authorise(ev, data)
     offer = await _own_offer(uow, ev, data)
-    await uow.conn.execute(Q.set_offer_status, data.offer_id, "rejected")
+    await uow.store.set_offer_status(data.offer_id, "rejected")
     uow.emit(
         c.OfferRejected(
             agent_id=data.agent_id,
             offer_id=data.offer_id,
-            conversation_id=offer["conversation_id"],
-            channel=offer["channel"],
-            expires_at=offer["expires_at"],
+            conversation_id=offer.conversation_id,
+            channel=offer.channel,
+            expires_at=offer.expires_at,
             reason=data.reason,
         )
     )
 
 
-async def on_open_session(uow: UnitOfWork, ev: c.CloudEvent, data: c.OpenSession) -> None:
+async def on_open_session(uow: Uow, ev: c.CloudEvent, data: c.OpenSession) -> None:
     _authorise(ev, data)
-    await ensure_agent(uow, data.agent_id)
-    conn = uow.conn
-    settings = await profile(conn, data.agent_id)
-    if await conn.fetchval(Q.count_open_sessions, data.agent_id) >= settings["max_sessions"]:
-        raise reject(
-            ev,
-            data.agent_id,
-            f"session limit reached ({settings['max_sessions']} open); close a session before opening another",
-        )
+    store = uow.store
+    await store.ensure_agent(data.agent_id)
+    limit = (await profile(store, data.agent_id)).max_sessions
+    if await store.count_open_sessions(data.agent_id) >= limit:
+        raise reject(ev, data.agent_id, f"session limit reached ({limit} open); close a session before opening another")
     if data.conversation_id:
-        assignment = await conn.fetchrow(Q.get_assignment, data.conversation_id)
-        if assignment is None or assignment["agent_id"] != data.agent_id or assignment["released"]:
+        assignment = await store.find_assignment(data.conversation_id)
+        if assignment is None or assignment.agent_id != data.agent_id or assignment.released:
             # Not this agent's work: pick it from the queue; routing assigns it if capacity allows
             # (the session then opens on work.assigned) or refuses (-> command.rejected).
             uow.emit(c.PickWork(agent_id=data.agent_id, conversation_id=data.conversation_id, command_id=ev.id))
             return
         session_id = domain.session_id_for(data.conversation_id)
-        existing = await conn.fetchrow(Q.get_session, data.agent_id, session_id)
-        if existing is not None and existing["status"] == "open":
-            raise reject(ev, data.agent_id, f"session {session_id!r} is already open; focus it instead")
-        title = domain.title_for(assignment["conversation"], await conn.fetchval(Q.next_visitor_number, data.agent_id))
+        await _not_open(uow, ev, data.agent_id, session_id)
+        title = domain.title_for(assignment.conversation, await store.next_visitor_number(data.agent_id))
         await _open_session(
             uow,
             data.agent_id,
@@ -362,7 +518,7 @@ async def on_open_session(uow: UnitOfWork, ev: c.CloudEvent, data: c.OpenSession
             "conversation",
             title,
             conversation_id=data.conversation_id,
-            channel=assignment["channel"],
+            channel=assignment.channel,
             anchor_kind="conversation",
             target={"conversation_id": data.conversation_id},
         )
@@ -371,9 +527,7 @@ async def on_open_session(uow: UnitOfWork, ev: c.CloudEvent, data: c.OpenSession
         raise reject(ev, data.agent_id, "session.open needs a conversation_id of your own or a record")
     record = data.record.model_dump(exclude_none=True)
     session_id = f"rec-{data.record.type}-{data.record.id}"
-    existing = await conn.fetchrow(Q.get_session, data.agent_id, session_id)
-    if existing is not None and existing["status"] == "open":
-        raise reject(ev, data.agent_id, f"session {session_id!r} is already open; focus it instead")
+    await _not_open(uow, ev, data.agent_id, session_id)
     await _open_session(
         uow,
         data.agent_id,
@@ -388,66 +542,85 @@ async def on_open_session(uow: UnitOfWork, ev: c.CloudEvent, data: c.OpenSession
     )
 
 
-async def on_close_session(uow: UnitOfWork, ev: c.CloudEvent, data: c.CloseSession) -> None:
+async def _not_open(uow: Uow, ev: c.CloudEvent, agent_id: str, session_id: str) -> None:
+    existing = await uow.store.find_session(agent_id, session_id)
+    if existing is not None and existing.status == "open":
+        raise reject(ev, agent_id, f"session {session_id!r} is already open; focus it instead")
+
+
+async def on_close_session(uow: Uow, ev: c.CloudEvent, data: c.CloseSession) -> None:
     _authorise(ev, data)
-    await ensure_agent(uow, data.agent_id)
-    session = await uow.conn.fetchrow(Q.get_session, data.agent_id, data.session_id)
-    refusal = domain.close_refusal(dict(session) if session else None, data.session_id, data.confirmed)
+    await uow.store.ensure_agent(data.agent_id)
+    session = await uow.store.find_session(data.agent_id, data.session_id)
+    refusal = domain.close_refusal(session, data.session_id, data.confirmed)
     if refusal:
         raise reject(ev, data.agent_id, refusal)
     assert session is not None
-    await uow.conn.execute(Q.close_session, data.agent_id, data.session_id)
+    known = [d.code for d in await uow.store.list_dispositions()]
+    if known and data.disposition is not None and data.disposition not in known:
+        raise reject(
+            ev, data.agent_id, f"unknown disposition {data.disposition!r}; known dispositions: {', '.join(known)}"
+        )
+    await _close(uow, session, disposition=data.disposition, note=data.note)
+
+
+async def _close(
+    uow: Uow, session: Session, *, disposition: str | None = None, note: str | None = None, reason: str | None = None
+) -> None:
+    """Close the session (routing releases the capacity on session.closed); Home takes the focus."""
+    await uow.store.close_session(
+        session.agent_id, session.session_id, disposition=disposition, note=note, reason=reason
+    )
     uow.emit(
         c.SessionClosed(
-            agent_id=data.agent_id,
-            session_id=data.session_id,
-            conversation_id=session["conversation_id"],
-            channel=session["channel"],
+            agent_id=session.agent_id,
+            session_id=session.session_id,
+            conversation_id=session.conversation_id,
+            channel=session.channel,
+            reason=reason,
+            disposition=disposition,
+            note=note,
         )
     )
-    if await uow.conn.fetchval(Q.get_focus, data.agent_id) == data.session_id:
-        await uow.conn.execute(Q.set_focus, data.agent_id, domain.HOME)
-        uow.emit(c.SessionFocused(agent_id=data.agent_id, session_id=domain.HOME))
+    await _refocus_home_if(uow, session.agent_id, session.session_id)
 
 
-async def on_focus_session(uow: UnitOfWork, ev: c.CloudEvent, data: c.FocusSession) -> None:
+async def on_focus_session(uow: Uow, ev: c.CloudEvent, data: c.FocusSession) -> None:
     _authorise(ev, data)
-    await ensure_agent(uow, data.agent_id)
-    if data.session_id == domain.HOME:
-        await uow.conn.execute(Q.set_focus, data.agent_id, domain.HOME)
-        uow.emit(c.SessionFocused(agent_id=data.agent_id, session_id=domain.HOME))
+    await uow.store.ensure_agent(data.agent_id)
+    if data.session_id == HOME:
+        await uow.store.set_focus(data.agent_id, HOME)
+        uow.emit(c.SessionFocused(agent_id=data.agent_id, session_id=HOME))
         return
     session = await _session(uow, ev, data.agent_id, data.session_id)
-    await uow.conn.execute(Q.set_focus, data.agent_id, data.session_id)
-    if session["unread"]:
-        await uow.conn.execute(Q.clear_unread, data.agent_id, data.session_id)
+    await uow.store.set_focus(data.agent_id, data.session_id)
+    if session.unread:
+        await uow.store.clear_unread(data.agent_id, data.session_id)
         uow.emit(
             c.SessionUnreadChanged(
                 agent_id=data.agent_id,
                 session_id=data.session_id,
-                conversation_id=session["conversation_id"],
+                conversation_id=session.conversation_id,
                 unread=0,
                 badge="",
             )
         )
     uow.emit(
-        c.SessionFocused(agent_id=data.agent_id, session_id=data.session_id, conversation_id=session["conversation_id"])
+        c.SessionFocused(agent_id=data.agent_id, session_id=data.session_id, conversation_id=session.conversation_id)
     )
 
 
-async def on_open_tab(uow: UnitOfWork, ev: c.CloudEvent, data: c.OpenTab) -> None:
+async def on_open_tab(uow: Uow, ev: c.CloudEvent, data: c.OpenTab) -> None:
     _authorise(ev, data)
     session = await _session(uow, ev, data.agent_id, data.session_id)
-    limit = (await profile(uow.conn, data.agent_id))["max_tabs"]
-    if await uow.conn.fetchval(Q.count_tabs, data.agent_id, data.session_id) >= limit:
+    limit = (await profile(uow.store, data.agent_id)).max_tabs
+    if await uow.store.count_tabs(data.agent_id, data.session_id) >= limit:
         raise reject(
             ev, data.agent_id, f"tab limit reached ({limit} in session {data.session_id!r}); close a tab first"
         )
     tab_id = f"{data.kind}-{uuid.uuid4().hex[:8]}"
-    await uow.conn.execute(
-        Q.insert_tab, data.agent_id, data.session_id, tab_id, data.kind, data.title, False, data.target
-    )
-    await uow.conn.execute(Q.set_focused_tab, data.agent_id, data.session_id, tab_id)
+    await uow.store.insert_tab(data.agent_id, Tab(data.session_id, tab_id, data.kind, data.title, target=data.target))
+    await uow.store.set_focused_tab(data.agent_id, data.session_id, tab_id)
     uow.emit(
         c.TabOpened(
             agent_id=data.agent_id,
@@ -455,7 +628,7 @@ async def on_open_tab(uow: UnitOfWork, ev: c.CloudEvent, data: c.OpenTab) -> Non
             tab_id=tab_id,
             kind=data.kind,
             title=data.title,
-            conversation_id=session["conversation_id"],
+            conversation_id=session.conversation_id,
             target=data.target,
         )
     )
@@ -464,65 +637,70 @@ async def on_open_tab(uow: UnitOfWork, ev: c.CloudEvent, data: c.OpenTab) -> Non
             agent_id=data.agent_id,
             session_id=data.session_id,
             tab_id=tab_id,
-            conversation_id=session["conversation_id"],
+            conversation_id=session.conversation_id,
         )
     )
 
 
-async def on_focus_tab(uow: UnitOfWork, ev: c.CloudEvent, data: c.FocusTab) -> None:
+async def _tab(uow: Uow, ev: c.CloudEvent, agent_id: str, session_id: str, tab_id: str) -> Tab:
+    tab = await uow.store.find_tab(agent_id, session_id, tab_id)
+    if tab is None:
+        raise reject(ev, agent_id, f"no tab {tab_id!r} in session {session_id!r}")
+    return tab
+
+
+async def on_focus_tab(uow: Uow, ev: c.CloudEvent, data: c.FocusTab) -> None:
     _authorise(ev, data)
     session = await _session(uow, ev, data.agent_id, data.session_id)
-    if await uow.conn.fetchrow(Q.get_tab, data.agent_id, data.session_id, data.tab_id) is None:
-        raise reject(ev, data.agent_id, f"no tab {data.tab_id!r} in session {data.session_id!r}")
-    await uow.conn.execute(Q.set_focused_tab, data.agent_id, data.session_id, data.tab_id)
+    await _tab(uow, ev, data.agent_id, data.session_id, data.tab_id)
+    await uow.store.set_focused_tab(data.agent_id, data.session_id, data.tab_id)
     uow.emit(
         c.TabFocused(
             agent_id=data.agent_id,
             session_id=data.session_id,
             tab_id=data.tab_id,
-            conversation_id=session["conversation_id"],
+            conversation_id=session.conversation_id,
         )
     )
 
 
-async def on_close_tab(uow: UnitOfWork, ev: c.CloudEvent, data: c.CloseTab) -> None:
+async def on_close_tab(uow: Uow, ev: c.CloudEvent, data: c.CloseTab) -> None:
     _authorise(ev, data)
     session = await _session(uow, ev, data.agent_id, data.session_id)
-    tab = await uow.conn.fetchrow(Q.get_tab, data.agent_id, data.session_id, data.tab_id)
-    refusal = domain.tab_close_refusal(dict(tab) if tab else None, data.tab_id)
+    tab = await uow.store.find_tab(data.agent_id, data.session_id, data.tab_id)
+    refusal = domain.tab_close_refusal(tab, data.tab_id)
     if refusal:
         raise reject(ev, data.agent_id, refusal)
-    await uow.conn.execute(Q.delete_tab, data.agent_id, data.session_id, data.tab_id)
+    await uow.store.delete_tab(data.agent_id, data.session_id, data.tab_id)
     uow.emit(
         c.TabClosed(
             agent_id=data.agent_id,
             session_id=data.session_id,
             tab_id=data.tab_id,
-            conversation_id=session["conversation_id"],
+            conversation_id=session.conversation_id,
         )
     )
-    if session["focused_tab"] == data.tab_id:
-        await uow.conn.execute(Q.set_focused_tab, data.agent_id, data.session_id, "anchor")
+    if session.focused_tab == data.tab_id:
+        await uow.store.set_focused_tab(data.agent_id, data.session_id, ANCHOR)
         uow.emit(
             c.TabFocused(
                 agent_id=data.agent_id,
                 session_id=data.session_id,
-                tab_id="anchor",
-                conversation_id=session["conversation_id"],
+                tab_id=ANCHOR,
+                conversation_id=session.conversation_id,
             )
         )
 
 
-async def on_save_draft(uow: UnitOfWork, ev: c.CloudEvent, data: c.SaveDraft) -> None:
+async def on_save_draft(uow: Uow, ev: c.CloudEvent, data: c.SaveDraft) -> None:
     """Optimistic concurrency: a save names the version it edited; a stale one is refused with
     the current version, so two devices never overwrite each other silently."""
     _authorise(ev, data)
     session = await _session(uow, ev, data.agent_id, data.session_id)
-    if await uow.conn.fetchrow(Q.get_tab, data.agent_id, data.session_id, data.tab_id) is None:
-        raise reject(ev, data.agent_id, f"no tab {data.tab_id!r} in session {data.session_id!r}")
-    key = domain.draft_key(data.agent_id, data.session_id, data.tab_id, session["conversation_id"])
-    current = await uow.conn.fetchrow(Q.get_draft, key)
-    version = current["version"] if current else 0
+    await _tab(uow, ev, data.agent_id, data.session_id, data.tab_id)
+    key = domain.draft_key(data.agent_id, data.session_id, data.tab_id, session.conversation_id)
+    current = await uow.store.find_draft(key)
+    version = current.version if current else 0
     if data.version != version:
         raise reject(
             ev,
@@ -530,17 +708,10 @@ async def on_save_draft(uow: UnitOfWork, ev: c.CloudEvent, data: c.SaveDraft) ->
             f"stale draft: you edited version {data.version} but the current version is "
             f"{version}; reload it and apply your changes again",
             current_version=version,
-            current_fields=current["fields"] if current else {},
+            current_fields=current.fields if current else {},
         )
-    await uow.conn.execute(
-        Q.upsert_draft,
-        key,
-        data.agent_id,
-        data.session_id,
-        data.tab_id,
-        session["conversation_id"],
-        data.fields,
-        version + 1,
+    await uow.store.upsert_draft(
+        Draft(key, data.agent_id, data.session_id, data.tab_id, session.conversation_id, data.fields, version + 1)
     )
     uow.emit(
         c.DraftSaved(
@@ -548,25 +719,25 @@ async def on_save_draft(uow: UnitOfWork, ev: c.CloudEvent, data: c.SaveDraft) ->
             session_id=data.session_id,
             tab_id=data.tab_id,
             version=version + 1,
-            conversation_id=session["conversation_id"],
+            conversation_id=session.conversation_id,
             fields=data.fields,
         )
     )
 
 
-async def on_link_record(uow: UnitOfWork, ev: c.CloudEvent, data: c.LinkRecord) -> None:
+async def on_link_record(uow: Uow, ev: c.CloudEvent, data: c.LinkRecord) -> None:
     _authorise(ev, data)
     session = await _session(uow, ev, data.agent_id, data.session_id)
-    if data.session_id == domain.HOME:
+    if data.session_id == HOME:
         raise reject(ev, data.agent_id, "records are linked to a conversation or record session, not to Home")
     record = data.record.model_dump(exclude_none=True)
     title = domain.record_title(record)
-    await uow.conn.execute(Q.retitle_session, data.agent_id, data.session_id, title, domain.icon(title), record)
+    await uow.store.retitle_session(data.agent_id, data.session_id, title, domain.icon(title), record)
     uow.emit(
         c.SessionRetitled(
             agent_id=data.agent_id,
             session_id=data.session_id,
-            conversation_id=session["conversation_id"],
+            conversation_id=session.conversation_id,
             title=title,
             icon=domain.icon(title),
             record=record,
@@ -574,14 +745,14 @@ async def on_link_record(uow: UnitOfWork, ev: c.CloudEvent, data: c.LinkRecord) 
     )
 
 
-async def on_send_message(uow: UnitOfWork, ev: c.CloudEvent, data: c.SendMessage) -> None:
+async def on_send_message(uow: Uow, ev: c.CloudEvent, data: c.SendMessage) -> None:
     _authorise(ev, data)
     session = await _session(uow, ev, data.agent_id, data.session_id)
-    if not session["conversation_id"]:
+    if not session.conversation_id:
         raise reject(ev, data.agent_id, f"session {data.session_id!r} has no conversation to send a message to")
     uow.emit(
         c.MessagePosted(
-            conversation_id=session["conversation_id"],
+            conversation_id=session.conversation_id,
             sender="agent",
             sender_id=data.agent_id,
             visibility=data.visibility,
@@ -592,53 +763,281 @@ async def on_send_message(uow: UnitOfWork, ev: c.CloudEvent, data: c.SendMessage
     )
 
 
+async def _held(uow: Uow, ev: c.CloudEvent, agent_id: str, session_id: str) -> Session:
+    session = await _session(uow, ev, agent_id, session_id)
+    if not session.conversation_id:
+        raise reject(ev, agent_id, f"session {session_id!r} holds no conversation to transfer")
+    return session
+
+
+async def on_transfer_session(uow: Uow, ev: c.CloudEvent, data: c.TransferSession) -> None:
+    """The agent hands its conversation to a queue or an agent; routing carries it out (the session
+    closes on work.released, reason transferred) or refuses it."""
+    _authorise(ev, data)
+    session = await _held(uow, ev, data.agent_id, data.session_id)
+    if data.to_agent == data.agent_id:
+        raise reject(ev, data.agent_id, "you hold this conversation already; transfer it to another agent or a queue")
+    uow.emit(
+        c.TransferWork(
+            conversation_id=session.conversation_id,
+            agent_id=data.agent_id,
+            to_queue=data.to_queue,
+            to_agent=data.to_agent,
+            command_id=ev.id,
+        )
+    )
+
+
+# --- supervisor.act ----------------------------------------------------------------------------
+
+ParticipantMode = Literal["observe", "listen", "whisper", "barge", "left"]
+PARTICIPANT_MODES: dict[str, ParticipantMode] = {
+    "observe": "observe",
+    "listen": "listen",
+    "leave": "left",
+    "barge": "barge",
+}
+
+
+async def on_supervisor_act(uow: Uow, ev: c.CloudEvent, data: c.SupervisorAct) -> None:
+    """A supervisor's action on the agent (the key) or on a conversation the agent holds: recorded,
+    told to the agent, then carried out. The gateway checked the supervisor's role."""
+    _authorise(ev, data)
+    store = uow.store
+    await store.ensure_agent(data.agent_id)
+    session: Session | None = None
+    if data.conversation_id is not None:
+        session = await store.find_open_session(data.conversation_id)
+        if session is None or session.agent_id != data.agent_id:
+            raise reject(
+                ev,
+                data.agent_id,
+                f"supervisor.act {data.action}: conversation {data.conversation_id!r} is not held by {data.agent_id}",
+            )
+    if data.action == "force_transfer" and data.to_agent == data.agent_id:
+        raise reject(ev, data.agent_id, f"force_transfer: {data.agent_id} holds the conversation already")
+    detail = domain.supervisor_detail(
+        data.supervisor_id,
+        data.action,
+        session.title if session else None,
+        text=data.text,
+        to_queue=data.to_queue,
+        to_agent=data.to_agent,
+        status=data.status,
+        reason=data.reason,
+    )
+    action = SupervisorAction(
+        data.supervisor_id,
+        data.agent_id,
+        data.action,
+        ev.time,
+        conversation_id=data.conversation_id,
+        session_id=session.session_id if session else None,
+        detail=detail,
+    )
+    await store.insert_supervisor_action(action)
+    uow.emit(
+        c.SupervisorActionRecorded(
+            agent_id=data.agent_id,
+            supervisor_id=data.supervisor_id,
+            action=data.action,
+            conversation_id=action.conversation_id,
+            session_id=action.session_id,
+            detail=detail,
+            time=action.time,
+        )
+    )
+    await _carry_out(uow, ev, data, session)
+
+
+async def _carry_out(uow: Uow, ev: c.CloudEvent, data: c.SupervisorAct, session: Session | None) -> None:
+    if data.action == "set_presence":
+        uow.emit(c.SetPresence(agent_id=data.agent_id, status=data.status))
+        return
+    assert session is not None and session.conversation_id is not None  # the contract requires a conversation
+    cid = session.conversation_id
+    if data.action == "whisper":
+        uow.emit(
+            c.MessagePosted(
+                conversation_id=cid,
+                sender="supervisor",
+                sender_id=data.supervisor_id,
+                visibility="internal",
+                text=data.text or "",
+                command_id=ev.id,
+            )
+        )
+    elif data.action in PARTICIPANT_MODES:
+        uow.emit(
+            c.ParticipantChanged(
+                conversation_id=cid,
+                participant_id=data.supervisor_id,
+                role="supervisor",
+                mode=PARTICIPANT_MODES[data.action],
+                channel=session.channel,
+            )
+        )
+        if data.action == "barge" and data.text:
+            uow.emit(
+                c.MessagePosted(
+                    conversation_id=cid,
+                    sender="supervisor",
+                    sender_id=data.supervisor_id,
+                    visibility="public",
+                    text=data.text,
+                    command_id=ev.id,
+                )
+            )
+    elif data.action == "force_transfer":
+        uow.emit(
+            c.TransferWork(
+                conversation_id=cid,
+                agent_id=data.agent_id,
+                to_queue=data.to_queue,
+                to_agent=data.to_agent,
+                command_id=ev.id,
+            )
+        )
+    elif data.action == "force_close":
+        await _close(uow, session, reason="forced")
+
+
 # --- read side and configuration ---------------------------------------------------------------
 
 
-async def workspace(conn: Conn, agent_id: str) -> dict[str, Any]:
-    """The whole workspace as of one database snapshot, with the event sequence it reflects."""
-    seq = await conn.fetchval(Q.get_seq, agent_id) or 0
-    focus = await conn.fetchval(Q.get_focus, agent_id)
-    sessions = [dict(r) for r in await conn.fetch(Q.list_sessions, agent_id)]
-    tabs = [dict(r) for r in await conn.fetch(Q.list_tabs, agent_id)]
-    offers = [dict(r) for r in await conn.fetch(Q.list_pending_offers, agent_id)]
-    drafts = [dict(r) for r in await conn.fetch(Q.list_drafts, agent_id)]
-    settings = await profile(conn, agent_id)
-    if not any(s["session_id"] == domain.HOME for s in sessions):
-        sessions.insert(
-            0, {"session_id": domain.HOME, "kind": "home", "title": "Home", "icon": "Ho", "status": "open", "unread": 0}
+async def workspace(store: SessionsStore, agent_id: str, queues: list[str] | None = None) -> dict[str, Any]:
+    """The whole workspace as of the store's snapshot, with the event sequence it reflects: sessions
+    (each with its last 50 messages), offers, presence, Home's dashboard (open work of `queues`, of
+    all queues when None), channels and dispositions. `statuses` is the gateway's to fill."""
+    now = _now()
+    sessions = await store.list_sessions(agent_id)
+    offers = await store.list_pending_offers(agent_id)
+    view = domain.workspace_view(
+        agent_id,
+        seq=await store.get_seq(agent_id),
+        focus=await store.find_focus(agent_id),
+        sessions=sessions,
+        tabs=await store.list_tabs(agent_id),
+        offers=offers,
+        drafts=await store.list_drafts(agent_id),
+        profile=(await profile(store, agent_id)).model_dump(mode="json"),
+    )
+    conversations = sorted({s.conversation_id for s in sessions if s.conversation_id})
+    recent = await store.list_recent_messages(conversations, TRANSCRIPT_PAGE + 1)
+    for v in view["sessions"]:
+        v["transcript"], v["transcript_more"] = domain.transcript_page(
+            recent.get(v.get("conversation_id") or "", []), TRANSCRIPT_PAGE
         )
-    voice_live = any(s.get("channel") == "voice" and s["status"] == "open" for s in sessions)
-    for s in sessions:
-        s["badge"] = domain.badge(s.get("unread") or 0)
-        # a live voice call stays the primary session: the agent may look elsewhere, no work is offered
-        s["primary"] = voice_live and s.get("channel") == "voice" and s["status"] == "open"
-        s["tabs"] = [t for t in tabs if t["session_id"] == s["session_id"]]
-        s["drafts"] = [
-            d
-            for d in drafts
-            if d["session_id"] == s["session_id"]
-            or (s.get("conversation_id") and d["conversation_id"] == s.get("conversation_id"))
-        ]
+    presence = await store.find_presence(agent_id)
+    view.update(
+        server_time=now.isoformat(),
+        presence=_presence_view(presence) if presence else None,
+        statuses=[],
+        channels=domain.channels_seen(sessions, offers),
+        dashboard=await _dashboard(store, agent_id, queues, sessions, now),
+        dispositions=[{"code": d.code, "label": d.label} for d in await store.list_dispositions()],
+    )
+    return view
+
+
+def _presence_view(presence: Presence) -> dict[str, Any]:
     return {
-        "agent_id": agent_id,
-        "seq": seq,
-        "focused_session": focus or domain.HOME,
-        "sessions": sessions,
-        "offers": offers,
-        "profile": settings,
+        "status": presence.status,
+        "base": presence.base,
+        "closed_channels": presence.closed_channels,
+        "since": presence.since,
+        "source": presence.source,
     }
 
 
-async def apply_config(conn: Conn, cfg: dict[str, Any]) -> None:
-    """The sessions section of the YAML configuration: experience profiles and who has which."""
-    profiles = cfg.get("profiles") or {}
-    profiles.setdefault("default", {})
+async def _dashboard(
+    store: SessionsStore, agent_id: str, queues: list[str] | None, sessions: list[Session], now: datetime
+) -> dict[str, Any]:
+    queues_of = {a.conversation_id: a.queue for a in await store.list_assignments(agent_id)}
+    return domain.dashboard_view(sessions, queues_of, await store.list_waiting_work(queues), now)
+
+
+async def dashboard(store: SessionsStore, agent_id: str, queues: list[str] | None) -> dict[str, Any]:
+    """Home's dashboard: {my_work, queue_work (open work of `queues`; all queues when None), closed}."""
+    return await _dashboard(store, agent_id, queues, await store.list_sessions(agent_id), _now())
+
+
+async def transcript(
+    store: SessionsStore, conversation_id: str, before_message_id: str | None = None, limit: int = TRANSCRIPT_PAGE
+) -> dict[str, Any]:
+    """A page of a conversation's messages, oldest first, older than `before_message_id` (the newest
+    when None): {"conversation_id", "messages", "more"}. No access check: for supervisors."""
+    limit = max(1, min(limit, 200))
+    page = await store.list_messages_before(conversation_id, before_message_id, limit + 1)
+    messages, more = domain.transcript_page(page, limit)
+    return {"conversation_id": conversation_id, "messages": messages, "more": more}
+
+
+async def history(
+    store: SessionsStore, agent_id: str, conversation_id: str, before_message_id: str | None, limit: int = 50
+) -> dict[str, Any]:
+    """The agent's `conversation.history` read: like `transcript`, for a conversation the agent holds or
+    held; raises PermissionError (its message says why) otherwise."""
+    if not await store.held_conversation(agent_id, conversation_id):
+        raise PermissionError(f"{agent_id} has not held conversation {conversation_id!r}; its history is not theirs")
+    return await transcript(store, conversation_id, before_message_id, limit)
+
+
+async def list_supervisor_actions(
+    store: SessionsStore, conversation_id: str | None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Supervisors' recorded actions, newest first, of one conversation (or all):
+    [{supervisor_id, agent_id, action, conversation_id, session_id, detail, time}]."""
+    return [
+        {
+            "supervisor_id": a.supervisor_id,
+            "agent_id": a.agent_id,
+            "action": a.action,
+            "conversation_id": a.conversation_id,
+            "session_id": a.session_id,
+            "detail": a.detail,
+            "time": a.time,
+        }
+        for a in await store.list_supervisor_actions(conversation_id, max(1, min(limit, 1000)))
+    ]
+
+
+async def agents_sessions(store: SessionsStore) -> dict[str, list[dict[str, Any]]]:
+    """Every agent's open conversation sessions, for the supervisor overview:
+    {agent_id: [{session_id, conversation_id, channel, title, opened_at, unread}]}."""
+    held: dict[str, list[dict[str, Any]]] = {}
+    for s in await store.list_open_conversation_sessions():
+        held.setdefault(s.agent_id, []).append(
+            {
+                "session_id": s.session_id,
+                "conversation_id": s.conversation_id,
+                "channel": s.channel,
+                "title": s.title,
+                "opened_at": s.opened_at,
+                "unread": s.unread,
+            }
+        )
+    return held
+
+
+async def escalations(store: SessionsStore) -> dict[str, list[str]]:
+    """The escalation signals seen per live conversation: {conversation_id: ["asks_for_manager", "upset"]}."""
+    return await store.list_escalations()
+
+
+async def apply_config(store: SessionsStore, cfg: SessionsConfig) -> None:
+    """The sessions section of the YAML configuration: experience profiles, who has which, and the
+    wrap-up dispositions."""
+    profiles = {DEFAULT_PROFILE: SessionProfile(), **cfg.profiles}
     for name, settings in profiles.items():
-        domain.profile_settings(settings)  # refuse unknown settings before storing anything
-        await conn.execute(Q.upsert_profile, name, settings or {})
-    for agent_id, spec in (cfg.get("agents") or {}).items():
-        name = (spec or {}).get("profile", "default")
-        if name not in profiles:
-            raise ValueError(f"sessions.agents.{agent_id}: unknown experience profile {name!r}")
-        await conn.execute(Q.assign_profile, agent_id, name)
+        await store.upsert_profile(name, settings)
+    for agent_id, spec in cfg.agents.items():
+        await store.assign_profile(agent_id, spec.profile)
+    await store.replace_dispositions([Disposition(d.code, d.label) for d in cfg.dispositions])
+
+
+async def put_profile(store: SessionsStore, name: str, settings: SessionProfile, agents: list[str]) -> None:
+    """A supervisor's edit: store one profile and give it to `agents`."""
+    await store.upsert_profile(name, settings)
+    for agent_id in agents:
+        await store.assign_profile(agent_id, name)

@@ -4,67 +4,14 @@ WITH a AS (INSERT INTO agents (agent_id) VALUES ($1) ON CONFLICT (agent_id) DO N
 INSERT INTO sessions (agent_id, session_id, kind, title, icon) VALUES ($1, 'home', 'home', 'Home', 'Ho')
 ON CONFLICT (agent_id, session_id) DO NOTHING;
 
--- name: insert_offer
-INSERT INTO offers (offer_id, agent_id, conversation_id, channel, queue, title, conversation, status, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8)
-ON CONFLICT (offer_id) DO NOTHING
-RETURNING offer_id;
-
--- name: get_offer
-SELECT offer_id, agent_id, conversation_id, channel, queue, title, conversation, status, expires_at
-FROM offers WHERE offer_id = $1 FOR UPDATE;
-
--- name: set_offer_status
-UPDATE offers SET status = $2 WHERE offer_id = $1;
-
 -- name: next_visitor_number
 UPDATE agents SET visitor_counter = visitor_counter + 1 WHERE agent_id = $1 RETURNING visitor_counter;
-
--- name: count_open_sessions
-SELECT count(*) FROM sessions WHERE agent_id = $1 AND status = 'open' AND kind <> 'home';
-
--- name: insert_session
-INSERT INTO sessions (agent_id, session_id, kind, conversation_id, channel, title, icon, focused_tab)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-ON CONFLICT DO NOTHING
-RETURNING session_id;
-
--- name: insert_tab
-INSERT INTO tabs (agent_id, session_id, tab_id, kind, title, anchor, target)
-VALUES ($1, $2, $3, $4, $5, $6, $7);
-
--- name: get_session
-SELECT agent_id, session_id, kind, conversation_id, channel, title, icon, status, unread, focused_tab
-FROM sessions WHERE agent_id = $1 AND session_id = $2 FOR UPDATE;
-
--- name: find_open_session_by_conversation
-SELECT agent_id, session_id, kind, conversation_id, channel, title, icon, status, unread, focused_tab
-FROM sessions WHERE conversation_id = $1 AND status = 'open';
-
--- name: close_session
-UPDATE sessions SET status = 'closed', closed_at = now() WHERE agent_id = $1 AND session_id = $2 AND status = 'open';
 
 -- name: set_focus
 UPDATE agents SET focused_session = $2 WHERE agent_id = $1;
 
 -- name: get_focus
 SELECT focused_session FROM agents WHERE agent_id = $1;
-
--- name: set_presence
-UPDATE agents SET presence = $2 WHERE agent_id = $1;
-
--- name: list_sessions
-SELECT session_id, kind, conversation_id, channel, title, icon, status, unread, focused_tab, opened_at, closed_at,
-       record, pane
-FROM sessions WHERE agent_id = $1 AND (status = 'open' OR closed_at > now() - interval '1 day')
-ORDER BY opened_at;
-
--- name: list_tabs
-SELECT session_id, tab_id, kind, title, anchor, target FROM tabs WHERE agent_id = $1 ORDER BY opened_at;
-
--- name: list_pending_offers
-SELECT offer_id, conversation_id, channel, queue, title, status, expires_at FROM offers
-WHERE agent_id = $1 AND status IN ('pending', 'accepted') ORDER BY received_at;
 
 -- name: bump_seq
 -- Numbers an agent's events; the row lock orders concurrent transactions of one agent.
@@ -75,50 +22,70 @@ RETURNING seq;
 -- name: get_seq
 SELECT seq FROM agent_seq WHERE agent_id = $1;
 
--- name: upsert_profile
-INSERT INTO profiles (name, settings) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET settings = $2;
+-- name: insert_offer
+INSERT INTO offers (offer_id, agent_id, conversation_id, channel, queue, title, conversation, status, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (offer_id) DO NOTHING
+RETURNING offer_id;
 
--- name: get_profile
-SELECT p.name, p.settings FROM agents a JOIN profiles p ON p.name = a.profile WHERE a.agent_id = $1;
+-- name: get_offer
+SELECT offer_id, agent_id, conversation_id, channel, expires_at, queue, title, conversation, status
+FROM offers WHERE offer_id = $1 FOR UPDATE;
 
--- name: get_profile_by_name
-SELECT name, settings FROM profiles WHERE name = $1;
+-- name: set_offer_status
+UPDATE offers SET status = $2 WHERE offer_id = $1;
 
--- name: list_profiles
-SELECT name, settings FROM profiles ORDER BY name;
+-- name: list_pending_offers
+SELECT offer_id, agent_id, conversation_id, channel, expires_at, queue, title, conversation, status FROM offers
+WHERE agent_id = $1 AND status IN ('pending', 'accepted') ORDER BY received_at;
 
--- name: assign_profile
-INSERT INTO agents (agent_id, profile) VALUES ($1, $2)
-ON CONFLICT (agent_id) DO UPDATE SET profile = EXCLUDED.profile;
+-- name: insert_session
+INSERT INTO sessions (agent_id, session_id, kind, conversation_id, channel, title, icon, focused_tab)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT DO NOTHING
+RETURNING session_id;
 
--- name: count_tabs
-SELECT count(*) FROM tabs WHERE agent_id = $1 AND session_id = $2;
+-- name: reopen_session
+UPDATE sessions SET status = 'open', closed_at = NULL, disposition = NULL, note = NULL, close_reason = NULL
+WHERE agent_id = $1 AND session_id = $2 AND status = 'closed'
+RETURNING session_id;
 
--- name: get_tab
-SELECT tab_id, kind, title, anchor, target FROM tabs WHERE agent_id = $1 AND session_id = $2 AND tab_id = $3;
+-- name: get_session
+SELECT agent_id, session_id, kind, title, icon, conversation_id, channel, status, unread, focused_tab, record, pane,
+       opened_at, closed_at, disposition, note, close_reason
+FROM sessions WHERE agent_id = $1 AND session_id = $2 FOR UPDATE;
 
--- name: delete_tab
-DELETE FROM tabs WHERE agent_id = $1 AND session_id = $2 AND tab_id = $3;
+-- name: find_open_session_by_conversation
+SELECT agent_id, session_id, kind, title, icon, conversation_id, channel, status, unread, focused_tab, record, pane,
+       opened_at, closed_at, disposition, note, close_reason
+FROM sessions WHERE conversation_id = $1 AND status = 'open';
 
--- name: set_focused_tab
-UPDATE sessions SET focused_tab = $3 WHERE agent_id = $1 AND session_id = $2;
+-- name: list_sessions
+-- The agent's open sessions and those closed within a day, oldest first.
+SELECT agent_id, session_id, kind, title, icon, conversation_id, channel, status, unread, focused_tab, record, pane,
+       opened_at, closed_at, disposition, note, close_reason
+FROM sessions WHERE agent_id = $1 AND (status = 'open' OR closed_at > now() - interval '1 day')
+ORDER BY opened_at;
 
--- name: get_draft
-SELECT fields, version FROM drafts WHERE draft_key = $1 FOR UPDATE;
+-- name: list_open_conversation_sessions
+-- Every agent's open conversation sessions (the supervisor overview), by agent, oldest first.
+SELECT agent_id, session_id, kind, title, icon, conversation_id, channel, status, unread, focused_tab, record, pane,
+       opened_at, closed_at, disposition, note, close_reason
+FROM sessions WHERE status = 'open' AND conversation_id IS NOT NULL
+ORDER BY agent_id, opened_at, session_id;
 
--- name: upsert_draft
-INSERT INTO drafts (draft_key, agent_id, session_id, tab_id, conversation_id, fields, version)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-ON CONFLICT (draft_key) DO UPDATE SET agent_id = $2, session_id = $3, fields = $6, version = $7, updated_at = now();
+-- name: count_open_sessions
+SELECT count(*) FROM sessions WHERE agent_id = $1 AND status = 'open' AND kind <> 'home';
 
--- name: list_drafts
-SELECT d.draft_key, d.session_id, d.tab_id, d.conversation_id, d.fields, d.version, d.updated_at
-FROM drafts d
-WHERE d.agent_id = $1
-   OR d.conversation_id IN (SELECT conversation_id FROM sessions WHERE agent_id = $1 AND status = 'open');
+-- name: close_session
+UPDATE sessions SET status = 'closed', closed_at = now(), disposition = $3, note = $4, close_reason = $5
+WHERE agent_id = $1 AND session_id = $2 AND status = 'open';
 
 -- name: retitle_session
 UPDATE sessions SET title = $3, icon = $4, record = $5 WHERE agent_id = $1 AND session_id = $2;
+
+-- name: set_focused_tab
+UPDATE sessions SET focused_tab = $3 WHERE agent_id = $1 AND session_id = $2;
 
 -- name: bump_unread
 UPDATE sessions SET unread = unread + 1 WHERE agent_id = $1 AND session_id = $2 RETURNING unread;
@@ -129,20 +96,180 @@ UPDATE sessions SET unread = 0 WHERE agent_id = $1 AND session_id = $2;
 -- name: merge_pane
 UPDATE sessions SET pane = pane || $3 WHERE agent_id = $1 AND session_id = $2 RETURNING pane;
 
+-- name: insert_tab
+INSERT INTO tabs (agent_id, session_id, tab_id, kind, title, anchor, target)
+VALUES ($1, $2, $3, $4, $5, $6, $7);
+
+-- name: get_tab
+SELECT session_id, tab_id, kind, title, anchor, target FROM tabs
+WHERE agent_id = $1 AND session_id = $2 AND tab_id = $3;
+
+-- name: list_tabs
+SELECT session_id, tab_id, kind, title, anchor, target FROM tabs WHERE agent_id = $1 ORDER BY opened_at;
+
+-- name: count_tabs
+SELECT count(*) FROM tabs WHERE agent_id = $1 AND session_id = $2;
+
+-- name: delete_tab
+DELETE FROM tabs WHERE agent_id = $1 AND session_id = $2 AND tab_id = $3;
+
+-- name: forget_app_tabs
+DELETE FROM tabs WHERE agent_id = $1 AND session_id = $2 AND NOT anchor;
+
+-- name: get_draft
+SELECT draft_key, agent_id, session_id, tab_id, conversation_id, fields, version, updated_at
+FROM drafts WHERE draft_key = $1 FOR UPDATE;
+
+-- name: upsert_draft
+INSERT INTO drafts (draft_key, agent_id, session_id, tab_id, conversation_id, fields, version)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (draft_key) DO UPDATE SET agent_id = $2, session_id = $3, fields = $6, version = $7, updated_at = now();
+
+-- name: list_drafts
+-- The agent's drafts and those of the conversations in its open sessions.
+SELECT d.draft_key, d.agent_id, d.session_id, d.tab_id, d.conversation_id, d.fields, d.version, d.updated_at
+FROM drafts d
+WHERE d.agent_id = $1
+   OR d.conversation_id IN (SELECT conversation_id FROM sessions WHERE agent_id = $1 AND status = 'open');
+
 -- name: upsert_assignment
-INSERT INTO assignments (conversation_id, agent_id, channel, conversation) VALUES ($1, $2, $3, $4)
-ON CONFLICT (conversation_id) DO UPDATE SET agent_id = $2, channel = $3, conversation = $4, assigned_at = now(),
-    released = false;
+INSERT INTO assignments (conversation_id, agent_id, channel, conversation, queue) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (conversation_id) DO UPDATE SET agent_id = $2, channel = $3, conversation = $4, queue = $5,
+    assigned_at = now(), released = false;
 
 -- name: get_assignment
-SELECT conversation_id, agent_id, channel, conversation, released FROM assignments WHERE conversation_id = $1;
+SELECT conversation_id, agent_id, channel, conversation, released, queue FROM assignments WHERE conversation_id = $1;
+
+-- name: list_assignments
+SELECT conversation_id, agent_id, channel, conversation, released, queue FROM assignments
+WHERE agent_id = $1 AND NOT released ORDER BY conversation_id;
 
 -- name: release_assignment
 UPDATE assignments SET released = true WHERE conversation_id = $1 AND agent_id = $2;
 
--- name: reopen_session
-UPDATE sessions SET status = 'open', closed_at = NULL WHERE agent_id = $1 AND session_id = $2 AND status = 'closed'
-RETURNING session_id;
+-- name: upsert_profile
+INSERT INTO profiles (name, settings) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET settings = $2;
 
--- name: forget_app_tabs
-DELETE FROM tabs WHERE agent_id = $1 AND session_id = $2 AND NOT anchor;
+-- name: assign_profile
+INSERT INTO agents (agent_id, profile) VALUES ($1, $2)
+ON CONFLICT (agent_id) DO UPDATE SET profile = EXCLUDED.profile;
+
+-- name: get_profile
+SELECT p.settings FROM agents a JOIN profiles p ON p.name = a.profile WHERE a.agent_id = $1;
+
+-- name: list_profiles
+SELECT name, settings FROM profiles ORDER BY name;
+
+-- name: upsert_presence
+INSERT INTO presence (agent_id, status, base, closed_channels, colour, source, since)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (agent_id) DO UPDATE SET status = $2, base = $3, closed_channels = $4, colour = $5, source = $6,
+    since = $7;
+
+-- name: get_presence
+SELECT agent_id, status, source, since, base, closed_channels, colour FROM presence WHERE agent_id = $1;
+
+-- name: insert_message
+-- The conversation's next ordinal; a message already stored (same message_id) is left as it is.
+INSERT INTO messages (conversation_id, message_id, ordinal, sender, sender_id, visibility, text, time, suggestion_id,
+                      command_id)
+SELECT $1, $2, coalesce(max(ordinal), 0) + 1, $3, $4, $5, $6, $7, $8, $9 FROM messages WHERE conversation_id = $1
+ON CONFLICT (conversation_id, message_id) DO NOTHING
+RETURNING ordinal;
+
+-- name: list_recent_messages
+-- The newest $2 messages of each conversation, oldest first.
+SELECT m.conversation_id, m.message_id, m.sender, m.text, m.time, m.sender_id, m.visibility, m.suggestion_id,
+       m.command_id, m.ordinal
+FROM unnest($1::text[]) AS c (conversation_id)
+CROSS JOIN LATERAL (
+    SELECT * FROM messages WHERE conversation_id = c.conversation_id ORDER BY ordinal DESC LIMIT $2
+) m
+ORDER BY m.conversation_id, m.ordinal;
+
+-- name: list_messages_before
+-- The newest $3 messages older than message $2 (the newest of all when $2 is null), oldest first;
+-- none when $2 is not a message of the conversation.
+SELECT conversation_id, message_id, sender, text, time, sender_id, visibility, suggestion_id, command_id, ordinal
+FROM (
+    SELECT * FROM messages
+    WHERE conversation_id = $1
+      AND ($2::text IS NULL OR ordinal < (SELECT ordinal FROM messages WHERE conversation_id = $1 AND message_id = $2))
+    ORDER BY ordinal DESC LIMIT $3
+) page
+ORDER BY ordinal;
+
+-- name: held_conversation
+SELECT EXISTS (SELECT 1 FROM sessions WHERE agent_id = $1 AND conversation_id = $2);
+
+-- name: upsert_conversation
+INSERT INTO conversations (conversation_id, channel, title, priority, arrived_at) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (conversation_id) DO UPDATE SET channel = $2, title = $3, priority = $4;
+
+-- name: forget_conversation
+WITH w AS (DELETE FROM waiting_work WHERE conversation_id = $1),
+     e AS (DELETE FROM escalations WHERE conversation_id = $1),
+     p AS (DELETE FROM conversation_pane WHERE conversation_id = $1)
+DELETE FROM conversations WHERE conversation_id = $1;
+
+-- name: merge_conversation_pane
+INSERT INTO conversation_pane (conversation_id, pane) VALUES ($1, $2)
+ON CONFLICT (conversation_id) DO UPDATE SET pane = conversation_pane.pane || EXCLUDED.pane, updated_at = now();
+
+-- name: get_conversation_pane
+SELECT pane FROM conversation_pane WHERE conversation_id = $1;
+
+-- name: upsert_waiting_work
+-- Waiting since it was first queued (a re-announced position or an offer keeps that time); a null
+-- state keeps the current one (a new item waits).
+INSERT INTO waiting_work (conversation_id, channel, queue, state, queued_at)
+VALUES ($1, $2, $3, coalesce($4, 'waiting'), $5)
+ON CONFLICT (conversation_id) DO UPDATE SET channel = $2, queue = $3, state = coalesce($4, waiting_work.state);
+
+-- name: move_waiting_work
+UPDATE waiting_work SET queue = $2 WHERE conversation_id = $1;
+
+-- name: remove_waiting_work
+DELETE FROM waiting_work WHERE conversation_id = $1;
+
+-- name: list_waiting_work
+-- Waiting and offered work of the queues $1 (of all queues when null), the most urgent first.
+SELECT w.conversation_id, w.channel, w.queue, w.state, w.queued_at, c.title, coalesce(c.priority, 0) AS priority
+FROM waiting_work w LEFT JOIN conversations c USING (conversation_id)
+WHERE $1::text[] IS NULL OR w.queue = ANY($1::text[])
+ORDER BY coalesce(c.priority, 0) DESC, w.queued_at, w.conversation_id;
+
+-- name: delete_dispositions
+DELETE FROM dispositions;
+
+-- name: insert_disposition
+INSERT INTO dispositions (code, label, position) VALUES ($1, $2, $3);
+
+-- name: list_dispositions
+SELECT code, label FROM dispositions ORDER BY position;
+
+-- name: insert_supervisor_action
+INSERT INTO supervisor_actions (supervisor_id, agent_id, action, conversation_id, session_id, detail, time)
+VALUES ($1, $2, $3, $4, $5, $6, $7);
+
+-- name: list_supervisor_actions
+-- The newest first, of one conversation ($1) or of all.
+SELECT supervisor_id, agent_id, action, time, conversation_id, session_id, detail FROM supervisor_actions
+WHERE $1::text IS NULL OR conversation_id = $1
+ORDER BY action_id DESC LIMIT $2;
+
+-- name: add_escalation
+-- The signals seen so far for the conversation, sorted, without repeats.
+INSERT INTO escalations (conversation_id, signals)
+VALUES ($1, (SELECT jsonb_agg(DISTINCT v ORDER BY v) FROM jsonb_array_elements_text($2::jsonb) AS s (v)))
+ON CONFLICT (conversation_id) DO UPDATE SET
+    signals = (SELECT jsonb_agg(DISTINCT v ORDER BY v)
+               FROM jsonb_array_elements_text(escalations.signals || EXCLUDED.signals) AS s (v)),
+    updated_at = now()
+RETURNING signals;
+
+-- name: get_escalation
+SELECT signals FROM escalations WHERE conversation_id = $1;
+
+-- name: list_escalations
+SELECT conversation_id, signals FROM escalations ORDER BY conversation_id;

@@ -1,0 +1,890 @@
+"""sessions' state: the store interface, its PostgreSQL implementation (named queries in sql/) and an
+in-memory fake for handler tests, with the same semantics (the contract suite runs both)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from sessions.config import SessionProfile
+from sessions.domain import (
+    HOME,
+    Assignment,
+    ConversationInfo,
+    Disposition,
+    Draft,
+    Message,
+    Offer,
+    Presence,
+    Session,
+    SupervisorAction,
+    Tab,
+    WaitingWork,
+)
+from shared.db import Conn, Queries
+
+Q = Queries("sessions")
+# Closed sessions stay listed in the workspace this long.
+CLOSED_KEPT = timedelta(days=1)
+
+
+class StoreConflict(Exception):
+    """The fake's counterpart of a constraint violation (PostgreSQL raises its own)."""
+
+
+class SessionsStore(Protocol):
+    # agents
+    async def ensure_agent(self, agent_id: str) -> None:
+        """The agent exists, with its Home session."""
+        ...
+
+    async def upsert_presence(self, presence: Presence) -> None: ...
+
+    async def find_presence(self, agent_id: str) -> Presence | None: ...
+
+    async def next_visitor_number(self, agent_id: str) -> int | None:
+        """The agent's next "Visitor N" number (None for an agent never seen)."""
+        ...
+
+    async def set_focus(self, agent_id: str, session_id: str) -> None: ...
+
+    async def find_focus(self, agent_id: str) -> str | None: ...
+
+    async def bump_seq(self, agent_id: str, count: int) -> int:
+        """Reserve `count` sequence numbers for the agent's events; returns the last one."""
+        ...
+
+    async def get_seq(self, agent_id: str) -> int:
+        """The agent's last sequence number (0 before its first event)."""
+        ...
+
+    # offers
+    async def insert_offer(self, offer: Offer) -> bool:
+        """Record an offer once; False when it was recorded already."""
+        ...
+
+    async def find_offer(self, offer_id: str) -> Offer | None: ...
+
+    async def set_offer_status(self, offer_id: str, status: str) -> None: ...
+
+    async def list_pending_offers(self, agent_id: str) -> list[Offer]:
+        """Offers pending or accepted (not yet assigned), oldest first."""
+        ...
+
+    # sessions
+    async def insert_session(self, session: Session) -> bool:
+        """Open a new session; False when it exists, or when its conversation is open elsewhere."""
+        ...
+
+    async def reopen_session(self, agent_id: str, session_id: str) -> bool:
+        """Reopen a closed session; False when there is none closed."""
+        ...
+
+    async def find_session(self, agent_id: str, session_id: str) -> Session | None: ...
+
+    async def find_open_session(self, conversation_id: str) -> Session | None:
+        """The one open session holding the conversation, whoever's it is."""
+        ...
+
+    async def list_sessions(self, agent_id: str) -> list[Session]:
+        """Open sessions and those closed within a day, oldest first."""
+        ...
+
+    async def count_open_sessions(self, agent_id: str) -> int:
+        """Open sessions other than Home."""
+        ...
+
+    async def list_open_conversation_sessions(self) -> list[Session]:
+        """Every agent's open conversation sessions, by agent, oldest first."""
+        ...
+
+    async def close_session(
+        self,
+        agent_id: str,
+        session_id: str,
+        *,
+        disposition: str | None = None,
+        note: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Close an open session, with the wrap-up (disposition, note) and why, if not the agent's choice."""
+        ...
+
+    async def retitle_session(
+        self, agent_id: str, session_id: str, title: str, icon: str, record: dict[str, Any] | None
+    ) -> None: ...
+
+    async def set_focused_tab(self, agent_id: str, session_id: str, tab_id: str) -> None: ...
+
+    async def bump_unread(self, agent_id: str, session_id: str) -> int: ...
+
+    async def clear_unread(self, agent_id: str, session_id: str) -> None: ...
+
+    async def merge_pane(self, agent_id: str, session_id: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """Replace the pane's tools named in `patch`; returns the whole pane."""
+        ...
+
+    # tabs
+    async def insert_tab(self, agent_id: str, tab: Tab) -> None: ...
+
+    async def find_tab(self, agent_id: str, session_id: str, tab_id: str) -> Tab | None: ...
+
+    async def list_tabs(self, agent_id: str) -> list[Tab]: ...
+
+    async def count_tabs(self, agent_id: str, session_id: str) -> int: ...
+
+    async def delete_tab(self, agent_id: str, session_id: str, tab_id: str) -> None: ...
+
+    async def forget_app_tabs(self, agent_id: str, session_id: str) -> None:
+        """Delete a session's tabs but its anchor."""
+        ...
+
+    # drafts
+    async def find_draft(self, draft_key: str) -> Draft | None: ...
+
+    async def upsert_draft(self, draft: Draft) -> None: ...
+
+    async def list_drafts(self, agent_id: str) -> list[Draft]:
+        """The agent's drafts and those of the conversations in its open sessions."""
+        ...
+
+    # assignments
+    async def upsert_assignment(self, assignment: Assignment) -> None:
+        """The conversation is now held by `assignment.agent_id` (not released)."""
+        ...
+
+    async def find_assignment(self, conversation_id: str) -> Assignment | None: ...
+
+    async def release_assignment(self, conversation_id: str, agent_id: str) -> None:
+        """Released, if that agent still holds it."""
+        ...
+
+    async def list_assignments(self, agent_id: str) -> list[Assignment]:
+        """The conversations the agent holds (not released), by conversation id."""
+        ...
+
+    # transcripts
+    async def insert_message(self, message: Message) -> Message | None:
+        """Store a message as its conversation's next one (`ordinal` set); None when stored already."""
+        ...
+
+    async def list_recent_messages(self, conversation_ids: list[str], limit: int) -> dict[str, list[Message]]:
+        """The newest `limit` messages of each conversation (those with any), oldest first."""
+        ...
+
+    async def list_messages_before(
+        self, conversation_id: str, before_message_id: str | None, limit: int
+    ) -> list[Message]:
+        """The newest `limit` messages older than `before_message_id` (of all, when None), oldest first;
+        none when `before_message_id` is not one of the conversation's messages."""
+        ...
+
+    async def held_conversation(self, agent_id: str, conversation_id: str) -> bool:
+        """The agent holds or held a session on the conversation."""
+        ...
+
+    # conversations waiting in queues
+    async def upsert_conversation(self, info: ConversationInfo) -> None:
+        """What the arrival said (a repeated arrival updates all but the arrival time)."""
+        ...
+
+    async def forget_conversation(self, conversation_id: str) -> None:
+        """The conversation ended: its arrival, waiting work, escalation flags and pane go."""
+        ...
+
+    async def merge_conversation_pane(self, conversation_id: str, patch: dict[str, Any]) -> None:
+        """Remember assist's latest output of each kind in `patch` for the conversation."""
+        ...
+
+    async def find_conversation_pane(self, conversation_id: str) -> dict[str, Any]:
+        """Assist's latest outputs for the conversation ({} when none)."""
+        ...
+
+    async def upsert_waiting_work(
+        self, conversation_id: str, channel: str, queue: str, state: str | None, queued_at: datetime
+    ) -> None:
+        """Waiting (or offered) in `queue`; `queued_at` only counts when it was not waiting already;
+        state None keeps the current state (a new item waits)."""
+        ...
+
+    async def move_waiting_work(self, conversation_id: str, queue: str) -> None:
+        """Overflowed to another queue (if it is waiting)."""
+        ...
+
+    async def remove_waiting_work(self, conversation_id: str) -> None: ...
+
+    async def list_waiting_work(self, queues: list[str] | None) -> list[WaitingWork]:
+        """Waiting and offered work of `queues` (all when None): highest priority, then longest waiting first."""
+        ...
+
+    # wrap-up, supervisor actions, escalations
+    async def replace_dispositions(self, dispositions: list[Disposition]) -> None: ...
+
+    async def list_dispositions(self) -> list[Disposition]:
+        """In the configuration's order."""
+        ...
+
+    async def insert_supervisor_action(self, action: SupervisorAction) -> None: ...
+
+    async def list_supervisor_actions(self, conversation_id: str | None, limit: int) -> list[SupervisorAction]:
+        """The newest first, of one conversation or of all."""
+        ...
+
+    async def add_escalation(self, conversation_id: str, signals: list[str]) -> list[str]:
+        """Add signals to the conversation's; returns all seen so far, sorted."""
+        ...
+
+    async def find_escalation(self, conversation_id: str) -> list[str]:
+        """The conversation's signals so far (none: empty)."""
+        ...
+
+    async def list_escalations(self) -> dict[str, list[str]]: ...
+
+    # experience profiles
+    async def upsert_profile(self, name: str, profile: SessionProfile) -> None: ...
+
+    async def assign_profile(self, agent_id: str, name: str) -> None: ...
+
+    async def find_profile(self, agent_id: str) -> SessionProfile | None:
+        """The agent's profile, None for an agent without one stored."""
+        ...
+
+    async def list_profiles(self) -> dict[str, SessionProfile]: ...
+
+
+class PgSessionsStore:
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
+
+    async def ensure_agent(self, agent_id: str) -> None:
+        await self.conn.execute(Q.ensure_agent, agent_id)
+
+    async def upsert_presence(self, presence: Presence) -> None:
+        p = presence
+        await self.conn.execute(
+            Q.upsert_presence, p.agent_id, p.status, p.base, p.closed_channels, p.colour, p.source, p.since
+        )
+
+    async def find_presence(self, agent_id: str) -> Presence | None:
+        row = await self.conn.fetchrow(Q.get_presence, agent_id)
+        return Presence(**dict(row)) if row else None
+
+    async def next_visitor_number(self, agent_id: str) -> int | None:
+        number: int | None = await self.conn.fetchval(Q.next_visitor_number, agent_id)
+        return number
+
+    async def set_focus(self, agent_id: str, session_id: str) -> None:
+        await self.conn.execute(Q.set_focus, agent_id, session_id)
+
+    async def find_focus(self, agent_id: str) -> str | None:
+        focus: str | None = await self.conn.fetchval(Q.get_focus, agent_id)
+        return focus
+
+    async def bump_seq(self, agent_id: str, count: int) -> int:
+        return int(await self.conn.fetchval(Q.bump_seq, agent_id, count))
+
+    async def get_seq(self, agent_id: str) -> int:
+        return int(await self.conn.fetchval(Q.get_seq, agent_id) or 0)
+
+    async def insert_offer(self, offer: Offer) -> bool:
+        inserted = await self.conn.fetchval(
+            Q.insert_offer,
+            offer.offer_id,
+            offer.agent_id,
+            offer.conversation_id,
+            offer.channel,
+            offer.queue,
+            offer.title,
+            offer.conversation,
+            offer.status,
+            offer.expires_at,
+        )
+        return inserted is not None
+
+    async def find_offer(self, offer_id: str) -> Offer | None:
+        row = await self.conn.fetchrow(Q.get_offer, offer_id)
+        return Offer(**dict(row)) if row else None
+
+    async def set_offer_status(self, offer_id: str, status: str) -> None:
+        await self.conn.execute(Q.set_offer_status, offer_id, status)
+
+    async def list_pending_offers(self, agent_id: str) -> list[Offer]:
+        return [Offer(**dict(r)) for r in await self.conn.fetch(Q.list_pending_offers, agent_id)]
+
+    async def insert_session(self, session: Session) -> bool:
+        s = session
+        inserted = await self.conn.fetchval(
+            Q.insert_session,
+            s.agent_id,
+            s.session_id,
+            s.kind,
+            s.conversation_id,
+            s.channel,
+            s.title,
+            s.icon,
+            s.focused_tab,
+        )
+        return inserted is not None
+
+    async def reopen_session(self, agent_id: str, session_id: str) -> bool:
+        return await self.conn.fetchval(Q.reopen_session, agent_id, session_id) is not None
+
+    async def find_session(self, agent_id: str, session_id: str) -> Session | None:
+        row = await self.conn.fetchrow(Q.get_session, agent_id, session_id)
+        return Session(**dict(row)) if row else None
+
+    async def find_open_session(self, conversation_id: str) -> Session | None:
+        row = await self.conn.fetchrow(Q.find_open_session_by_conversation, conversation_id)
+        return Session(**dict(row)) if row else None
+
+    async def list_sessions(self, agent_id: str) -> list[Session]:
+        return [Session(**dict(r)) for r in await self.conn.fetch(Q.list_sessions, agent_id)]
+
+    async def count_open_sessions(self, agent_id: str) -> int:
+        return int(await self.conn.fetchval(Q.count_open_sessions, agent_id))
+
+    async def list_open_conversation_sessions(self) -> list[Session]:
+        return [Session(**dict(r)) for r in await self.conn.fetch(Q.list_open_conversation_sessions)]
+
+    async def close_session(
+        self,
+        agent_id: str,
+        session_id: str,
+        *,
+        disposition: str | None = None,
+        note: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        await self.conn.execute(Q.close_session, agent_id, session_id, disposition, note, reason)
+
+    async def retitle_session(
+        self, agent_id: str, session_id: str, title: str, icon: str, record: dict[str, Any] | None
+    ) -> None:
+        await self.conn.execute(Q.retitle_session, agent_id, session_id, title, icon, record)
+
+    async def set_focused_tab(self, agent_id: str, session_id: str, tab_id: str) -> None:
+        await self.conn.execute(Q.set_focused_tab, agent_id, session_id, tab_id)
+
+    async def bump_unread(self, agent_id: str, session_id: str) -> int:
+        return int(await self.conn.fetchval(Q.bump_unread, agent_id, session_id))
+
+    async def clear_unread(self, agent_id: str, session_id: str) -> None:
+        await self.conn.execute(Q.clear_unread, agent_id, session_id)
+
+    async def merge_pane(self, agent_id: str, session_id: str, patch: dict[str, Any]) -> dict[str, Any]:
+        pane: dict[str, Any] = await self.conn.fetchval(Q.merge_pane, agent_id, session_id, patch)
+        return pane
+
+    async def insert_tab(self, agent_id: str, tab: Tab) -> None:
+        await self.conn.execute(
+            Q.insert_tab, agent_id, tab.session_id, tab.tab_id, tab.kind, tab.title, tab.anchor, tab.target
+        )
+
+    async def find_tab(self, agent_id: str, session_id: str, tab_id: str) -> Tab | None:
+        row = await self.conn.fetchrow(Q.get_tab, agent_id, session_id, tab_id)
+        return Tab(**dict(row)) if row else None
+
+    async def list_tabs(self, agent_id: str) -> list[Tab]:
+        return [Tab(**dict(r)) for r in await self.conn.fetch(Q.list_tabs, agent_id)]
+
+    async def count_tabs(self, agent_id: str, session_id: str) -> int:
+        return int(await self.conn.fetchval(Q.count_tabs, agent_id, session_id))
+
+    async def delete_tab(self, agent_id: str, session_id: str, tab_id: str) -> None:
+        await self.conn.execute(Q.delete_tab, agent_id, session_id, tab_id)
+
+    async def forget_app_tabs(self, agent_id: str, session_id: str) -> None:
+        await self.conn.execute(Q.forget_app_tabs, agent_id, session_id)
+
+    async def find_draft(self, draft_key: str) -> Draft | None:
+        row = await self.conn.fetchrow(Q.get_draft, draft_key)
+        return Draft(**dict(row)) if row else None
+
+    async def upsert_draft(self, draft: Draft) -> None:
+        d = draft
+        await self.conn.execute(
+            Q.upsert_draft, d.draft_key, d.agent_id, d.session_id, d.tab_id, d.conversation_id, d.fields, d.version
+        )
+
+    async def list_drafts(self, agent_id: str) -> list[Draft]:
+        return [Draft(**dict(r)) for r in await self.conn.fetch(Q.list_drafts, agent_id)]
+
+    async def upsert_assignment(self, assignment: Assignment) -> None:
+        a = assignment
+        await self.conn.execute(Q.upsert_assignment, a.conversation_id, a.agent_id, a.channel, a.conversation, a.queue)
+
+    async def find_assignment(self, conversation_id: str) -> Assignment | None:
+        row = await self.conn.fetchrow(Q.get_assignment, conversation_id)
+        return Assignment(**dict(row)) if row else None
+
+    async def release_assignment(self, conversation_id: str, agent_id: str) -> None:
+        await self.conn.execute(Q.release_assignment, conversation_id, agent_id)
+
+    async def list_assignments(self, agent_id: str) -> list[Assignment]:
+        return [Assignment(**dict(r)) for r in await self.conn.fetch(Q.list_assignments, agent_id)]
+
+    async def insert_message(self, message: Message) -> Message | None:
+        m = message
+        ordinal = await self.conn.fetchval(
+            Q.insert_message,
+            m.conversation_id,
+            m.message_id,
+            m.sender,
+            m.sender_id,
+            m.visibility,
+            m.text,
+            m.time,
+            m.suggestion_id,
+            m.command_id,
+        )
+        return None if ordinal is None else replace(m, ordinal=ordinal)
+
+    async def list_recent_messages(self, conversation_ids: list[str], limit: int) -> dict[str, list[Message]]:
+        recent: dict[str, list[Message]] = {}
+        for r in await self.conn.fetch(Q.list_recent_messages, conversation_ids, limit):
+            recent.setdefault(r["conversation_id"], []).append(Message(**dict(r)))
+        return recent
+
+    async def list_messages_before(
+        self, conversation_id: str, before_message_id: str | None, limit: int
+    ) -> list[Message]:
+        rows = await self.conn.fetch(Q.list_messages_before, conversation_id, before_message_id, limit)
+        return [Message(**dict(r)) for r in rows]
+
+    async def held_conversation(self, agent_id: str, conversation_id: str) -> bool:
+        return bool(await self.conn.fetchval(Q.held_conversation, agent_id, conversation_id))
+
+    async def upsert_conversation(self, info: ConversationInfo) -> None:
+        i = info
+        await self.conn.execute(Q.upsert_conversation, i.conversation_id, i.channel, i.title, i.priority, i.arrived_at)
+
+    async def forget_conversation(self, conversation_id: str) -> None:
+        await self.conn.execute(Q.forget_conversation, conversation_id)
+
+    async def merge_conversation_pane(self, conversation_id: str, patch: dict[str, Any]) -> None:
+        await self.conn.execute(Q.merge_conversation_pane, conversation_id, patch)
+
+    async def find_conversation_pane(self, conversation_id: str) -> dict[str, Any]:
+        pane: dict[str, Any] | None = await self.conn.fetchval(Q.get_conversation_pane, conversation_id)
+        return pane or {}
+
+    async def upsert_waiting_work(
+        self, conversation_id: str, channel: str, queue: str, state: str | None, queued_at: datetime
+    ) -> None:
+        await self.conn.execute(Q.upsert_waiting_work, conversation_id, channel, queue, state, queued_at)
+
+    async def move_waiting_work(self, conversation_id: str, queue: str) -> None:
+        await self.conn.execute(Q.move_waiting_work, conversation_id, queue)
+
+    async def remove_waiting_work(self, conversation_id: str) -> None:
+        await self.conn.execute(Q.remove_waiting_work, conversation_id)
+
+    async def list_waiting_work(self, queues: list[str] | None) -> list[WaitingWork]:
+        return [WaitingWork(**dict(r)) for r in await self.conn.fetch(Q.list_waiting_work, queues)]
+
+    async def replace_dispositions(self, dispositions: list[Disposition]) -> None:
+        await self.conn.execute(Q.delete_dispositions)
+        await self.conn.executemany(
+            Q.insert_disposition, [(d.code, d.label, position) for position, d in enumerate(dispositions)]
+        )
+
+    async def list_dispositions(self) -> list[Disposition]:
+        return [Disposition(**dict(r)) for r in await self.conn.fetch(Q.list_dispositions)]
+
+    async def insert_supervisor_action(self, action: SupervisorAction) -> None:
+        a = action
+        await self.conn.execute(
+            Q.insert_supervisor_action,
+            a.supervisor_id,
+            a.agent_id,
+            a.action,
+            a.conversation_id,
+            a.session_id,
+            a.detail,
+            a.time,
+        )
+
+    async def list_supervisor_actions(self, conversation_id: str | None, limit: int) -> list[SupervisorAction]:
+        rows = await self.conn.fetch(Q.list_supervisor_actions, conversation_id, limit)
+        return [SupervisorAction(**dict(r)) for r in rows]
+
+    async def add_escalation(self, conversation_id: str, signals: list[str]) -> list[str]:
+        return list(await self.conn.fetchval(Q.add_escalation, conversation_id, signals))
+
+    async def find_escalation(self, conversation_id: str) -> list[str]:
+        return list(await self.conn.fetchval(Q.get_escalation, conversation_id) or [])
+
+    async def list_escalations(self) -> dict[str, list[str]]:
+        return {r["conversation_id"]: list(r["signals"]) for r in await self.conn.fetch(Q.list_escalations)}
+
+    async def upsert_profile(self, name: str, profile: SessionProfile) -> None:
+        await self.conn.execute(Q.upsert_profile, name, profile.stored())
+
+    async def assign_profile(self, agent_id: str, name: str) -> None:
+        await self.conn.execute(Q.assign_profile, agent_id, name)
+
+    async def find_profile(self, agent_id: str) -> SessionProfile | None:
+        settings = await self.conn.fetchval(Q.get_profile, agent_id)
+        return None if settings is None else SessionProfile.model_validate(settings)
+
+    async def list_profiles(self) -> dict[str, SessionProfile]:
+        rows = await self.conn.fetch(Q.list_profiles)
+        return {r["name"]: SessionProfile.model_validate(r["settings"]) for r in rows}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class FakeSessionsStore:
+    """The store in plain dicts (MemoryDatabase copies `vars(self)` to roll transactions back)."""
+
+    def __init__(self) -> None:
+        # agent_id -> {"focused_session", "presence", "visitor_counter", "profile"}
+        self.agents: dict[str, dict[str, Any]] = {}
+        self.seq: dict[str, int] = {}
+        self.offers: dict[str, Offer] = {}
+        self.sessions: dict[tuple[str, str], Session] = {}
+        self.tabs: dict[tuple[str, str, str], Tab] = {}
+        self.drafts: dict[str, Draft] = {}
+        self.assignments: dict[str, Assignment] = {}
+        self.profiles: dict[str, dict[str, Any]] = {}
+        self.presence: dict[str, Presence] = {}
+        self.messages: dict[str, list[Message]] = {}
+        self.conversations: dict[str, ConversationInfo] = {}
+        self.waiting: dict[str, WaitingWork] = {}
+        self.dispositions: list[Disposition] = []
+        self.supervisor_actions: list[SupervisorAction] = []
+        self.escalations: dict[str, list[str]] = {}
+        self.conversation_panes: dict[str, dict[str, Any]] = {}
+
+    async def ensure_agent(self, agent_id: str) -> None:
+        self.agents.setdefault(agent_id, self._agent())
+        if (agent_id, HOME) not in self.sessions:
+            self.sessions[(agent_id, HOME)] = Session(agent_id, HOME, "home", "Home", "Ho", opened_at=_now())
+
+    @staticmethod
+    def _agent(profile: str = "default") -> dict[str, Any]:
+        return {"focused_session": HOME, "visitor_counter": 0, "profile": profile}
+
+    async def upsert_presence(self, presence: Presence) -> None:
+        self.presence[presence.agent_id] = replace(presence, closed_channels=list(presence.closed_channels))
+
+    async def find_presence(self, agent_id: str) -> Presence | None:
+        return self.presence.get(agent_id)
+
+    async def next_visitor_number(self, agent_id: str) -> int | None:
+        if agent_id not in self.agents:
+            return None
+        self.agents[agent_id]["visitor_counter"] += 1
+        return int(self.agents[agent_id]["visitor_counter"])
+
+    async def set_focus(self, agent_id: str, session_id: str) -> None:
+        if agent_id in self.agents:
+            self.agents[agent_id]["focused_session"] = session_id
+
+    async def find_focus(self, agent_id: str) -> str | None:
+        agent = self.agents.get(agent_id)
+        return agent["focused_session"] if agent else None
+
+    async def bump_seq(self, agent_id: str, count: int) -> int:
+        self.seq[agent_id] = self.seq.get(agent_id, 0) + count
+        return self.seq[agent_id]
+
+    async def get_seq(self, agent_id: str) -> int:
+        return self.seq.get(agent_id, 0)
+
+    async def insert_offer(self, offer: Offer) -> bool:
+        if offer.offer_id in self.offers:
+            return False
+        self.offers[offer.offer_id] = offer
+        return True
+
+    async def find_offer(self, offer_id: str) -> Offer | None:
+        return self.offers.get(offer_id)
+
+    async def set_offer_status(self, offer_id: str, status: str) -> None:
+        if offer_id in self.offers:
+            self.offers[offer_id] = replace(self.offers[offer_id], status=status)
+
+    async def list_pending_offers(self, agent_id: str) -> list[Offer]:
+        return [o for o in self.offers.values() if o.agent_id == agent_id and o.status in ("pending", "accepted")]
+
+    async def insert_session(self, session: Session) -> bool:
+        key = (session.agent_id, session.session_id)
+        if key in self.sessions or (session.conversation_id and await self.find_open_session(session.conversation_id)):
+            return False
+        self.sessions[key] = replace(
+            session,
+            status="open",
+            unread=0,
+            record=None,
+            pane={},
+            opened_at=_now(),
+            closed_at=None,
+            disposition=None,
+            note=None,
+            close_reason=None,
+        )
+        return True
+
+    async def reopen_session(self, agent_id: str, session_id: str) -> bool:
+        session = self.sessions.get((agent_id, session_id))
+        if session is None or session.status != "closed":
+            return False
+        if session.conversation_id and await self.find_open_session(session.conversation_id):
+            raise StoreConflict(f"conversation {session.conversation_id} is open in another session")
+        self.sessions[(agent_id, session_id)] = replace(
+            session, status="open", closed_at=None, disposition=None, note=None, close_reason=None
+        )
+        return True
+
+    async def find_session(self, agent_id: str, session_id: str) -> Session | None:
+        return self.sessions.get((agent_id, session_id))
+
+    async def find_open_session(self, conversation_id: str) -> Session | None:
+        return next(
+            (s for s in self.sessions.values() if s.conversation_id == conversation_id and s.status == "open"), None
+        )
+
+    async def list_sessions(self, agent_id: str) -> list[Session]:
+        since = _now() - CLOSED_KEPT
+        return [
+            s
+            for s in self.sessions.values()
+            if s.agent_id == agent_id and (s.status == "open" or (s.closed_at is not None and s.closed_at > since))
+        ]
+
+    async def list_open_conversation_sessions(self) -> list[Session]:
+        open_ = (s for s in self.sessions.values() if s.status == "open" and s.conversation_id is not None)
+        return sorted(open_, key=lambda s: (s.agent_id, s.opened_at or _now(), s.session_id))
+
+    async def count_open_sessions(self, agent_id: str) -> int:
+        return sum(
+            1 for s in self.sessions.values() if s.agent_id == agent_id and s.status == "open" and s.kind != "home"
+        )
+
+    def _update(self, agent_id: str, session_id: str, **changes: Any) -> Session | None:
+        session = self.sessions.get((agent_id, session_id))
+        if session is None:
+            return None
+        self.sessions[(agent_id, session_id)] = session = replace(session, **changes)
+        return session
+
+    async def close_session(
+        self,
+        agent_id: str,
+        session_id: str,
+        *,
+        disposition: str | None = None,
+        note: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        session = self.sessions.get((agent_id, session_id))
+        if session is not None and session.status == "open":
+            self._update(
+                agent_id,
+                session_id,
+                status="closed",
+                closed_at=_now(),
+                disposition=disposition,
+                note=note,
+                close_reason=reason,
+            )
+
+    async def retitle_session(
+        self, agent_id: str, session_id: str, title: str, icon: str, record: dict[str, Any] | None
+    ) -> None:
+        self._update(agent_id, session_id, title=title, icon=icon, record=record)
+
+    async def set_focused_tab(self, agent_id: str, session_id: str, tab_id: str) -> None:
+        self._update(agent_id, session_id, focused_tab=tab_id)
+
+    async def bump_unread(self, agent_id: str, session_id: str) -> int:
+        session = self.sessions[(agent_id, session_id)]
+        self._update(agent_id, session_id, unread=session.unread + 1)
+        return session.unread + 1
+
+    async def clear_unread(self, agent_id: str, session_id: str) -> None:
+        self._update(agent_id, session_id, unread=0)
+
+    async def merge_pane(self, agent_id: str, session_id: str, patch: dict[str, Any]) -> dict[str, Any]:
+        session = self.sessions[(agent_id, session_id)]
+        pane = {**session.pane, **patch}
+        self._update(agent_id, session_id, pane=pane)
+        return pane
+
+    async def insert_tab(self, agent_id: str, tab: Tab) -> None:
+        if (agent_id, tab.session_id) not in self.sessions:
+            raise StoreConflict(f"no session {tab.session_id!r} for a tab")
+        key = (agent_id, tab.session_id, tab.tab_id)
+        if key in self.tabs:
+            raise StoreConflict(f"tab {tab.tab_id!r} exists")
+        self.tabs[key] = tab
+
+    async def find_tab(self, agent_id: str, session_id: str, tab_id: str) -> Tab | None:
+        return self.tabs.get((agent_id, session_id, tab_id))
+
+    async def list_tabs(self, agent_id: str) -> list[Tab]:
+        return [t for (a, _, _), t in self.tabs.items() if a == agent_id]
+
+    async def count_tabs(self, agent_id: str, session_id: str) -> int:
+        return sum(1 for a, s, _ in self.tabs if (a, s) == (agent_id, session_id))
+
+    async def delete_tab(self, agent_id: str, session_id: str, tab_id: str) -> None:
+        self.tabs.pop((agent_id, session_id, tab_id), None)
+
+    async def forget_app_tabs(self, agent_id: str, session_id: str) -> None:
+        for key, tab in list(self.tabs.items()):
+            if key[:2] == (agent_id, session_id) and not tab.anchor:
+                del self.tabs[key]
+
+    async def find_draft(self, draft_key: str) -> Draft | None:
+        return self.drafts.get(draft_key)
+
+    async def upsert_draft(self, draft: Draft) -> None:
+        old = self.drafts.get(draft.draft_key)
+        if old is None:
+            self.drafts[draft.draft_key] = replace(draft, updated_at=_now())
+        else:  # the key names the tab and conversation: those never change
+            self.drafts[draft.draft_key] = replace(
+                old,
+                agent_id=draft.agent_id,
+                session_id=draft.session_id,
+                fields=draft.fields,
+                version=draft.version,
+                updated_at=_now(),
+            )
+
+    async def list_drafts(self, agent_id: str) -> list[Draft]:
+        mine = {s.conversation_id for s in self.sessions.values() if s.agent_id == agent_id and s.status == "open"} - {
+            None
+        }
+        return [d for d in self.drafts.values() if d.agent_id == agent_id or d.conversation_id in mine]
+
+    async def upsert_assignment(self, assignment: Assignment) -> None:
+        self.assignments[assignment.conversation_id] = replace(assignment, released=False)
+
+    async def find_assignment(self, conversation_id: str) -> Assignment | None:
+        return self.assignments.get(conversation_id)
+
+    async def release_assignment(self, conversation_id: str, agent_id: str) -> None:
+        held = self.assignments.get(conversation_id)
+        if held is not None and held.agent_id == agent_id:
+            self.assignments[conversation_id] = replace(held, released=True)
+
+    async def list_assignments(self, agent_id: str) -> list[Assignment]:
+        held = (a for a in self.assignments.values() if a.agent_id == agent_id and not a.released)
+        return sorted(held, key=lambda a: a.conversation_id)
+
+    async def insert_message(self, message: Message) -> Message | None:
+        stored = self.messages.setdefault(message.conversation_id, [])
+        if any(m.message_id == message.message_id for m in stored):
+            return None
+        message = replace(message, ordinal=len(stored) + 1)
+        stored.append(message)
+        return message
+
+    async def list_recent_messages(self, conversation_ids: list[str], limit: int) -> dict[str, list[Message]]:
+        return {
+            cid: self.messages[cid][-limit:] if limit > 0 else []
+            for cid in sorted(set(conversation_ids))
+            if self.messages.get(cid) and limit > 0
+        }
+
+    async def list_messages_before(
+        self, conversation_id: str, before_message_id: str | None, limit: int
+    ) -> list[Message]:
+        stored = self.messages.get(conversation_id, [])
+        if before_message_id is not None:
+            at = next((i for i, m in enumerate(stored) if m.message_id == before_message_id), None)
+            if at is None:
+                return []
+            stored = stored[:at]
+        return stored[max(0, len(stored) - limit) :] if limit > 0 else []
+
+    async def held_conversation(self, agent_id: str, conversation_id: str) -> bool:
+        return any(s.agent_id == agent_id and s.conversation_id == conversation_id for s in self.sessions.values())
+
+    async def upsert_conversation(self, info: ConversationInfo) -> None:
+        old = self.conversations.get(info.conversation_id)
+        self.conversations[info.conversation_id] = replace(info, arrived_at=old.arrived_at) if old else info
+
+    async def forget_conversation(self, conversation_id: str) -> None:
+        for held in (self.conversations, self.waiting, self.escalations, self.conversation_panes):
+            held.pop(conversation_id, None)
+
+    async def merge_conversation_pane(self, conversation_id: str, patch: dict[str, Any]) -> None:
+        self.conversation_panes[conversation_id] = {**self.conversation_panes.get(conversation_id, {}), **patch}
+
+    async def find_conversation_pane(self, conversation_id: str) -> dict[str, Any]:
+        return dict(self.conversation_panes.get(conversation_id, {}))
+
+    async def upsert_waiting_work(
+        self, conversation_id: str, channel: str, queue: str, state: str | None, queued_at: datetime
+    ) -> None:
+        old = self.waiting.get(conversation_id)
+        self.waiting[conversation_id] = WaitingWork(
+            conversation_id,
+            channel,
+            queue,
+            state or (old.state if old else "waiting"),
+            old.queued_at if old else queued_at,
+        )
+
+    async def move_waiting_work(self, conversation_id: str, queue: str) -> None:
+        if conversation_id in self.waiting:
+            self.waiting[conversation_id] = replace(self.waiting[conversation_id], queue=queue)
+
+    async def remove_waiting_work(self, conversation_id: str) -> None:
+        self.waiting.pop(conversation_id, None)
+
+    async def list_waiting_work(self, queues: list[str] | None) -> list[WaitingWork]:
+        work = []
+        for w in self.waiting.values():
+            if queues is not None and w.queue not in queues:
+                continue
+            info = self.conversations.get(w.conversation_id)
+            work.append(replace(w, title=info.title, priority=info.priority) if info else w)
+        return sorted(work, key=lambda w: (-w.priority, w.queued_at, w.conversation_id))
+
+    async def replace_dispositions(self, dispositions: list[Disposition]) -> None:
+        if len({d.code for d in dispositions}) != len(dispositions):
+            raise StoreConflict("disposition codes repeat")
+        self.dispositions = list(dispositions)
+
+    async def list_dispositions(self) -> list[Disposition]:
+        return list(self.dispositions)
+
+    async def insert_supervisor_action(self, action: SupervisorAction) -> None:
+        self.supervisor_actions.append(action)
+
+    async def list_supervisor_actions(self, conversation_id: str | None, limit: int) -> list[SupervisorAction]:
+        mine = [a for a in self.supervisor_actions if conversation_id is None or a.conversation_id == conversation_id]
+        return mine[::-1][: max(limit, 0)]
+
+    async def add_escalation(self, conversation_id: str, signals: list[str]) -> list[str]:
+        self.escalations[conversation_id] = sorted({*self.escalations.get(conversation_id, []), *signals})
+        return list(self.escalations[conversation_id])
+
+    async def find_escalation(self, conversation_id: str) -> list[str]:
+        return list(self.escalations.get(conversation_id, []))
+
+    async def list_escalations(self) -> dict[str, list[str]]:
+        return {cid: list(signals) for cid, signals in sorted(self.escalations.items())}
+
+    async def upsert_profile(self, name: str, profile: SessionProfile) -> None:
+        self.profiles[name] = profile.stored()
+
+    async def assign_profile(self, agent_id: str, name: str) -> None:
+        self.agents.setdefault(agent_id, self._agent())["profile"] = name
+
+    async def find_profile(self, agent_id: str) -> SessionProfile | None:
+        agent = self.agents.get(agent_id)
+        if agent is None or agent["profile"] not in self.profiles:
+            return None
+        return SessionProfile.model_validate(self.profiles[agent["profile"]])
+
+    async def list_profiles(self) -> dict[str, SessionProfile]:
+        return {name: SessionProfile.model_validate(s) for name, s in sorted(self.profiles.items())}

@@ -1,0 +1,547 @@
+"""One contract for sessions' store: the same cases against the fake and against PostgreSQL.
+
+Each PostgreSQL case runs in a transaction rolled back after it; time does not pass inside it (now()
+is its start), so no case depends on the order of rows written in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from sessions.config import OfferNotifications, SessionProfile
+from sessions.domain import (
+    Assignment,
+    ConversationInfo,
+    Disposition,
+    Draft,
+    Message,
+    Offer,
+    Presence,
+    Session,
+    SupervisorAction,
+    Tab,
+    WaitingWork,
+)
+from sessions.store import FakeSessionsStore, PgSessionsStore, SessionsStore
+from tools import testing
+
+EXPIRES = datetime(2026, 11, 21, 12, 0, 30, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+async def pool(infra: testing.Infrastructure) -> AsyncIterator[asyncpg.Pool]:
+    async with testing.store_database(infra, "sessions") as pool:
+        yield pool
+
+
+@pytest.fixture
+async def pg_store(pool: asyncpg.Pool) -> AsyncIterator[SessionsStore]:
+    async with testing.rolled_back(pool) as conn:
+        yield PgSessionsStore(conn)
+
+
+@pytest.fixture(params=["fake", pytest.param("postgres", marks=pytest.mark.e2e)])
+def store(request: pytest.FixtureRequest) -> SessionsStore:
+    if request.param == "fake":
+        return FakeSessionsStore()
+    pg: SessionsStore = request.getfixturevalue("pg_store")
+    return pg
+
+
+def conversation_session(agent_id: str, cid: str, title: str = "Ada Lovelace") -> Session:
+    return Session(agent_id, f"conv-{cid}", "conversation", title, title[:2], cid, "chat", focused_tab="anchor")
+
+
+async def open_with_anchor(store: SessionsStore, agent_id: str, cid: str) -> Session:
+    session = conversation_session(agent_id, cid)
+    assert await store.insert_session(session)
+    await store.insert_tab(
+        agent_id, Tab(session.session_id, "anchor", "conversation", session.title, True, {"conversation_id": cid})
+    )
+    return session
+
+
+# --- agents, focus, sequence numbers ------------------------------------------------------------------
+
+
+async def test_an_agent_starts_with_home_in_focus(store: SessionsStore) -> None:
+    assert await store.find_focus("a-1") is None
+    assert await store.next_visitor_number("a-1") is None  # unknown agents have no numbers
+    await store.ensure_agent("a-1")
+    await store.ensure_agent("a-1")
+    assert await store.find_focus("a-1") == "home"
+    home = await store.find_session("a-1", "home")
+    assert home is not None
+    assert (home.kind, home.title, home.icon, home.status, home.unread, home.pane) == (
+        "home",
+        "Home",
+        "Ho",
+        "open",
+        0,
+        {},
+    )
+    assert [s.session_id for s in await store.list_sessions("a-1")] == ["home"]
+    assert await store.count_open_sessions("a-1") == 0  # Home does not count
+    await store.set_focus("a-1", "conv-c-1")
+    assert await store.find_focus("a-1") == "conv-c-1"
+    assert [await store.next_visitor_number("a-1") for _ in range(3)] == [1, 2, 3]
+
+
+async def test_sequence_numbers_are_reserved_per_agent(store: SessionsStore) -> None:
+    assert await store.get_seq("a-1") == 0
+    assert await store.bump_seq("a-1", 3) == 3
+    assert await store.bump_seq("a-1", 2) == 5
+    assert await store.bump_seq("a-2", 1) == 1
+    assert (await store.get_seq("a-1"), await store.get_seq("a-2")) == (5, 1)
+
+
+# --- offers --------------------------------------------------------------------------------------
+
+
+async def test_an_offer_is_recorded_once_and_its_status_changes(store: SessionsStore) -> None:
+    offer = Offer("o-1", "a-1", "c-1", "chat", EXPIRES, "general", "Ada", {"customer": {"name": "Ada"}})
+    assert await store.insert_offer(offer)
+    assert not await store.insert_offer(Offer("o-1", "a-2", "c-9", "email", EXPIRES))
+    assert await store.find_offer("o-1") == offer
+    assert await store.find_offer("o-9") is None
+    await store.insert_offer(Offer("o-2", "a-1", "c-2", "chat", EXPIRES))
+    await store.insert_offer(Offer("o-3", "a-1", "c-3", "chat", EXPIRES))
+    await store.insert_offer(Offer("o-4", "a-2", "c-4", "chat", EXPIRES))
+    await store.set_offer_status("o-1", "accepted")
+    await store.set_offer_status("o-2", "rejected")
+    found = await store.find_offer("o-1")
+    assert found is not None and found.status == "accepted"
+    pending = await store.list_pending_offers("a-1")
+    assert sorted(o.offer_id for o in pending) == ["o-1", "o-3"]  # pending or accepted, this agent's
+    for status in ("assigned", "withdrawn"):
+        await store.set_offer_status("o-1", status)
+        assert sorted(o.offer_id for o in await store.list_pending_offers("a-1")) == ["o-3"]
+
+
+# --- sessions ------------------------------------------------------------------------------------
+
+
+async def test_sessions_open_close_and_reopen(store: SessionsStore) -> None:
+    await store.ensure_agent("a-1")
+    session = await open_with_anchor(store, "a-1", "c-1")
+    found = await store.find_session("a-1", "conv-c-1")
+    assert found is not None
+    assert (found.kind, found.title, found.icon, found.conversation_id, found.channel) == (
+        "conversation",
+        "Ada Lovelace",
+        "Ad",
+        "c-1",
+        "chat",
+    )
+    assert (found.status, found.unread, found.focused_tab, found.record, found.pane, found.closed_at) == (
+        "open",
+        0,
+        "anchor",
+        None,
+        {},
+        None,
+    )
+    assert not await store.insert_session(session)  # it exists
+    assert not await store.insert_session(conversation_session("a-2", "c-1"))  # the conversation is open elsewhere
+    assert await store.find_session("a-2", "conv-c-1") is None
+    held = await store.find_open_session("c-1")
+    assert held is not None and (held.agent_id, held.session_id) == ("a-1", "conv-c-1")
+    assert await store.count_open_sessions("a-1") == 1
+    assert not await store.reopen_session("a-1", "conv-c-1")  # not closed
+
+    await store.close_session("a-1", "conv-c-1")
+    closed = await store.find_session("a-1", "conv-c-1")
+    assert closed is not None and closed.status == "closed" and closed.closed_at is not None
+    assert await store.find_open_session("c-1") is None
+    assert await store.count_open_sessions("a-1") == 0
+    listed = {s.session_id: s.status for s in await store.list_sessions("a-1")}
+    assert listed == {"home": "open", "conv-c-1": "closed"}  # closed today: still listed
+
+    assert await store.reopen_session("a-1", "conv-c-1")
+    reopened = await store.find_session("a-1", "conv-c-1")
+    assert reopened is not None and (reopened.status, reopened.closed_at) == ("open", None)
+    assert await store.count_open_sessions("a-1") == 1
+
+
+async def test_a_session_is_retitled_focused_and_fills_its_pane(store: SessionsStore) -> None:
+    await store.ensure_agent("a-1")
+    await open_with_anchor(store, "a-1", "c-1")
+    record = {"type": "contact", "id": "42", "title": "Katherine Johnson"}
+    await store.retitle_session("a-1", "conv-c-1", "Katherine Johnson", "Ka", record)
+    await store.set_focused_tab("a-1", "conv-c-1", "kb-1")
+    assert await store.merge_pane("a-1", "conv-c-1", {"summary": {"summary": "one"}}) == {"summary": {"summary": "one"}}
+    await store.merge_pane("a-1", "conv-c-1", {"articles": {"articles": []}})
+    pane = await store.merge_pane("a-1", "conv-c-1", {"summary": {"summary": "two"}})
+    assert pane == {"summary": {"summary": "two"}, "articles": {"articles": []}}
+    session = await store.find_session("a-1", "conv-c-1")
+    assert session is not None
+    assert (session.title, session.icon, session.record, session.focused_tab, session.pane) == (
+        "Katherine Johnson",
+        "Ka",
+        record,
+        "kb-1",
+        pane,
+    )
+
+
+async def test_unread_counts_rise_and_clear(store: SessionsStore) -> None:
+    await store.ensure_agent("a-1")
+    await open_with_anchor(store, "a-1", "c-1")
+    assert [await store.bump_unread("a-1", "conv-c-1") for _ in range(3)] == [1, 2, 3]
+    await store.clear_unread("a-1", "conv-c-1")
+    session = await store.find_session("a-1", "conv-c-1")
+    assert session is not None and session.unread == 0
+    assert await store.bump_unread("a-1", "conv-c-1") == 1
+
+
+# --- tabs ----------------------------------------------------------------------------------------
+
+
+async def test_tabs_insert_focus_count_and_delete(store: SessionsStore) -> None:
+    await store.ensure_agent("a-1")
+    await open_with_anchor(store, "a-1", "c-1")
+    await open_with_anchor(store, "a-1", "c-2")
+    kb = Tab("conv-c-1", "kb-1", "knowledge", "KB", False, {"query": "refund"})
+    await store.insert_tab("a-1", kb)
+    await store.insert_tab("a-1", Tab("conv-c-1", "customer-1", "customer"))
+    assert await store.find_tab("a-1", "conv-c-1", "kb-1") == kb
+    assert await store.find_tab("a-1", "conv-c-1", "nope") is None
+    assert await store.find_tab("a-2", "conv-c-1", "kb-1") is None
+    assert (await store.count_tabs("a-1", "conv-c-1"), await store.count_tabs("a-1", "conv-c-2")) == (3, 1)
+    listed = await store.list_tabs("a-1")
+    assert sorted((t.session_id, t.tab_id) for t in listed) == [
+        ("conv-c-1", "anchor"),
+        ("conv-c-1", "customer-1"),
+        ("conv-c-1", "kb-1"),
+        ("conv-c-2", "anchor"),
+    ]
+    anchor = next(t for t in listed if (t.session_id, t.tab_id) == ("conv-c-1", "anchor"))
+    assert (anchor.kind, anchor.anchor, anchor.target) == ("conversation", True, {"conversation_id": "c-1"})
+    customer = next(t for t in listed if t.tab_id == "customer-1")
+    assert (customer.title, customer.anchor, customer.target) == (None, False, {})
+
+    await store.delete_tab("a-1", "conv-c-1", "kb-1")
+    assert await store.count_tabs("a-1", "conv-c-1") == 2
+    await store.insert_tab("a-1", Tab("conv-c-1", "kb-2", "knowledge"))
+    await store.forget_app_tabs("a-1", "conv-c-1")
+    assert [t.tab_id for t in await store.list_tabs("a-1") if t.session_id == "conv-c-1"] == ["anchor"]
+    assert await store.count_tabs("a-1", "conv-c-2") == 1
+
+
+async def test_a_tab_needs_its_session_and_a_free_id(store: SessionsStore) -> None:
+    await store.ensure_agent("a-1")
+    await open_with_anchor(store, "a-1", "c-1")
+    with pytest.raises(Exception):  # noqa: B017 - PostgreSQL and the fake raise their own errors
+        await store.insert_tab("a-1", Tab("conv-c-1", "anchor", "conversation"))
+
+
+async def test_a_tab_of_no_session_is_refused(store: SessionsStore) -> None:
+    with pytest.raises(Exception):  # noqa: B017 - PostgreSQL and the fake raise their own errors
+        await store.insert_tab("a-1", Tab("conv-c-9", "kb-1", "knowledge"))
+
+
+# --- drafts --------------------------------------------------------------------------------------
+
+
+async def test_drafts_are_versioned_and_follow_their_conversation(store: SessionsStore) -> None:
+    await store.ensure_agent("a-1")
+    await store.ensure_agent("a-2")
+    assert await store.find_draft("conv:c-1:anchor") is None
+    await store.upsert_draft(Draft("conv:c-1:anchor", "a-1", "conv-c-1", "anchor", "c-1", {"text": "Dear"}, 1))
+    await store.upsert_draft(Draft("sess:a-1:rec-case-1:anchor", "a-1", "rec-case-1", "anchor", None, {"n": 1}, 1))
+    draft = await store.find_draft("conv:c-1:anchor")
+    assert draft is not None
+    assert (draft.agent_id, draft.session_id, draft.tab_id, draft.conversation_id, draft.fields, draft.version) == (
+        "a-1",
+        "conv-c-1",
+        "anchor",
+        "c-1",
+        {"text": "Dear"},
+        1,
+    )
+    assert draft.updated_at is not None
+    # another device (or the agent the conversation went to) saves version 2
+    await store.upsert_draft(Draft("conv:c-1:anchor", "a-2", "conv-c-1", "anchor", "c-1", {"text": "Dear Ada"}, 2))
+    draft = await store.find_draft("conv:c-1:anchor")
+    assert draft is not None and (draft.agent_id, draft.fields, draft.version) == ("a-2", {"text": "Dear Ada"}, 2)
+    # a-1 keeps its record session's draft; the conversation's follows whoever has it open
+    assert [d.draft_key for d in await store.list_drafts("a-1")] == ["sess:a-1:rec-case-1:anchor"]
+    assert [d.draft_key for d in await store.list_drafts("a-2")] == ["conv:c-1:anchor"]
+    await open_with_anchor(store, "a-1", "c-1")
+    assert sorted(d.draft_key for d in await store.list_drafts("a-1")) == [
+        "conv:c-1:anchor",
+        "sess:a-1:rec-case-1:anchor",
+    ]
+    await store.close_session("a-1", "conv-c-1")
+    assert [d.draft_key for d in await store.list_drafts("a-1")] == ["sess:a-1:rec-case-1:anchor"]
+
+
+# --- assignments ---------------------------------------------------------------------------------
+
+
+async def test_an_assignment_is_upserted_and_released_by_its_holder_only(store: SessionsStore) -> None:
+    assert await store.find_assignment("c-1") is None
+    conversation = {"customer": {"name": "Ada"}}
+    await store.upsert_assignment(Assignment("c-1", "a-1", "chat", conversation))
+    assert await store.find_assignment("c-1") == Assignment("c-1", "a-1", "chat", conversation, False)
+    await store.release_assignment("c-1", "a-2")  # not a-2's: nothing happens
+    assert (await store.find_assignment("c-1")) == Assignment("c-1", "a-1", "chat", conversation, False)
+    await store.release_assignment("c-1", "a-1")
+    assert (await store.find_assignment("c-1")) == Assignment("c-1", "a-1", "chat", conversation, True)
+    await store.upsert_assignment(Assignment("c-1", "a-2", "email", {}, released=True))
+    assert (await store.find_assignment("c-1")) == Assignment("c-1", "a-2", "email", {}, False)
+
+
+async def test_an_agents_assignments_are_listed_with_their_queue(store: SessionsStore) -> None:
+    await store.upsert_assignment(Assignment("c-2", "a-1", "chat", {}, queue="billing"))
+    await store.upsert_assignment(Assignment("c-1", "a-1", "email", {}, queue="general"))
+    await store.upsert_assignment(Assignment("c-3", "a-2", "chat", {}))
+    await store.upsert_assignment(Assignment("c-4", "a-1", "chat", {}))
+    await store.release_assignment("c-4", "a-1")
+    assert [(a.conversation_id, a.queue) for a in await store.list_assignments("a-1")] == [
+        ("c-1", "general"),
+        ("c-2", "billing"),
+    ]
+    assert await store.list_assignments("a-9") == []
+
+
+# --- experience profiles -------------------------------------------------------------------------
+
+
+async def test_profiles_are_stored_as_given_and_read_with_their_defaults(store: SessionsStore) -> None:
+    await store.ensure_agent("a-1")
+    assert await store.find_profile("a-1") is None  # the default profile is not stored yet
+    assert await store.find_profile("a-9") is None
+    await store.upsert_profile("default", SessionProfile())
+    tight = SessionProfile.model_validate({"max_tabs": 2, "offer_notifications": {"sound": "bell"}})
+    await store.upsert_profile("tight", tight)
+    assert await store.find_profile("a-1") == SessionProfile()
+    await store.assign_profile("a-1", "tight")
+    await store.assign_profile("a-2", "tight")  # an agent not seen yet
+    for agent in ("a-1", "a-2"):
+        profile = await store.find_profile(agent)
+        assert profile is not None
+        assert (profile.max_tabs, profile.max_sessions, profile.offer_notifications) == (
+            2,
+            10,
+            OfferNotifications(show_timeout=True, sound="bell"),
+        )
+    assert {n: p.stored() for n, p in (await store.list_profiles()).items()} == {
+        "default": {},
+        "tight": {"max_tabs": 2, "offer_notifications": {"sound": "bell"}},
+    }
+    await store.upsert_profile("tight", SessionProfile(max_tabs=3))
+    profile = await store.find_profile("a-1")
+    assert profile is not None and (profile.max_tabs, profile.offer_notifications.sound) == (3, "chime")
+    await store.assign_profile("a-1", "missing")
+    assert await store.find_profile("a-1") is None
+    assert list(await store.list_profiles()) == ["default", "tight"]
+
+
+async def test_expiry_times_round_trip(store: SessionsStore) -> None:
+    later = EXPIRES + timedelta(microseconds=123)
+    await store.insert_offer(Offer("o-1", "a-1", "c-1", "chat", later))
+    found = await store.find_offer("o-1")
+    assert found is not None and found.expires_at == later
+
+
+# --- wrap-up -------------------------------------------------------------------------------------
+
+
+async def test_a_close_keeps_its_wrap_up_until_the_session_reopens(store: SessionsStore) -> None:
+    await store.ensure_agent("a-1")
+    await open_with_anchor(store, "a-1", "c-1")
+    await store.close_session("a-1", "conv-c-1", disposition="resolved", note="refunded", reason="forced")
+    closed = await store.find_session("a-1", "conv-c-1")
+    assert closed is not None and (closed.disposition, closed.note, closed.close_reason) == (
+        "resolved",
+        "refunded",
+        "forced",
+    )
+    await store.close_session("a-1", "conv-c-1", disposition="spam")  # closed already: unchanged
+    again = await store.find_session("a-1", "conv-c-1")
+    assert again is not None and again.disposition == "resolved"
+    assert await store.reopen_session("a-1", "conv-c-1")
+    reopened = await store.find_session("a-1", "conv-c-1")
+    assert reopened is not None and (reopened.disposition, reopened.note, reopened.close_reason) == (None,) * 3
+
+
+async def test_dispositions_are_replaced_as_a_whole_in_order(store: SessionsStore) -> None:
+    assert await store.list_dispositions() == []
+    await store.replace_dispositions([Disposition("spam", "Spam"), Disposition("resolved", "Resolved")])
+    assert await store.list_dispositions() == [Disposition("spam", "Spam"), Disposition("resolved", "Resolved")]
+    await store.replace_dispositions([Disposition("resolved", "Done")])
+    assert await store.list_dispositions() == [Disposition("resolved", "Done")]
+    await store.replace_dispositions([])
+    assert await store.list_dispositions() == []
+
+
+# --- presence ------------------------------------------------------------------------------------
+
+
+async def test_the_agents_presence_is_kept_as_last_announced(store: SessionsStore) -> None:
+    assert await store.find_presence("a-1") is None
+    first = Presence("a-1", "available", "manual", EXPIRES, base="available", colour="green")
+    await store.upsert_presence(first)
+    assert await store.find_presence("a-1") == first
+    later = Presence("a-1", "Lunch", "automatic", EXPIRES + timedelta(minutes=5), "away", ["voice"], None)
+    await store.upsert_presence(later)
+    assert await store.find_presence("a-1") == later
+    assert await store.find_presence("a-2") is None
+
+
+# --- transcripts ---------------------------------------------------------------------------------
+
+
+def message(cid: str, mid: str, text: str = "hi", seconds: int = 0, **kw: object) -> Message:
+    return Message(cid, mid, "customer", text, EXPIRES + timedelta(seconds=seconds), **kw)  # type: ignore[arg-type]
+
+
+async def test_messages_are_stored_once_in_their_conversations_order(store: SessionsStore) -> None:
+    first = await store.insert_message(message("c-1", "m-1", sender_id="cust-1"))
+    assert first == message("c-1", "m-1", sender_id="cust-1", ordinal=1)
+    assert await store.insert_message(message("c-1", "m-1", "again")) is None
+    second = await store.insert_message(
+        Message(
+            "c-1",
+            "m-2",
+            "agent",
+            "Hello",
+            EXPIRES,
+            sender_id="a-1",
+            visibility="internal",
+            suggestion_id="s-1",
+            command_id="cmd-1",
+        )
+    )
+    assert second is not None and second.ordinal == 2
+    other = await store.insert_message(message("c-2", "m-1"))  # ids are per conversation
+    assert other is not None and other.ordinal == 1
+    stored = await store.list_messages_before("c-1", None, 10)
+    assert stored == [
+        message("c-1", "m-1", sender_id="cust-1", ordinal=1),
+        Message("c-1", "m-2", "agent", "Hello", EXPIRES, "a-1", "internal", "s-1", "cmd-1", 2),
+    ]
+
+
+async def test_transcripts_are_read_newest_page_first(store: SessionsStore) -> None:
+    for i in range(1, 8):
+        await store.insert_message(message("c-1", f"m-{i}", f"text {i}", i))
+    await store.insert_message(message("c-2", "x-1"))
+
+    def ids(messages: list[Message]) -> list[str]:
+        return [m.message_id for m in messages]
+
+    assert ids(await store.list_messages_before("c-1", None, 3)) == ["m-5", "m-6", "m-7"]
+    assert ids(await store.list_messages_before("c-1", "m-5", 3)) == ["m-2", "m-3", "m-4"]
+    assert ids(await store.list_messages_before("c-1", "m-2", 3)) == ["m-1"]
+    assert await store.list_messages_before("c-1", "m-1", 3) == []
+    assert await store.list_messages_before("c-1", "x-1", 3) == []  # not a message of c-1
+    assert await store.list_messages_before("c-9", None, 3) == []
+    recent = await store.list_recent_messages(["c-2", "c-1", "c-9"], 2)
+    assert {cid: ids(ms) for cid, ms in recent.items()} == {"c-1": ["m-6", "m-7"], "c-2": ["x-1"]}
+    assert await store.list_recent_messages([], 2) == {}
+
+
+async def test_an_agent_may_read_conversations_it_holds_or_held(store: SessionsStore) -> None:
+    await store.ensure_agent("a-1")
+    await open_with_anchor(store, "a-1", "c-1")
+    assert await store.held_conversation("a-1", "c-1")
+    assert not await store.held_conversation("a-2", "c-1")
+    assert not await store.held_conversation("a-1", "c-2")
+    await store.close_session("a-1", "conv-c-1")
+    assert await store.held_conversation("a-1", "c-1")
+
+
+# --- waiting work --------------------------------------------------------------------------------
+
+
+async def test_waiting_work_follows_the_queues_with_its_arrivals_details(store: SessionsStore) -> None:
+    t0 = EXPIRES
+    await store.upsert_waiting_work("c-1", "chat", "general", "waiting", t0)
+    await store.upsert_waiting_work("c-2", "email", "billing", None, t0 + timedelta(seconds=1))
+    await store.upsert_conversation(ConversationInfo("c-2", "email", t0, "Invoice question", 5))
+    await store.upsert_conversation(ConversationInfo("c-3", "chat", t0, "Not queued", 9))
+    assert await store.list_waiting_work(None) == [
+        WaitingWork("c-2", "email", "billing", "waiting", t0 + timedelta(seconds=1), "Invoice question", 5),
+        WaitingWork("c-1", "chat", "general", "waiting", t0),
+    ]
+    # offered, re-announced (state kept), moved: it keeps waiting since it was first queued
+    await store.upsert_waiting_work("c-1", "chat", "general", "offered", t0 + timedelta(seconds=5))
+    await store.upsert_waiting_work("c-1", "chat", "general", None, t0 + timedelta(seconds=6))
+    await store.move_waiting_work("c-1", "billing")
+    await store.move_waiting_work("c-9", "billing")  # not waiting: nothing happens
+    assert await store.list_waiting_work(["billing"]) == [
+        WaitingWork("c-2", "email", "billing", "waiting", t0 + timedelta(seconds=1), "Invoice question", 5),
+        WaitingWork("c-1", "chat", "billing", "offered", t0),
+    ]
+    assert await store.list_waiting_work(["general"]) == []
+    assert await store.list_waiting_work([]) == []
+    await store.upsert_conversation(ConversationInfo("c-2", "email", t0 + timedelta(hours=1), "Invoice", 1))
+    await store.remove_waiting_work("c-1")
+    await store.remove_waiting_work("c-1")
+    assert await store.list_waiting_work(None) == [
+        WaitingWork("c-2", "email", "billing", "waiting", t0 + timedelta(seconds=1), "Invoice", 1)
+    ]
+    await store.add_escalation("c-2", ["upset"])
+    await store.forget_conversation("c-2")
+    assert await store.list_waiting_work(None) == []
+    assert await store.list_escalations() == {}
+
+
+# --- supervisor actions and escalations ------------------------------------------------------------
+
+
+async def test_supervisor_actions_are_listed_newest_first(store: SessionsStore) -> None:
+    actions = [
+        SupervisorAction("sup-1", "a-1", "observe", EXPIRES, "c-1", "conv-c-1", "sup-1 is observing Ada"),
+        SupervisorAction("sup-1", "a-1", "whisper", EXPIRES, "c-1", "conv-c-1", "psst"),
+        SupervisorAction("sup-2", "a-2", "set_presence", EXPIRES, None, None, "sup-2 set your status to away"),
+    ]
+    for action in actions:
+        await store.insert_supervisor_action(action)
+    assert await store.list_supervisor_actions(None, 10) == actions[::-1]
+    assert await store.list_supervisor_actions("c-1", 10) == actions[1::-1]
+    assert await store.list_supervisor_actions(None, 1) == actions[2:]
+    assert await store.list_supervisor_actions("c-9", 10) == []
+
+
+async def test_escalation_signals_accumulate_per_conversation(store: SessionsStore) -> None:
+    assert await store.list_escalations() == {}
+    assert await store.add_escalation("c-1", ["upset"]) == ["upset"]
+    assert await store.add_escalation("c-1", ["upset", "asks_for_manager"]) == ["asks_for_manager", "upset"]
+    assert await store.add_escalation("c-2", ["asks_for_manager", "asks_for_manager"]) == ["asks_for_manager"]
+    assert await store.list_escalations() == {"c-1": ["asks_for_manager", "upset"], "c-2": ["asks_for_manager"]}
+
+
+async def test_open_conversation_sessions_are_listed_for_every_agent(store: SessionsStore) -> None:
+    for agent in ("a-2", "a-1"):
+        await store.ensure_agent(agent)
+    await open_with_anchor(store, "a-2", "c-3")
+    await open_with_anchor(store, "a-1", "c-1")
+    await open_with_anchor(store, "a-1", "c-2")
+    await store.close_session("a-1", "conv-c-2")
+    await store.insert_session(Session("a-1", "rec-case-1", "record", "Case 1", "Ca"))
+    listed = [(s.agent_id, s.session_id) for s in await store.list_open_conversation_sessions()]
+    assert listed == [("a-1", "conv-c-1"), ("a-2", "conv-c-3")]
+
+
+async def test_an_escalation_is_found_by_conversation(store: SessionsStore) -> None:
+    assert await store.find_escalation("c-1") == []
+    await store.add_escalation("c-1", ["upset"])
+    assert await store.find_escalation("c-1") == ["upset"]
+
+
+async def test_assist_output_is_remembered_per_conversation_until_it_ends(store: SessionsStore) -> None:
+    assert await store.find_conversation_pane("c-1") == {}
+    await store.merge_conversation_pane("c-1", {"replies": {"replies": [1]}})
+    await store.merge_conversation_pane("c-1", {"summary": {"summary": "a"}})
+    await store.merge_conversation_pane("c-1", {"replies": {"replies": [2]}})
+    assert await store.find_conversation_pane("c-1") == {"replies": {"replies": [2]}, "summary": {"summary": "a"}}
+    assert await store.find_conversation_pane("c-2") == {}
+    await store.forget_conversation("c-1")
+    assert await store.find_conversation_pane("c-1") == {}
