@@ -5,10 +5,10 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen --quiet
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap up down clean env logs status test test-unit test-e2e lint format bench asyncapi
+.PHONY: help bootstrap up down clean env logs status test test-unit test-e2e lint format bench asyncapi web
 
 help:
-	@echo "make up | down | clean | env | logs | status | test | test-unit | test-e2e | lint | bench | asyncapi"
+	@echo "make up | down | clean | env | logs | status | test | test-unit | test-e2e | lint | bench | asyncapi | web"
 
 bootstrap:  ## install uv (from PyPI) when missing, then the workspace's locked dependencies
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || \
@@ -57,3 +57,6 @@ bench: bootstrap  ## load test on the embedded stack; prints one JSON document
 
 asyncapi: bootstrap  ## write each service's AsyncAPI document under deploy/asyncapi/
 	@$(RUN) python -m tools.asyncapi deploy/asyncapi
+
+web:  ## rebuild the browser pages' bundle (Node and npm needed; the built files are committed)
+	@cd services/sessions/web && npm ci --no-audit --no-fund && npm run typecheck && npm run build

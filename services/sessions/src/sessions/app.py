@@ -3,59 +3,129 @@
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import Any
 
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
-from starlette.routing import Route, WebSocketRoute
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 
-from sessions import handlers, service
+from sessions import config, handlers, service
+from sessions.customer import CustomerDemo
 from sessions.gateway import Gateway, Hub
+from sessions.services_http import Services
 from sessions.settings import SessionsSettings
+from sessions.store import FakeSessionsStore, PgSessionsStore, SessionsStore
+from sessions.supervisor import WATCHED, Limits, Supervisor
+from sessions.tail import Tail
 from shared import topics
 from shared.auth import Auth, supervisor_or_error
-from shared.runtime import Runtime, load_config
+from shared.config import load
+from shared.runtime import Runtime
+from shared.tx import Database, MemoryDatabase, PgTx, Tx
 
 PRODUCES = {
-    topics.SESSIONS: "The agent's topic: offers, sessions, tabs, drafts, unread counts, pane, command.rejected",
-    topics.MESSAGES: "Agent replies posted into conversations",
-    topics.SESSIONS_COMMANDS: "Commands received on the gateway's WebSocket, on the agent's behalf",
-    topics.ROUTING_COMMANDS: "work.pick when an agent opens a waiting conversation",
-    topics.PRESENCE_COMMANDS: "Heartbeats of connected clients",
+    topics.SESSIONS: "The agent's topic: offers, sessions, tabs, drafts, unread counts, pane, messages, "
+    "presence, supervisor actions, command.rejected",
+    topics.MESSAGES: "Agent replies, supervisors' whispers and barge-ins, and the demo page's customer messages",
+    topics.SESSIONS_COMMANDS: "Commands received on the gateway's WebSockets: the agent's own, and supervisor.act "
+    "from the supervisor stream",
+    topics.ROUTING_COMMANDS: "work.pick when an agent opens a waiting conversation; work.transfer",
+    topics.PRESENCE_COMMANDS: "Heartbeats of connected clients; presence.set chosen by the agent (or a supervisor)",
+    topics.CONVERSATIONS: "conversation.participant_changed when a supervisor joins or leaves; conversation.arrived "
+    "from the customer demo page",
 }
+# Pages: scripts, styles and connections from this origin only, no inline script, no framing.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self' {ws}; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]+)?|\[[0-9A-Fa-f:.]+\](:[0-9]+)?")
 
 
-def build_runtime(settings: SessionsSettings | None = None) -> Runtime:
+def store_factory(database: Database | None) -> Callable[[Tx], SessionsStore]:
+    """PostgreSQL on a PgTx; with a MemoryDatabase, the fake store it holds."""
+    if isinstance(database, MemoryDatabase):
+        fake = next(s for s in database.states if isinstance(s, FakeSessionsStore))
+        return lambda tx: fake
+
+    def on_postgres(tx: Tx) -> SessionsStore:
+        assert isinstance(tx, PgTx)
+        return PgSessionsStore(tx.conn)
+
+    return on_postgres
+
+
+def build_runtime(
+    settings: SessionsSettings | None = None, database: Database | None = None
+) -> Runtime[SessionsStore, None]:
+    """The service's consumers on PostgreSQL, or on `database` (a MemoryDatabase holding a
+    FakeSessionsStore, for handler tests). The `sessions:` configuration is checked here."""
     settings = settings or SessionsSettings()
-    runtime: Runtime[Any, Any] = Runtime(
-        "sessions", settings, package="sessions", produces=PRODUCES, store=lambda tx: tx
+    cfg = load(settings.config_file or os.environ.get("SWITCHBOARD_CONFIG"), config.SessionsConfig, "sessions")
+    runtime: Runtime[SessionsStore, None] = Runtime(
+        "sessions",
+        settings,
+        package="sessions",
+        produces=PRODUCES,
+        store=store_factory(database),
+        database=database,
     )
     runtime.sequencer = service.stamp_sequence
     handlers.register(runtime)
 
-    async def load_configuration() -> None:
-        cfg = load_config(settings.config_file or os.environ.get("SWITCHBOARD_CONFIG"), "sessions")
-        async with runtime.pool.acquire() as conn, conn.transaction():
-            await service.apply_config(conn, cfg)
+    async def apply_configuration() -> None:
+        async with runtime.transaction() as uow:
+            await service.apply_config(uow.store, cfg)
 
-    runtime.started_hooks.append(load_configuration)
+    runtime.started_hooks.append(apply_configuration)
     return runtime
 
 
-def create_app(settings: SessionsSettings | None = None) -> Starlette:
+def page(name: str) -> Callable[[Request], Awaitable[Response]]:
+    """One of the package's static pages, with its security headers."""
+
+    async def serve(request: Request) -> Response:
+        text = resources.files("sessions").joinpath(f"static/{name}").read_text()
+        host = request.headers.get("host", "")
+        # WebSockets to this very origin (not every browser counts ws: as 'self')
+        ws = f"ws://{host} wss://{host}" if HOST.fullmatch(host) else ""
+        headers = {
+            "Content-Security-Policy": CSP.format(ws=ws),
+            "X-Content-Type-Options": "nosniff",
+            "X-Frame-Options": "DENY",
+            "Referrer-Policy": "no-referrer",
+            "Cache-Control": "no-cache",
+        }
+        return HTMLResponse(text, headers=headers)
+
+    return serve
+
+
+def create_app(settings: SessionsSettings | None = None, database: Database | None = None) -> Starlette:
     settings = settings or SessionsSettings()
-    runtime = build_runtime(settings)
+    runtime = build_runtime(settings, database)
     auth = Auth(settings.gateway_secret, settings.oidc_jwks_url, settings.oidc_issuer, settings.oidc_audience)
     hub = Hub(settings.kafka_bootstrap_servers, runtime.names(topics.SESSIONS), settings.resume_buffer)
-    gateway = Gateway(runtime, auth, hub, settings.heartbeat_interval_s, service.workspace)
-    runtime.started_hooks.append(hub.start)
-    runtime.stopping_hooks.append(hub.stop)
-
-    async def index(_: Request) -> HTMLResponse:
-        page = resources.files("sessions").joinpath("static/workspace.html").read_text()
-        return HTMLResponse(page)
+    tail = Tail(settings.kafka_bootstrap_servers, {name: runtime.names(name) for name in WATCHED})
+    services = Services(settings)
+    gateway = Gateway(runtime, auth, hub, settings.heartbeat_interval_s, services)
+    supervisor = Supervisor(
+        runtime,
+        auth,
+        services,
+        tail,
+        settings.overview_debounce_s,
+        Limits(settings.supervisor_wait_factor, settings.supervisor_wait_s, settings.supervisor_handle_s),
+    )
+    if not runtime.in_memory:  # handler tests have no Kafka to tail
+        runtime.started_hooks += [hub.start, tail.start]
+        runtime.stopping_hooks += [hub.stop, tail.stop]
+    runtime.stopping_hooks.append(services.close)
 
     async def profiles(request: Request) -> JSONResponse:
         """Supervisors edit experience profiles: PUT {"settings": {...}}; GET lists them."""
@@ -64,31 +134,50 @@ def create_app(settings: SessionsSettings | None = None) -> Starlette:
         )
         if principal is None:
             return JSONResponse({"error": error}, status_code=status)
-        async with runtime.pool.acquire() as conn:
-            if request.method == "PUT":
-                name = request.path_params.get("name")
+        if request.method == "PUT":
+            name = request.path_params["name"]
+            try:
                 body = await request.json()
-                try:
-                    await service.apply_config(
-                        conn,
-                        {
-                            "profiles": {name: body.get("settings") or {}},
-                            "agents": {a: {"profile": name} for a in body.get("agents", [])},
-                        },
-                    )
-                except ValueError as exc:
-                    return JSONResponse({"error": str(exc)}, status_code=422)
-            rows = await conn.fetch(service.Q.list_profiles)
-        return JSONResponse({r["name"]: r["settings"] for r in rows})
+            except ValueError:
+                body = None
+            if not isinstance(body, dict):
+                return JSONResponse({"error": 'send {"settings": {...}, "agents": [...]}'}, status_code=422)
+            try:
+                profile = config.SessionProfile.model_validate(body.get("settings") or {})
+            except ValidationError as exc:
+                problems = config.problems(exc)
+                return JSONResponse(
+                    {"error": f"invalid experience profile {name!r}: {'; '.join(problems)}", "problems": problems},
+                    status_code=422,
+                )
+            agents = body.get("agents") or []
+            if not isinstance(agents, list) or not all(isinstance(a, str) and a for a in agents):
+                return JSONResponse({"error": "agents: a list of agent ids"}, status_code=422)
+            async with runtime.transaction() as uow:
+                await service.put_profile(uow.store, name, profile, agents)
+        async with runtime.reading() as store:
+            stored = await store.list_profiles()
+        return JSONResponse({n: p.stored() for n, p in stored.items()})
 
-    app = runtime.http_app(
-        [
-            Route("/", index),
-            Route("/agents/{agent_id}/workspace", gateway.http_workspace),
-            WebSocketRoute("/agents/{agent_id}/stream", gateway.websocket),
-            Route("/admin/profiles", profiles, methods=["GET"]),
-            Route("/admin/profiles/{name}", profiles, methods=["PUT"]),
+    routes: list[BaseRoute] = [
+        Route("/", page("workspace.html")),
+        Route("/supervisor", page("supervisor.html")),
+        Mount("/static", StaticFiles(directory=str(resources.files("sessions").joinpath("static"))), name="static"),
+        Route("/agents/{agent_id}/workspace", gateway.http_workspace),
+        WebSocketRoute("/agents/{agent_id}/stream", gateway.websocket),
+        Route("/supervisor/overview", supervisor.http_overview),
+        WebSocketRoute("/supervisor/stream", supervisor.websocket),
+        Route("/admin/profiles", profiles, methods=["GET"]),
+        Route("/admin/profiles/{name}", profiles, methods=["PUT"]),
+    ]
+    if settings.customer_demo:
+        demo = CustomerDemo(runtime, auth, tail)
+        routes += [
+            Route("/customer", page("customer.html")),
+            Route("/customer/conversations", demo.start, methods=["POST"]),
+            WebSocketRoute("/customer/conversations/{conversation_id}/stream", demo.websocket),
         ]
-    )
+    app = runtime.http_app(routes)
     app.state.gateway = gateway
+    app.state.supervisor = supervisor
     return app

@@ -8,7 +8,11 @@
   there and skipping events with seq <= snapshot seq misses nothing and sees nothing twice.
 - WebSocket: the snapshot (or, on resume, the events after the client's last seq), then the live
   stream of that agent's events only, in order; commands from the client are checked against the
-  token and published to sessions.commands.v1; heartbeats go to presence for the connection.
+  token and published to sessions.commands.v1 (`presence.set` to presence.commands.v1); read
+  requests (`conversation.history`, `kb.search`, `kb.article`, `dashboard.get`) are answered on
+  the socket; the agent's verdicts for assist (`suggestion.feedback`, `case_summary.save`) are
+  sent to assist over HTTP with the agent's token and answered `accepted` or `error`; heartbeats
+  go to presence for the connection. Frames over 64 KB are refused.
 """
 
 from __future__ import annotations
@@ -17,24 +21,34 @@ import asyncio
 import contextlib
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import DefaultPartitioner
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from sessions import service
+from sessions.services_http import ServiceError, Services
+from sessions.store import SessionsStore
+from sessions.tail import partitions_of
 from shared import contracts as c
 from shared import topics
 from shared.auth import Auth, Principal, Unauthorised, token_of
 from shared.runtime import Runtime
 
 log = structlog.get_logger("switchboard.gateway")
+
+MAX_FRAME = 64 * 1024
+READS = ("conversation.history", "kb.search", "kb.article", "dashboard.get")
+# Requests the gateway forwards to assist for the agent (answered on the socket, nothing published).
+ASSIST_WRITES = ("suggestion.feedback", "case_summary.save")
+VERDICTS = ("accepted", "edited", "rejected")
+SNIPPET = 200
 
 
 class Hub:
@@ -60,7 +74,7 @@ class Hub:
         await self._consumer.start()
         self._offsets = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
         await self._offsets.start()
-        parts = await self._partitions_of(self.topic)
+        parts = await partitions_of(self.bootstrap, self.topic)
         self._partitions = parts
         tps = [TopicPartition(self.topic, p) for p in parts]
         self._consumer.assign(tps)
@@ -68,18 +82,6 @@ class Hub:
         for tp in tps:  # resolve positions now: everything published from here on reaches the hub
             await self._consumer.position(tp)
         self._task = asyncio.create_task(self._run(), name="gateway-hub")
-
-    async def _partitions_of(self, topic: str) -> list[int]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-        await admin.start()
-        try:
-            described = await admin.describe_topics([topic])
-        finally:
-            await admin.close()
-        parts = sorted(p["partition"] for d in described if d["topic"] == topic for p in d["partitions"])
-        if not parts:
-            raise RuntimeError(f"topic {topic} has no partitions: create the topics first (make up does)")
-        return parts
 
     async def stop(self) -> None:
         if self._task:
@@ -149,23 +151,29 @@ class Hub:
 class Gateway:
     def __init__(
         self,
-        runtime: Runtime,
+        runtime: Runtime[SessionsStore, None],
         auth: Auth,
         hub: Hub,
         heartbeat_interval_s: float,
-        workspace: Callable[[Any, str], Awaitable[dict[str, Any]]],
+        services: Services,
     ) -> None:
         self.runtime = runtime
         self.auth = auth
         self.hub = hub
         self.heartbeat_interval_s = heartbeat_interval_s
-        self.workspace = workspace
+        self.services = services
         self.commands = runtime.names(topics.SESSIONS_COMMANDS)
 
-    async def snapshot(self, agent_id: str) -> dict[str, Any]:
+    async def snapshot(self, agent_id: str, token: str | None) -> dict[str, Any]:
+        # routing's queues (None: routing cannot say, so no filter) and presence's statuses are
+        # read first: slow or down services delay the snapshot, never its consistency
+        queues, statuses = await asyncio.gather(
+            self.services.agent_queues(agent_id, token), self.services.statuses(token)
+        )
         position = await self.hub.position(agent_id)  # before the read: see the module docstring
-        async with self.runtime.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
-            body = await self.workspace(conn, agent_id)
+        async with self.runtime.reading() as store:
+            body = await service.workspace(store, agent_id, queues=queues)
+        body["statuses"] = statuses
         body["kafka"] = position
         return body
 
@@ -175,18 +183,20 @@ class Gateway:
             principal = self.auth.verify(token_of(request.headers, request.query_params))
         except Unauthorised as exc:
             return JSONResponse({"error": str(exc)}, status_code=401)
-        if not principal.can_read(agent_id):
+        if not _may_read(principal, agent_id):
             return JSONResponse({"error": f"{principal.subject} may not read {agent_id}'s workspace"}, status_code=403)
-        return JSONResponse(orjson.loads(orjson.dumps(await self.snapshot(agent_id), default=str)))
+        snapshot = await self.snapshot(agent_id, token_of(request.headers, request.query_params))
+        return JSONResponse(orjson.loads(orjson.dumps(snapshot, default=str)))
 
     async def websocket(self, ws: WebSocket) -> None:
         agent_id = ws.path_params["agent_id"]
+        token = token_of(ws.headers, ws.query_params)
         try:
-            principal = self.auth.verify(token_of(ws.headers, ws.query_params))
+            principal = self.auth.verify(token)
         except Unauthorised as exc:
             await ws.close(code=4401, reason=str(exc)[:120])
             return
-        if not principal.can_read(agent_id):
+        if not _may_read(principal, agent_id):
             await ws.close(code=4403, reason=f"{principal.subject} may not read {agent_id}")
             return
         await ws.accept()
@@ -194,9 +204,9 @@ class Gateway:
         queue = self.hub.subscribe(agent_id)
         tasks: list[asyncio.Task[Any]] = []
         try:
-            last = await self._start_stream(ws, agent_id, ws.query_params.get("after_seq"))
+            last = await self._start_stream(ws, agent_id, token, ws.query_params.get("after_seq"))
             tasks.append(asyncio.create_task(self._forward(ws, queue, last)))
-            tasks.append(asyncio.create_task(self._receive(ws, principal, agent_id, device)))
+            tasks.append(asyncio.create_task(self._receive(ws, principal, token, agent_id, device)))
             if principal.can_act(agent_id):
                 tasks.append(asyncio.create_task(self._heartbeats(agent_id, device)))
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -211,10 +221,10 @@ class Gateway:
                 t.cancel()
             self.hub.unsubscribe(agent_id, queue)
 
-    async def _start_stream(self, ws: WebSocket, agent_id: str, after: str | None) -> int:
+    async def _start_stream(self, ws: WebSocket, agent_id: str, token: str | None, after: str | None) -> int:
         if after is not None and after.isdigit():
-            async with self.runtime.pool.acquire() as conn:
-                committed = await conn.fetchval("SELECT seq FROM agent_seq WHERE agent_id = $1", agent_id) or 0
+            async with self.runtime.reading() as store:
+                committed = await store.get_seq(agent_id)
             replay = self.hub.replay(agent_id, int(after), committed)
             if replay is not None:
                 await ws.send_text(orjson.dumps({"kind": "resumed", "after_seq": int(after)}).decode())
@@ -223,7 +233,7 @@ class Gateway:
                     await ws.send_text(_event_frame(value))
                     last = seq
                 return last
-        snap = await self.snapshot(agent_id)
+        snap = await self.snapshot(agent_id, token)
         reason = "resume point too old" if after is not None else None
         await ws.send_text(
             orjson.dumps({"kind": "snapshot", "reason": reason, "workspace": snap}, default=str).decode()
@@ -238,22 +248,45 @@ class Gateway:
             await ws.send_text(_event_frame(value))
             last = seq
 
-    async def _receive(self, ws: WebSocket, principal: Principal, agent_id: str, device: str) -> None:
+    async def _receive(
+        self, ws: WebSocket, principal: Principal, token: str | None, agent_id: str, device: str
+    ) -> None:
         while True:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 raise WebSocketDisconnect(message.get("code", 1000))
             raw: str | bytes = message.get("text") or message.get("bytes") or b""
-            reply = await self._command(raw, principal, agent_id, device)
-            await ws.send_text(orjson.dumps(reply).decode())
+            if len(raw) > MAX_FRAME:
+                reply = {"kind": "error", "reason": f"frame of {len(raw)} bytes refused: at most {MAX_FRAME}"}
+            else:
+                reply = await self._command(raw, principal, token, agent_id, device)
+            await ws.send_text(orjson.dumps(reply, default=str).decode())
 
-    async def _command(self, text: str | bytes, principal: Principal, agent_id: str, device: str) -> dict[str, Any]:
+    async def _command(
+        self, text: str | bytes, principal: Principal, token: str | None, agent_id: str, device: str
+    ) -> dict[str, Any]:
         try:
             msg = orjson.loads(text)
         except orjson.JSONDecodeError:
             return {"kind": "error", "reason": 'commands are JSON objects: {"type": ..., "data": {...}}'}
         if not isinstance(msg, dict) or not isinstance(msg.get("data", {}), dict):
             return {"kind": "error", "reason": 'commands are JSON objects: {"type": ..., "data": {...}}'}
+        if msg.get("type") in READS:
+            try:
+                return await self._read(str(msg["type"]), msg.get("data") or {}, principal, token, agent_id)
+            except ServiceError as exc:
+                return {"kind": "error", "type": msg["type"], "reason": str(exc)}
+        if msg.get("type") in ASSIST_WRITES:
+            command_id = str(msg.get("id") or uuid.uuid4())
+            if not principal.can_act(agent_id):
+                return {
+                    "kind": "error",
+                    "command_id": command_id,
+                    "type": msg["type"],
+                    "reason": f"{principal.subject} may not act for {agent_id}: "
+                    "an agent acts on its own workspace only",
+                }
+            return await self._assist_write(str(msg["type"]), command_id, msg.get("data") or {}, token, agent_id)
         data = {**msg.get("data", {})}
         data.setdefault("agent_id", agent_id)
         if data["agent_id"] != agent_id or not principal.can_act(agent_id):
@@ -271,17 +304,140 @@ class Gateway:
             "datacontenttype": "application/json",
             "data": data,
         }
+        # presence.set goes to presence, for this agent only; everything else is a sessions command
+        topic = topics.PRESENCE_COMMANDS if msg.get("type") == c.SetPresence.TYPE else topics.SESSIONS_COMMANDS
         try:
-            envelope, _ = c.parse(orjson.dumps(event), topics.SESSIONS_COMMANDS)
+            envelope, _ = c.parse(orjson.dumps(event), topic)
         except c.InvalidEvent as exc:
             return {"kind": "error", "reason": str(exc)}
+        if envelope.type == c.SupervisorAct.TYPE:
+            return {"kind": "error", "reason": "supervisor.act comes from the supervisor stream, not an agent's"}
         await self.runtime.broker.publish(
             envelope.to_bytes(),
-            topic=self.commands,
+            topic=self.runtime.names(topic),
             key=agent_id.encode(),
             headers={"content-type": "application/cloudevents+json", "ce_type": envelope.type},
         )
         return {"kind": "accepted", "command_id": envelope.id, "type": envelope.type}
+
+    async def _read(
+        self, kind: str, data: dict[str, Any], principal: Principal, token: str | None, agent_id: str
+    ) -> dict[str, Any]:
+        """A read request: answered on the socket, nothing published."""
+        if kind == "conversation.history":
+            conversation_id = str(data.get("conversation_id") or "")
+            if not conversation_id:
+                return {"kind": "error", "type": kind, "reason": "conversation.history needs a conversation_id"}
+            before = data.get("before_message_id")
+            async with self.runtime.reading() as store:
+                try:
+                    page = await service.history(
+                        store, agent_id, conversation_id, str(before) if before else None, limit=50
+                    )
+                except PermissionError as exc:
+                    return {"kind": "error", "type": kind, "reason": str(exc)}
+            return {
+                "kind": "history",
+                "conversation_id": conversation_id,
+                "messages": page["messages"],
+                "more": bool(page["more"]),
+            }
+        if kind == "kb.search":
+            query = str(data.get("query") or "").strip()
+            if not query:
+                return {"kind": "error", "type": kind, "reason": "kb.search needs a query"}
+            if len(query) > 500:
+                return {"kind": "error", "type": kind, "reason": f"a query of {len(query)} characters: at most 500"}
+            found = await self.services.get("assist", "/kb/search", token, {"q": query})
+            return {"kind": "kb_results", "query": query, "results": await self._with_snippets(found, token)}
+        if kind == "kb.article":
+            article_id = str(data.get("id") or "")
+            if not article_id or "/" in article_id:
+                return {"kind": "error", "type": kind, "reason": "kb.article needs an article id"}
+            article = await self.services.get("assist", f"/kb/articles/{article_id}", token)
+            return {
+                "kind": "kb_article",
+                "article": {k: article.get(k) for k in ("id", "title", "body", "tags")},
+            }
+        queues = await self.services.agent_queues(agent_id, token)
+        async with self.runtime.reading() as store:
+            dashboard = await service.dashboard(store, agent_id, queues)
+        return {"kind": "dashboard", "dashboard": dashboard}
+
+    async def _assist_write(
+        self, kind: str, command_id: str, data: dict[str, Any], token: str | None, agent_id: str
+    ) -> dict[str, Any]:
+        """The agent's verdict on a suggested reply, or its reviewed case summary, saved by assist."""
+
+        def refused(reason: str) -> dict[str, Any]:
+            return {"kind": "error", "command_id": command_id, "type": kind, "reason": reason}
+
+        if kind == "suggestion.feedback":
+            suggestion_id = str(data.get("suggestion_id") or "")
+            verdict = data.get("verdict") or "rejected"
+            if not suggestion_id:
+                return refused("suggestion.feedback needs a suggestion_id")
+            if verdict not in VERDICTS:
+                return refused(f"verdict {verdict!r}: one of {', '.join(VERDICTS)}")
+            body: dict[str, Any] = {"verdict": verdict}
+            if data.get("text") is not None:
+                body["text"] = str(data["text"])
+            path = f"/suggestions/{quote(suggestion_id, safe='')}/feedback"
+            try:
+                await self.services.call("POST", "assist", path, token, body=body)
+            except ServiceError as exc:
+                if exc.status == 409:
+                    return refused(f"this suggested reply already has a verdict ({exc.reason})")
+                if exc.status == 404:
+                    return refused(f"assist does not know this suggested reply ({exc.reason})")
+                return refused(str(exc))
+            return {
+                "kind": "accepted",
+                "command_id": command_id,
+                "type": kind,
+                "suggestion_id": suggestion_id,
+                "verdict": verdict,
+            }
+        conversation_id = str(data.get("conversation_id") or "")
+        if not conversation_id:
+            return refused("case_summary.save needs a conversation_id")
+        async with self.runtime.reading() as store:
+            held = await store.held_conversation(agent_id, conversation_id)
+        if not held:
+            return refused(f"{agent_id} has not held conversation {conversation_id!r}: its case summary is not theirs")
+        summary = {k: v for k, v in data.items() if k not in ("conversation_id", "agent_id")}
+        path = f"/conversations/{quote(conversation_id, safe='')}/case-summary"
+        try:
+            saved = await self.services.call("PUT", "assist", path, token, body=summary)
+        except ServiceError as exc:
+            return refused(str(exc))
+        return {
+            "kind": "accepted",
+            "command_id": command_id,
+            "type": kind,
+            "conversation_id": conversation_id,
+            "case_summary": {k: saved.get(k) for k in ("status", "saved", "saved_by", "saved_at", "draft")},
+        }
+
+    async def _with_snippets(self, found: dict[str, Any], token: str | None) -> list[dict[str, Any]]:
+        """assist's hits as {id, title, score, snippet}; the snippet is the article's opening."""
+        hits = list(found.get("articles") or found.get("results") or [])
+
+        async def snippet(hit: dict[str, Any]) -> str:
+            if hit.get("snippet"):
+                return str(hit["snippet"])
+            try:
+                article = await self.services.get("assist", f"/kb/articles/{hit['id']}", token)
+            except ServiceError:
+                return ""
+            body = " ".join(str(article.get("body") or "").split())
+            return body if len(body) <= SNIPPET else body[: SNIPPET - 1].rsplit(" ", 1)[0] + "…"
+
+        snippets = await asyncio.gather(*(snippet(h) for h in hits))
+        return [
+            {"id": h.get("id"), "title": h.get("title"), "score": h.get("score"), "snippet": s}
+            for h, s in zip(hits, snippets, strict=True)
+        ]
 
     async def _heartbeats(self, agent_id: str, device: str) -> None:
         topic = self.runtime.names(topics.PRESENCE_COMMANDS)
@@ -292,6 +448,11 @@ class Gateway:
                     ev.to_bytes(), topic=topic, key=agent_id.encode(), headers={"ce_type": ev.type}
                 )
             await asyncio.sleep(self.heartbeat_interval_s)
+
+
+def _may_read(principal: Principal, agent_id: str) -> bool:
+    """An agent reads its own workspace, a supervisor any; a customer's token reads none."""
+    return "customer" not in principal.roles and principal.can_read(agent_id)
 
 
 def _event_frame(value: bytes) -> str:
