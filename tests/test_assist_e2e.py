@@ -6,12 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -23,7 +21,7 @@ from shared import contracts as c
 from shared import topics
 from shared.auth import DEV_SECRET, Auth
 from tests import helpers
-from tools.testing import Bus, Deployment, running
+from tools.testing import Bus, Deployment, running, served
 
 pytestmark = pytest.mark.e2e
 
@@ -281,12 +279,6 @@ async def test_search_and_article_management(deployment: Deployment) -> None:
 # --- the OpenAI-compatible provider, against a local fake endpoint ------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.asynccontextmanager
 async def fake_llm(delay_s: float) -> AsyncIterator[tuple[str, list[dict[str, object]]]]:
     """An OpenAI-compatible /v1/chat/completions that answers after `delay_s`."""
@@ -310,22 +302,9 @@ async def fake_llm(delay_s: float) -> AsyncIterator[tuple[str, list[dict[str, ob
             content = "The customer was charged twice for order 1234 and wants the duplicate $59.90 refunded."
         return JSONResponse({"choices": [{"message": {"role": "assistant", "content": content}}]})
 
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])]),
-            port=port,
-            log_level="warning",
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}/v1", calls
-    finally:
-        server.should_exit = True
-        await task
+    app = Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])
+    async with served(app, lifespan="auto") as host:
+        yield f"http://{host}/v1", calls
 
 
 async def test_an_llm_that_times_out_falls_back_to_the_embedded_path(deployment: Deployment, bus: Bus) -> None:

@@ -8,6 +8,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections import Counter
+from typing import Any
 
 import asyncpg
 import pytest
@@ -67,12 +69,17 @@ async def test_bad_arrivals_go_to_the_dlq_and_the_next_good_one_is_routed(deploy
         offer = await bus.wait_for(topics.SESSIONS, "offer.received", conversation_id="c-good")
         assert offer[0].data["title"] == "Grace Hopper"
 
-        dead = []
+        # Each consumer of conversations.v1 judges a record on its own and names itself in the headers:
+        # routing refuses all four; sessions (Home's waiting-work list) the three it cannot parse.
+        every: list[Any] = []
         for _ in range(100):
-            dead = await bus.records(topics.dlq(topics.CONVERSATIONS))
-            if len(dead) >= 4:
+            every = await bus.records(topics.dlq(topics.CONVERSATIONS))
+            if len(every) >= 7:
                 break
             await asyncio.sleep(0.1)
+        by_consumer = Counter(dict(r.headers)["dlq.consumer"].decode() for r in every)
+        assert by_consumer == {"routing:conversations.v1": 4, "sessions:conversations.v1": 3}, by_consumer
+        dead = [r for r in every if dict(r.headers)["dlq.consumer"] == b"routing:conversations.v1"]
         reasons = {dict(r.headers)["dlq.reason"].decode() for r in dead}
         assert len(dead) == 4, reasons
         assert any(r.startswith("not JSON") for r in reasons)

@@ -5,21 +5,46 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
+
+import yaml
+
+# FastStream keeps subscribers and publishers in WeakSets, so their order changes from run to run.
+SORTED = (("channels",), ("operations",), ("components", "messages"), ("components", "schemas"))
 
 
-def main(out: str = "deploy/asyncapi") -> int:
+def stable(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document with its channels, operations, messages and schemas in name order."""
+    for path in SORTED:
+        *parents, leaf = path
+        node = doc
+        for key in parents:
+            node = node.get(key, {})
+        if leaf in node:
+            node[leaf] = dict(sorted(node[leaf].items()))
+    return doc
+
+
+def documents() -> dict[str, str]:
+    """Each service's AsyncAPI document as YAML text, by service name."""
     from assist.app import build_runtime as assist
     from presence.app import build_runtime as presence
     from routing.app import build_runtime as routing
     from sessions.app import build_runtime as sessions
 
-    target = Path(out)
-    target.mkdir(parents=True, exist_ok=True)
+    out = {}
     for build in (routing, sessions, presence, assist):
         runtime = build()
-        doc = runtime.asyncapi().to_specification()
-        path = target / f"{runtime.name}.yaml"
-        path.write_text(doc.to_yaml())
+        out[runtime.name] = yaml.dump(stable(runtime.asyncapi().to_specification().to_jsonable()), sort_keys=False)
+    return out
+
+
+def main(out: str = "deploy/asyncapi") -> int:
+    target = Path(out)
+    target.mkdir(parents=True, exist_ok=True)
+    for name, text in documents().items():
+        path = target / f"{name}.yaml"
+        path.write_text(text)
         print(f"wrote {path}")
     return 0
 

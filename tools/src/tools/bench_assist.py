@@ -18,7 +18,6 @@ from typing import Any
 import yaml
 
 from assist.app import build
-from assist.service import Q
 from assist.settings import AssistSettings
 from tools import stack, testing
 
@@ -78,12 +77,12 @@ async def replay(assist: Any, runtime: Any, conversations: list[dict[str, Any]],
     misses: list[dict[str, Any]] = []
     for conv in conversations:
         cid = f"{tag}-{conv['id']}-{uuid.uuid4().hex[:6]}"
-        async with runtime.pool.acquire() as conn:
-            await conn.execute(Q.insert_conversation, cid, "chat", conv.get("subject"), conv.get("customer_name"))
+        async with runtime.transaction() as uow:
+            await uow.store.add_conversation(cid, "chat", conv.get("subject"), conv.get("customer_name"))
         out: dict[str, Any] = {}
         for i, text in enumerate(conv["messages"]):
-            async with runtime.pool.acquire() as conn:
-                await conn.execute(Q.insert_message, cid, f"m{i}", "customer", "public", text, datetime.now(UTC), None)
+            async with runtime.transaction() as uow:
+                await uow.store.add_message(cid, f"m{i}", "customer", "public", text, datetime.now(UTC), None)
             started = time.perf_counter()
             out = await assist.process(cid, [])
             latencies.append((time.perf_counter() - started) * 1000)

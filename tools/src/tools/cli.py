@@ -62,7 +62,10 @@ async def _producer() -> AIOKafkaProducer:
 
 
 async def publish(payload: c.Payload, *, source: str, event_id: str | None = None) -> c.CloudEvent:
-    ev = c.event(payload, source=source, id=event_id)
+    try:
+        ev = c.event(payload, source=source, id=event_id)
+    except c.ContractError as exc:
+        raise CliError(f"{exc}; see docs/contract.md for the fields of {payload.TYPE}") from exc
     producer = await _producer()
     try:
         await producer.send_and_wait(prefix() + payload.TOPIC, ev.to_bytes(), key=c.key_of(payload).encode())

@@ -20,7 +20,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -561,9 +560,14 @@ def service_env(layout: Layout, service: str, extra: dict[str, str] | None = Non
         "DATABASE_URL": layout.database_url,
         f"{service.upper()}_DB_USER": service_role(service),
         f"{service.upper()}_DB_PASSWORD": DB_PASSWORD,
-        f"{service.upper()}_HTTP_PORT": str(layout.http_ports[service]),
         "SWITCHBOARD_CONFIG": str(ROOT / "deploy/demo/switchboard.yaml"),
         "LOG_FORMAT": "json",
+        # the gateway reads routing, presence and assist over HTTP (supervisor view, Home, knowledge)
+        "SESSIONS_ROUTING_URL": f"http://127.0.0.1:{layout.http_ports['routing']}",
+        "SESSIONS_PRESENCE_URL": f"http://127.0.0.1:{layout.http_ports['presence']}",
+        "SESSIONS_ASSIST_URL": f"http://127.0.0.1:{layout.http_ports['assist']}",
+        # the demo's customer page (/customer): a person can start a chat without a Kafka tool
+        "SESSIONS_CUSTOMER_DEMO": "true",
     }
     env.update(extra or {})
     return env
@@ -599,8 +603,22 @@ def _healthy(port: int) -> bool:
 
 
 def stop_services(layout: Layout) -> None:
+    stop_pid(layout.run / "demo-devices.pid", "demo devices")
     for svc in SERVICES:
         stop_pid(layout.run / f"{svc}.pid", svc)
+
+
+def start_demo_devices(layout: Layout) -> None:
+    """The demo agents' devices: signed in and beating until `make down` (tools.demo)."""
+    if read_pid(layout.run / "demo-devices.pid") is not None:
+        return
+    say("signing the demo agents in (a demo device beats for each until make down)")
+    spawn(
+        "demo-devices",
+        [sys.executable, "-m", "tools.demo", "devices"],
+        layout,
+        {"KAFKA_BOOTSTRAP_SERVERS": layout.bootstrap},
+    )
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -621,17 +639,19 @@ def up(layout: Layout) -> None:
         say(f"created {len(created)} topics")
     asyncio.run(provision_database(layout.admin_url(), layout.database))
     start_services(layout)
-    from tools import demo
-
-    asyncio.run(demo.sign_in_demo_agents(layout.bootstrap))
+    start_demo_devices(layout)
     say("all healthy")
     from shared.auth import Auth
 
-    token = Auth.from_env().mint("agent-1")
+    auth = Auth.from_env()
+    token = auth.mint("agent-1")
+    supervisor = auth.mint("supervisor-1", roles=("supervisor",))
     print(
         f"\nSwitchboard is up.\n"
         f"  Agent workspace:  {layout.gateway_url}/?agent=agent-1&token={token}\n"
         f"                    (other agents: uv run switchboard token agent-2)\n"
+        f"  Supervisor view:  {layout.gateway_url}/supervisor?supervisor=supervisor-1&token={supervisor}\n"
+        f"  Customer chat:    {layout.gateway_url}/customer   (demo: start a chat as a customer)\n"
         f"  Kafka:            {layout.bootstrap}\n"
         f"  PostgreSQL:       {layout.database_url}\n"
         f"  Health:           " + ", ".join(f"{s} :{p}" for s, p in layout.http_ports.items()) + "\n"
@@ -702,10 +722,6 @@ def main(argv: list[str] | None = None) -> int:
         say(f"error: {exc}")
         return 1
     return 0
-
-
-def unique_name(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:10]}"
 
 
 if __name__ == "__main__":

@@ -11,18 +11,18 @@ import asyncio
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from shared import contracts as c
-from shared import topics
 from shared.settings import ServiceSettings
 from tools import stack
 
@@ -274,10 +274,6 @@ async def running(*runtimes: Any) -> AsyncIterator[None]:
             await rt.stop()
 
 
-def iter_topics() -> Iterator[str]:
-    return (s.name for s in topics.all_topic_specs())
-
-
 # --- handler tests: a service on FastStream's TestKafkaBroker and its fake store ---------------
 
 
@@ -335,3 +331,81 @@ async def in_memory(runtime: Any) -> AsyncIterator[MemoryBus]:
             yield MemoryBus(runtime)
         finally:
             await runtime.stop()
+
+
+# --- HTTP servers for end-to-end tests ---------------------------------------------------------
+
+
+def listening_socket() -> socket.socket:
+    """A loopback socket bound to a free port and held until a server takes it over. (Probing a free
+    port and closing it races: the kernel may hand the port to a client connection before the server
+    binds it, and the server fails with "address already in use".)"""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def served(
+    app: Any, sock: socket.socket | None = None, *, lifespan: Literal["auto", "on", "off"] = "off"
+) -> AsyncIterator[str]:
+    """`app` under a real uvicorn server on `sock` (a fresh listening socket by default); yields
+    "127.0.0.1:PORT". Lifespan is off by default: tests start the runtimes themselves (`running`)."""
+    import uvicorn
+
+    sock = sock or listening_socket()
+    port = sock.getsockname()[1]
+    # no WebSocket pings: a loaded test machine must not drop a page's socket for a late pong
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan, ws_ping_interval=None))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.02)
+        if task.done():
+            task.result()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(task, 10)
+        sock.close()
+
+
+# --- store contract suites -----------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def store_database(infra: Infrastructure, service: str) -> AsyncIterator[asyncpg.Pool]:
+    """A database of its own on the test infrastructure with `service`'s schema migrated, and a pool
+    on the service's login role, for a store contract suite (no topics: a store needs none)."""
+    from shared import db
+
+    dep = Deployment(infra, prefix="", database=f"t_store_{uuid.uuid4().hex[:10]}")
+    await stack.provision_database(infra.admin_url, dep.database)
+    pool = await db.create_pool(stack.service_database_url(dep.database_url, service), service, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            migrations = db.load_migrations("shared", "shared") + db.load_migrations(service, service)
+            await db.migrate(conn, service, migrations)
+        yield pool
+    finally:
+        await pool.close()
+        admin = await asyncpg.connect(infra.admin_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{dep.database}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def rolled_back(pool: asyncpg.Pool) -> AsyncIterator[Any]:
+    """A connection in a transaction rolled back at the end: one contract case leaves nothing behind
+    (time does not pass inside it: now() is the transaction's start)."""
+    async with pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        try:
+            yield conn
+        finally:
+            await tx.rollback()
