@@ -34,14 +34,19 @@ async def pool(infra: testing.Infrastructure) -> AsyncIterator[asyncpg.Pool]:
         yield pool
 
 
-@pytest.fixture(params=["fake", pytest.param("postgres", marks=pytest.mark.e2e)])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[AssistStore]:
+@pytest.fixture
+async def pg_store(pool: asyncpg.Pool) -> AsyncIterator[AssistStore]:
     """The store in a transaction that is rolled back after the case."""
-    if request.param == "fake":
-        yield FakeAssistStore()
-        return
-    async with testing.rolled_back(request.getfixturevalue("pool")) as conn:
+    async with testing.rolled_back(pool) as conn:
         yield PgAssistStore(conn)
+
+
+@pytest.fixture(params=["fake", pytest.param("postgres", marks=pytest.mark.e2e)])
+def store(request: pytest.FixtureRequest) -> AssistStore:
+    if request.param == "fake":
+        return FakeAssistStore()
+    pg: AssistStore = request.getfixturevalue("pg_store")
+    return pg
 
 
 # --- conversations and their transcripts ----------------------------------------------------------
