@@ -32,7 +32,7 @@ from shared import contracts, topics
 from shared.contracts import CloudEvent, InvalidEvent, Payload
 from shared.db import Conn
 from shared.settings import ServiceSettings
-from shared.tx import Database, OutboxRow, Tx
+from shared.tx import Database, OutboxRow, Q, Tx
 
 log = structlog.get_logger("switchboard.messaging")
 
@@ -191,7 +191,7 @@ class OutboxRelay:
     async def _hold_lock_and_relay(self) -> None:
         async with self.pool.acquire() as conn:
             lock = _lock_key(f"outbox:{self.schema}")
-            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock):
+            if not await conn.fetchval(Q.try_advisory_lock, lock):
                 await asyncio.sleep(1.0)  # another replica relays; stand by
                 return
             channel = f"outbox_{self.schema}"
@@ -206,13 +206,13 @@ class OutboxRelay:
                                 await asyncio.wait_for(self._wake.wait(), timeout=1.0)
             finally:
                 await conn.remove_listener(channel, self._notified)
-                await conn.execute("SELECT pg_advisory_unlock($1)", lock)
+                await conn.execute(Q.advisory_unlock, lock)
 
     def _notified(self, *_: Any) -> None:
         self._wake.set()
 
     async def _relay_once(self, conn: Conn) -> int:
-        rows = await conn.fetch("SELECT id, topic, key, payload, headers FROM outbox ORDER BY id LIMIT $1", self.batch)
+        rows = await conn.fetch(Q.list_outbox, self.batch)
         if not rows:
             return 0
         if self.crash_before_publish:
@@ -230,7 +230,7 @@ class OutboxRelay:
             )
             futures.append(fut)
         await asyncio.gather(*futures)
-        await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
+        await conn.execute(Q.delete_outbox, [r["id"] for r in rows])
         self.published += len(rows)
         return len(rows)
 

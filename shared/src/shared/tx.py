@@ -21,7 +21,9 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from shared.db import Conn
+from shared.db import Conn, Queries
+
+Q = Queries("shared")
 
 
 @dataclass(frozen=True)
@@ -55,19 +57,11 @@ class PgTx:
         self.conn = conn
 
     async def claim_inbox(self, consumer: str, event_ids: Sequence[str]) -> set[str]:
-        rows = await self.conn.fetch(
-            "INSERT INTO inbox (consumer, event_id) SELECT $1, unnest($2::text[]) "
-            "ON CONFLICT DO NOTHING RETURNING event_id",
-            consumer,
-            list(dict.fromkeys(event_ids)),
-        )
+        rows = await self.conn.fetch(Q.claim_inbox, consumer, list(dict.fromkeys(event_ids)))
         return {r["event_id"] for r in rows}
 
     async def write_outbox(self, rows: Sequence[OutboxRow]) -> None:
-        await self.conn.executemany(
-            "INSERT INTO outbox (topic, key, payload, headers) VALUES ($1, $2, $3, $4)",
-            [(r.topic, r.key, r.payload, r.headers) for r in rows],
-        )
+        await self.conn.executemany(Q.insert_outbox, [(r.topic, r.key, r.payload, r.headers) for r in rows])
 
     @contextlib.asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
