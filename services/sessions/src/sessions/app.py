@@ -123,6 +123,7 @@ def create_app(settings: SessionsSettings | None = None, database: Database | No
         Limits(settings.supervisor_wait_factor, settings.supervisor_wait_s, settings.supervisor_handle_s),
     )
     if not runtime.in_memory:  # handler tests have no Kafka to tail
+        tail.listeners.add(hub.on_record)  # one tail reads sessions.v1 for both
         runtime.started_hooks += [hub.start, tail.start]
         runtime.stopping_hooks += [hub.stop, tail.stop]
     runtime.stopping_hooks.append(services.close)

@@ -52,8 +52,9 @@ SNIPPET = 200
 
 
 class Hub:
-    """Tails sessions.v1 once for this gateway and fans each agent's events out to its sockets,
-    keeping the last `buffer` events per agent for reconnects."""
+    """Fans each agent's sessions.v1 events out to its sockets, keeping the last `buffer` events per
+    agent for reconnects. It reads no topic itself: the gateway's one Kafka tail (sessions.tail)
+    hands it the records of sessions.v1 (`on_record`); it keeps a consumer only for positions."""
 
     def __init__(self, bootstrap: str, topic: str, buffer: int = 1000) -> None:
         self.bootstrap = bootstrap
@@ -61,65 +62,32 @@ class Hub:
         self.buffer = buffer
         self.rings: dict[str, deque[tuple[int, bytes]]] = {}
         self.subscribers: dict[str, set[asyncio.Queue[tuple[int, bytes]]]] = {}
-        self._consumer: AIOKafkaConsumer | None = None
         self._offsets: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
         self._partitions: list[int] = []
         self._partitioner = DefaultPartitioner()
 
     async def start(self) -> None:
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50
-        )
-        await self._consumer.start()
         self._offsets = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
         await self._offsets.start()
-        parts = await partitions_of(self.bootstrap, self.topic)
-        self._partitions = parts
-        tps = [TopicPartition(self.topic, p) for p in parts]
-        self._consumer.assign(tps)
-        await self._consumer.seek_to_end(*tps)
-        for tp in tps:  # resolve positions now: everything published from here on reaches the hub
-            await self._consumer.position(tp)
-        self._task = asyncio.create_task(self._run(), name="gateway-hub")
+        self._partitions = await partitions_of(self.bootstrap, self.topic)
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        for consumer in (self._consumer, self._offsets):
-            if consumer is not None:
-                await consumer.stop()
+        if self._offsets is not None:
+            await self._offsets.stop()
 
-    async def _run(self) -> None:
-        assert self._consumer is not None
-        while True:
-            try:
-                batch = await self._consumer.getmany(timeout_ms=200)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("hub_fetch_error", error=repr(exc))
-                await asyncio.sleep(1.0)
-                continue
-            for records in batch.values():
-                for rec in records:
-                    self._dispatch(rec.key, rec.value)
-
-    def _dispatch(self, key: bytes | None, value: bytes | None) -> None:
-        if key is None or value is None:
+    def on_record(self, topic: str, key: str | None, value: bytes) -> None:
+        """A record of the tail (DESIGN.md topic names); only sessions.v1's are the hub's."""
+        if topic != topics.SESSIONS or key is None:
             return
-        agent = key.decode(errors="replace")
         try:
             seq = int(orjson.loads(value)["data"]["seq"])
         except (ValueError, KeyError, TypeError):
             return  # not a sequenced event (e.g. written by hand): clients cannot place it
-        ring = self.rings.setdefault(agent, deque(maxlen=self.buffer))
+        ring = self.rings.setdefault(key, deque(maxlen=self.buffer))
         if ring and seq <= ring[-1][0]:
             return  # a republished event (relay retry): already seen
         ring.append((seq, value))
-        for queue in self.subscribers.get(agent, ()):
+        for queue in self.subscribers.get(key, ()):
             queue.put_nowait((seq, value))
 
     def subscribe(self, agent: str) -> asyncio.Queue[tuple[int, bytes]]:
