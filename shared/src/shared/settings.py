@@ -36,3 +36,30 @@ class ServiceSettings(BaseSettings):
     # test hook: exit hard right after the outbox commit, before the relay publishes it
     fault_crash_before_publish: bool = False
     relay_enabled: bool = True
+
+    # "production" refuses unsafe defaults at start (shared.production); anything else is development.
+    environment: str = Field("development", validation_alias=AliasChoices("environment", "SWITCHBOARD_ENV"))
+    # Where the HTTP server binds (ROUTING_HTTP_HOST=0.0.0.0 in a pod); port 0: the command line's.
+    http_host: str = "127.0.0.1"
+    http_port: int = 0
+    # database hygiene: pool acquire, connect and statement timeouts; inbox rows kept longer than
+    # the topics' retention (7 days) so a redelivered record is still recognised
+    db_acquire_timeout_s: float = 5.0
+    db_connect_timeout_s: float = 5.0
+    db_statement_timeout_ms: int = 15_000
+    inbox_retention_hours: float = 8 * 24
+    # health: each readiness probe's timeout; a consumer silent for longer than this is stuck
+    ready_probe_timeout_s: float = 2.0
+    live_stall_s: float = 60.0
+    # graceful drain on SIGTERM: finish the batch, flush the relay, leave the group, within this
+    drain_timeout_s: float = 20.0
+    # observability: Prometheus /metrics (on by default), OpenTelemetry tracing (off by default)
+    metrics_enabled: bool = True
+    tracing_enabled: bool = Field(
+        False, validation_alias=AliasChoices("tracing_enabled", "SWITCHBOARD_TRACING_ENABLED")
+    )
+    otlp_endpoint: str = Field("", validation_alias=AliasChoices("otlp_endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT"))
+
+    @property
+    def production(self) -> bool:
+        return self.environment.strip().lower() == "production"

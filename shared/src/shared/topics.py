@@ -62,3 +62,37 @@ class TopicNames:
 
     def __call__(self, name: str) -> str:
         return f"{self.prefix}{name}"
+
+
+@dataclass(frozen=True)
+class Access:
+    """What one service may do on Kafka: the one list Kafka ACLs are made from (the embedded secure
+    broker's and the Kubernetes `KafkaUser`s). A consumer of T joins group `{prefix}{service}.{T}`
+    and may dead-letter to `T.dlq`; `reads` are topics read without a group (assigned partitions)."""
+
+    service: str
+    consumes: tuple[str, ...]
+    produces: tuple[str, ...]
+    reads: tuple[str, ...] = ()
+
+    def groups(self, prefix: str = "") -> list[str]:
+        return [f"{prefix}{self.service}.{t}" for t in self.consumes]
+
+    def read_topics(self) -> list[str]:
+        return sorted({*self.consumes, *self.reads})
+
+    def write_topics(self) -> list[str]:
+        return sorted({*self.produces, *(dlq(t) for t in self.consumes)})
+
+
+ACCESS: dict[str, Access] = {
+    "routing": Access("routing", consumes=(CONVERSATIONS, PRESENCE, ROUTING_COMMANDS, SESSIONS), produces=(ROUTING,)),
+    "sessions": Access(
+        "sessions",
+        consumes=(ASSIST, CONVERSATIONS, MESSAGES, PRESENCE, ROUTING, SESSIONS_COMMANDS),
+        produces=(SESSIONS, MESSAGES, SESSIONS_COMMANDS, ROUTING_COMMANDS, PRESENCE_COMMANDS, CONVERSATIONS),
+        reads=(SESSIONS,),  # the gateway's tail of the agents' topic
+    ),
+    "presence": Access("presence", consumes=(PRESENCE_COMMANDS, ROUTING), produces=(PRESENCE,)),
+    "assist": Access("assist", consumes=(CONVERSATIONS, MESSAGES, ROUTING), produces=(ASSIST,)),
+}
