@@ -6,10 +6,12 @@ arrival->session.started latency (p50/p95/p99), sustained throughput, capacity v
 service's peak RSS, and the floor: a raw aiokafka produce->consume hop on the same broker and a
 single-row PostgreSQL commit. Ratios are to that floor.
 
-python -m tools.bench [--scenario all|throughput|scale|assist|browser] [--rate 1000] [--duration 10] [--agents 1000]
-                      [--handle-time 0.5] [--scale-rate 100]
+python -m tools.bench [--scenario all|peak|throughput|scale|assist|browser] [--rate 1000] [--duration 10]
+                      [--agents 1000] [--handle-time 0.5] [--scale-rate 100] [--peak-rate 28] [--peak-duration 60]
 
-Scenarios: `throughput` (the rate above with the floor measured beside it) and `scale` (the same
+Scenarios: `peak` (a real centre's busiest minute: 28 arrivals/s, 1,000 agents, 60 s; arrival->offer
+percentiles against the floor measured at idle before the load, each stage of the path, CPU ms per
+conversation per service), `throughput` (the rate above with the floor measured beside it) and `scale` (the same
 load at 1,000 and at 10,000 agents, arrival->offer latency of both and their ratio) and `assist`
 (tools/bench_assist.py: recall@3, hit@3 and per-message latency on the evaluation set) and `browser`
 (tools/bench_browser.py: the agent workspace in Chromium with 10 sessions of 200 messages: first
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import contextlib
 import json
 import os
 import statistics
@@ -168,6 +172,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     infra = await asyncio.to_thread(testing.start_infrastructure)
     try:
         report: dict[str, Any] = {}
+        if args.scenario in ("all", "peak"):
+            report["peak"] = peak(
+                await scenario(infra, args, 1_000, args.peak_rate, floor=True, duration=args.peak_duration, floor_n=300)
+            )
         if args.scenario in ("all", "throughput"):
             report["throughput"] = await scenario(infra, args, args.agents, args.rate, floor=True)
         if args.scenario in ("all", "scale"):
@@ -199,8 +207,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def scenario(
-    infra: testing.Infrastructure, args: argparse.Namespace, agents: int, rate: float, floor: bool
+    infra: testing.Infrastructure,
+    args: argparse.Namespace,
+    agents: int,
+    rate: float,
+    floor: bool,
+    *,
+    duration: float | None = None,
+    floor_n: int = 2000,
 ) -> dict[str, Any]:
+    if duration is not None:
+        args = argparse.Namespace(**{**vars(args), "duration": duration})
     dep = await testing.create_deployment(infra, partitions=12)
     cfg_file = Path(tempfile.mkstemp(suffix=".yaml")[1])
     cfg_file.write_text(yaml.safe_dump(bench_config(agents)))
@@ -234,8 +251,10 @@ async def scenario(
         sampler = RssSampler(procs)
         sampler_task = asyncio.create_task(sampler.run())
 
-        floor_kafka = await kafka_floor(infra.bootstrap, rate=min(rate, 1000.0)) if floor else None
-        floor_pg = await postgres_floor(dep.database_url) if floor else None
+        # The floor is measured with the services up but idle, before any load: a raw Kafka hop and a
+        # one-row commit on the same broker and database, at the scenario's rate (at most 1,000/s).
+        floor_kafka = await kafka_floor(infra.bootstrap, n=floor_n, rate=min(rate, 1000.0)) if floor else None
+        floor_pg = await postgres_floor(dep.database_url, n=floor_n) if floor else None
 
         cpu_before = sampler.cpu_seconds()
         bench_cpu0 = psutil.Process().cpu_times()
@@ -249,6 +268,9 @@ async def scenario(
                 bench_cpu1.user + bench_cpu1.system - bench_cpu0.user - bench_cpu0.system, 2
             ),
         }
+        n_done = max(1, result["sessions_started"])
+        per_service = {k: round((cpu_after[k] - cpu_before[k]) * 1000 / n_done, 2) for k in cpu_after}
+        result["cpu_ms_per_conversation"] = {**per_service, "total": round(sum(per_service.values()), 2)}
         violations = await capacity_violations(dep)
         out: dict[str, Any] = {
             "scenario": {
@@ -286,6 +308,25 @@ async def scenario(
         await testing.drop_deployment(dep)
 
 
+def peak(run: dict[str, Any]) -> dict[str, Any]:
+    """A real centre's peak: arrival->offer against the idle floor, stage by stage."""
+    hop = run["floor"]["kafka_produce_consume_hop"]
+    commit = run["floor"]["postgres_single_row_commit"]
+    return {
+        "scenario": run["scenario"],
+        "arrival_to_offer": run["arrival_to_offer"],
+        "arrival_to_session_started": run["arrival_to_session_started"],
+        "floor_idle": {"kafka_hop": hop, "postgres_commit": commit},
+        "ratio_p99_to_floor_p99": _ratio(run["arrival_to_offer"]["p99_ms"], hop["p99_ms"]),
+        "ratio_p50_to_floor_p50": _ratio(run["arrival_to_offer"]["p50_ms"], hop["p50_ms"]),
+        "stages": run["stages"],
+        "sessions_started": run["sessions_started"],
+        "timed_out": run["timed_out"],
+        "cpu_ms_per_conversation": run["cpu_ms_per_conversation"],
+        "capacity_violations": run["capacity_violations"],
+    }
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a is not None and b else None
 
@@ -302,8 +343,11 @@ async def load(dep: testing.Deployment, args: argparse.Namespace, n_agents: int,
     bootstrap = dep.infra.bootstrap
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=2)
     await producer.start()
+    # The simulated clients read the agents' topic; the bench also reads routing's decisions to time
+    # each stage of a conversation's path.
     consumer = AIOKafkaConsumer(
         dep.topic(topics.SESSIONS),
+        dep.topic(topics.ROUTING),
         bootstrap_servers=bootstrap,
         group_id=f"bench-client-{uuid.uuid4().hex[:6]}",
         auto_offset_reset="latest",
@@ -322,21 +366,21 @@ async def load(dep: testing.Deployment, args: argparse.Namespace, n_agents: int,
     await producer.flush()
     await wait_routable(dep, n_agents)
 
-    sent: dict[str, float] = {}
-    offered: dict[str, float] = {}
-    started: dict[str, float] = {}
+    stages = Stages()
     rejected = 0
     closes: list[asyncio.Task[None]] = []
     total = int(rate * args.duration)
 
-    async def close_later(agent: str, session_id: str) -> None:
+    async def close_later(agent: str, session_id: str, conversation_id: str) -> None:
         await asyncio.sleep(args.handle_time)
         ev = c.event(c.CloseSession(agent_id=agent, session_id=session_id, confirmed=True), source="/bench")
+        stages.mark("close_sent", conversation_id)
+        stages.closing[agent].append(conversation_id)
         await producer.send(dep.topic(topics.SESSIONS_COMMANDS), ev.to_bytes(), key=agent.encode())
 
     async def client() -> None:
         nonlocal rejected
-        while len(started) < total:
+        while len(stages.at["session_started"]) < total:
             batch = await consumer.getmany(timeout_ms=100)
             now = time.perf_counter()
             for recs in batch.values():
@@ -344,16 +388,29 @@ async def load(dep: testing.Deployment, args: argparse.Namespace, n_agents: int,
                     ev = orjson.loads(r.value)
                     t, d = ev["type"], ev["data"]
                     if t == "offer.received":
-                        offered.setdefault(d["conversation_id"], now)
+                        stages.mark("offer_received", d["conversation_id"], now)
                         cmd = c.event(c.AcceptOffer(agent_id=d["agent_id"], offer_id=d["offer_id"]), source="/bench")
+                        stages.mark("accept_sent", d["conversation_id"])
                         await producer.send(
                             dep.topic(topics.SESSIONS_COMMANDS), cmd.to_bytes(), key=d["agent_id"].encode()
                         )
                     elif t == "session.started":
-                        started.setdefault(d["conversation_id"], now)
-                        closes.append(asyncio.create_task(close_later(d["agent_id"], d["session_id"])))
+                        stages.mark("session_started", d["conversation_id"], now)
+                        closes.append(
+                            asyncio.create_task(close_later(d["agent_id"], d["session_id"], d["conversation_id"]))
+                        )
                     elif t == "command.rejected":
                         rejected += 1
+                    elif t == "work.queued" and not d.get("update"):
+                        stages.mark("work_queued", d["conversation_id"], now)
+                    elif t == "work.offered":
+                        stages.mark("work_offered", d["conversation_id"], now)
+                    elif t == "work.released":
+                        stages.mark("work_released", d["conversation_id"], now)
+                        stages.released[d["agent_id"]].append(d["conversation_id"])
+                    elif t == "capacity.changed":
+                        for cid in stages.released.pop(d["agent_id"], []):
+                            stages.mark("capacity_freed", cid, now)
 
     client_task = asyncio.create_task(client())
     t0 = time.perf_counter()
@@ -363,7 +420,7 @@ async def load(dep: testing.Deployment, args: argparse.Namespace, n_agents: int,
             c.ConversationArrived(conversation_id=cid, channel="chat", customer=c.Customer(name=f"Customer {i}")),
             source="/bench",
         )
-        sent[cid] = time.perf_counter()
+        stages.mark("arrival_sent", cid)
         await producer.send(dep.topic(topics.CONVERSATIONS), ev.to_bytes(), key=cid.encode())
     publish_s = time.perf_counter() - t0
     try:
@@ -371,14 +428,16 @@ async def load(dep: testing.Deployment, args: argparse.Namespace, n_agents: int,
         timed_out = False
     except TimeoutError:
         timed_out = True
+    # the last closes: wait a little for their releases so the close->free stages have samples
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*closes, return_exceptions=True), args.handle_time + 5)
     t_end = time.perf_counter()
     for t in closes:
         t.cancel()
     await consumer.stop()
     await producer.stop()
 
-    to_offer = [(offered[k] - sent[k]) * 1000 for k in offered if k in sent]
-    to_session = [(started[k] - sent[k]) * 1000 for k in started if k in sent]
+    started = stages.at["session_started"]
     done_at = max(started.values()) if started else t_end
     return {
         "arrivals_published": total,
@@ -387,10 +446,34 @@ async def load(dep: testing.Deployment, args: argparse.Namespace, n_agents: int,
         "sessions_started": len(started),
         "timed_out": timed_out,
         "throughput_sessions_per_s": round(len(started) / (done_at - t0), 1) if started else 0.0,
-        "arrival_to_offer": summary(to_offer),
-        "arrival_to_session_started": summary(to_session),
+        "arrival_to_offer": stages.between("arrival_sent", "offer_received"),
+        "arrival_to_session_started": stages.between("arrival_sent", "session_started"),
+        "stages": {
+            "arrival_to_work_queued": stages.between("arrival_sent", "work_queued"),
+            "work_queued_to_work_offered": stages.between("work_queued", "work_offered"),
+            "work_offered_to_offer_received": stages.between("work_offered", "offer_received"),
+            "accept_to_session_started": stages.between("accept_sent", "session_started"),
+            "close_to_work_released": stages.between("close_sent", "work_released"),
+            "work_released_to_capacity_freed": stages.between("work_released", "capacity_freed"),
+        },
         "commands_rejected": rejected,
     }
+
+
+class Stages:
+    """When each conversation passed each point of its path, as the bench saw it (one clock)."""
+
+    def __init__(self) -> None:
+        self.at: dict[str, dict[str, float]] = collections.defaultdict(dict)
+        self.released: dict[str, list[str]] = collections.defaultdict(list)
+        self.closing: dict[str, list[str]] = collections.defaultdict(list)
+
+    def mark(self, stage: str, conversation_id: str, now: float | None = None) -> None:
+        self.at[stage].setdefault(conversation_id, time.perf_counter() if now is None else now)
+
+    def between(self, start: str, end: str) -> dict[str, Any]:
+        a, b = self.at[start], self.at[end]
+        return summary([(b[k] - a[k]) * 1000 for k in b if k in a and b[k] >= a[k]])
 
 
 async def wait_routable(dep: testing.Deployment, n_agents: int, timeout: float = 180.0) -> None:
@@ -437,7 +520,9 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=float(os.environ.get("BENCH_DURATION", 10)))
     p.add_argument("--agents", type=int, default=int(os.environ.get("BENCH_AGENTS", 1000)))
     p.add_argument("--handle-time", type=float, default=float(os.environ.get("BENCH_HANDLE_TIME", 0.5)))
-    p.add_argument("--scenario", choices=["all", "throughput", "scale", "assist", "browser"], default="all")
+    p.add_argument("--scenario", choices=["all", "peak", "throughput", "scale", "assist", "browser"], default="all")
+    p.add_argument("--peak-rate", type=float, default=float(os.environ.get("BENCH_PEAK_RATE", 28)))
+    p.add_argument("--peak-duration", type=float, default=float(os.environ.get("BENCH_PEAK_DURATION", 60)))
     p.add_argument(
         "--scale-rate",
         type=float,
