@@ -26,6 +26,7 @@ import collections
 import contextlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -238,8 +239,14 @@ async def scenario(
                 "LOG_FORMAT": "json",
             }
             port = _free_port()
+            argv = stack.service_argv(svc, port)
+            if args.profile:
+                # py-spy launched with the process (attaching needs ptrace rights we may not have)
+                out = Path(args.profile) / f"{svc}.txt"
+                out.parent.mkdir(parents=True, exist_ok=True)
+                argv = [args.py_spy, "record", "--format", "raw", "--rate", "200", "-o", str(out), "--", *argv]
             procs[svc] = subprocess.Popen(
-                stack.service_argv(svc, port),
+                argv,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=open(logs / f"{svc}.log", "wb"),
@@ -298,10 +305,10 @@ async def scenario(
         return out
     finally:
         for p in procs.values():
-            p.terminate()
+            p.send_signal(signal.SIGINT if args.profile else signal.SIGTERM)  # py-spy writes its file on SIGINT
         for p in procs.values():
             try:
-                p.wait(20)
+                p.wait(60 if args.profile else 20)
             except subprocess.TimeoutExpired:
                 p.kill()
         cfg_file.unlink(missing_ok=True)
@@ -529,6 +536,8 @@ def main() -> None:
         default=float(os.environ.get("BENCH_SCALE_RATE", 100)),
         help="arrivals/s for the 1,000 vs 10,000 agents comparison (below saturation)",
     )
+    p.add_argument("--profile", metavar="DIR", help="run each service under py-spy; folded stacks into DIR")
+    p.add_argument("--py-spy", default=os.environ.get("PY_SPY", "py-spy"), help="the py-spy executable")
     args = p.parse_args()
     # The assist scenario runs the service in this process: its logs go to stderr, so that stdout
     # carries the JSON report only.
