@@ -1,10 +1,24 @@
-"""Error classification of the consumer pipeline (what rewinds, what goes to the DLQ)."""
+"""The consumer pipeline's error classification (what rewinds, what goes to the DLQ, what exits),
+its answer to invalid commands, and its hooks for health, metrics and tracing; in memory."""
 
 from __future__ import annotations
 
-import asyncpg
+import contextlib
+import json
+from collections.abc import Iterator
+from typing import Any
 
-from shared.messaging import is_infrastructure
+import asyncpg
+import pytest
+from aiokafka import ConsumerRecord
+from faststream.kafka import KafkaBroker
+from prometheus_client import REGISTRY
+
+from shared import contracts as c
+from shared import messaging, topics
+from shared.messaging import Consumer, PoisonMessage, Rejection, UnitOfWork, classify, is_infrastructure
+from shared.settings import ServiceSettings
+from shared.tx import MemoryDatabase, Tx
 
 
 def test_unreachable_database_or_broker_is_infrastructure() -> None:
@@ -19,3 +33,307 @@ def test_programming_errors_are_not_infrastructure() -> None:
     assert not is_infrastructure(asyncpg.exceptions.InterfaceError("the server expects 7 arguments, 6 were passed"))
     assert not is_infrastructure(KeyError("conversation_id"))
     assert not is_infrastructure(asyncpg.exceptions.UniqueViolationError("duplicate key"))
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (asyncpg.exceptions.DeadlockDetectedError("deadlock detected"), "transient"),
+        (asyncpg.exceptions.SerializationError("could not serialize access"), "transient"),
+        (asyncpg.exceptions.LockNotAvailableError("could not obtain lock"), "transient"),
+        (asyncpg.exceptions.QueryCanceledError("canceling statement due to statement timeout"), "transient"),
+        (asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator command"), "transient"),
+        (ConnectionRefusedError(), "infrastructure"),
+        (asyncpg.exceptions.CannotConnectNowError("the database system is starting up"), "infrastructure"),
+        (asyncpg.exceptions.UntranslatableCharacterError("unsupported Unicode escape sequence"), "poison"),
+        (asyncpg.exceptions.ProgramLimitExceededError("index row size 5016 exceeds btree maximum"), "poison"),
+        (PoisonMessage("impossible"), "poison"),
+        (c.InvalidEvent("bad"), "poison"),
+        (asyncpg.exceptions.UniqueViolationError("duplicate key"), "error"),
+        (KeyError("x"), "error"),
+    ],
+)
+def test_errors_are_classified(error: BaseException, kind: str) -> None:
+    assert classify(error) == kind
+
+
+# --- the pipeline in memory ----------------------------------------------------------------------
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, dict[str, str]]] = []
+
+    async def publish(self, value: bytes, *, key: Any = None, headers: dict[str, str]) -> None:
+        self.sent.append((value, headers))
+
+
+class Pipeline:
+    """A Consumer on a MemoryDatabase, its DLQ captured, its exits recorded instead of taken."""
+
+    def __init__(self, topic: str, handlers: dict[str, Any], **kw: Any) -> None:
+        self.db = MemoryDatabase()
+        self.exits: list[int] = []
+        settings = ServiceSettings(transient_retries=2, max_consecutive_failures=3)
+        self.consumer = Consumer(
+            service="test",
+            topic=topic,
+            handlers=handlers,
+            database=self.db,
+            unit_of_work=self.uow,
+            broker=KafkaBroker("127.0.0.1:1"),
+            settings=settings,
+            exit_process=self.exits.append,
+            **kw,
+        )
+        self.dlq = FakePublisher()
+        self.consumer.dlq_publisher = self.dlq  # type: ignore[assignment]
+        self.offset = 0
+
+    def uow(self, tx: Tx) -> UnitOfWork[None, None]:
+        return UnitOfWork(tx, None, None, topics.TopicNames(""), "/switchboard/test")
+
+    def record(self, value: bytes, key: str = "k") -> ConsumerRecord[Any, Any]:
+        self.offset += 1
+        return ConsumerRecord(
+            self.consumer.topic, 0, self.offset, 0, 0, key.encode(), value, None, len(value), len(key), []
+        )
+
+    def emitted(self) -> list[c.CloudEvent]:
+        return [c.CloudEvent.model_validate_json(row.payload) for row in self.db.outbox]
+
+    def reasons(self) -> list[str]:
+        return [h["dlq.reason"] for _, h in self.dlq.sent]
+
+
+def command(agent: str = "agent-7", **envelope: Any) -> bytes:
+    doc = {
+        "specversion": "1.0",
+        "id": "cmd-1",
+        "source": "/tests",
+        "type": "offer.accept",
+        "data": {"agent_id": agent, "offer_id": "o-1"},
+    }
+    doc.update(envelope)
+    return json.dumps(doc).encode()
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def no_wait(_: float) -> None:
+        return None
+
+    monkeypatch.setattr(messaging.asyncio, "sleep", no_wait)
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_twelve_commands_with_5kb_ids_are_refused_answered_and_never_exit() -> None:
+    handled: list[str] = []
+
+    async def accept(uow: UnitOfWork[None, None], ev: c.CloudEvent, data: c.AcceptOffer) -> None:
+        handled.append(ev.id)
+
+    p = Pipeline(
+        topics.SESSIONS_COMMANDS, {"offer.accept": accept}, savepoints=True, on_invalid=c.reject_invalid_command
+    )
+    bad = [p.record(command(id=f"{i:02d}" + "x" * 5000)) for i in range(12)]
+    await p.consumer.process(bad)
+    await p.consumer.process(bad[:3])  # redelivered: dead-lettered again, answered once
+    await p.consumer.process([p.record(command(id="cmd-ok"))])
+
+    assert p.exits == []
+    assert handled == ["cmd-ok"]
+    assert len(p.dlq.sent) == 15
+    assert all(r == "invalid CloudEvent envelope: id: String should have at most 200 characters" for r in p.reasons())
+    assert {h["dlq.kind"] for _, h in p.dlq.sent} == {"poison"}
+    rejected = [e for e in p.emitted() if e.type == "command.rejected"]
+    assert len(rejected) == 12
+    assert sorted(e.data["command_id"][:2] for e in rejected) == [f"{i:02d}" for i in range(12)]
+    assert all(e.data["agent_id"] == "agent-7" and "at most 200 characters" in e.data["reason"] for e in rejected)
+    assert p.consumer.stats.dead_lettered == 15 and p.consumer.stats.rejected == 12
+
+
+async def test_a_record_nobody_can_be_told_about_only_goes_to_the_dlq() -> None:
+    p = Pipeline(topics.SESSIONS_COMMANDS, {"offer.accept": _noop}, on_invalid=c.reject_invalid_command)
+    await p.consumer.process([p.record(b"garbage"), p.record(command(agent="a" * 300))])
+    assert len(p.dlq.sent) == 2 and p.emitted() == []
+
+
+async def _noop(*_: Any) -> None:
+    return None
+
+
+async def test_transient_database_errors_are_retried_never_dead_lettered_and_never_exit() -> None:
+    failures = [asyncpg.exceptions.DeadlockDetectedError("deadlock detected")] * 2
+    handled: list[str] = []
+
+    async def accept(uow: Any, ev: c.CloudEvent, data: Any) -> None:
+        if failures:
+            raise failures.pop()
+        handled.append(ev.id)
+
+    p = Pipeline(topics.SESSIONS_COMMANDS, {"offer.accept": accept})
+    before = sample("switchboard_transient_retries_total", service="test", topic=topics.SESSIONS_COMMANDS)
+    await p.consumer.process([p.record(command(id="a")), p.record(command(id="b"))])
+    assert handled == ["a", "b"] and p.dlq.sent == [] and p.exits == []
+    after = sample("switchboard_transient_retries_total", service="test", topic=topics.SESSIONS_COMMANDS)
+    assert after - before == 2
+
+    async def always(*_: Any) -> None:
+        raise asyncpg.exceptions.SerializationError("could not serialize access due to concurrent update")
+
+    p = Pipeline(topics.SESSIONS_COMMANDS, {"offer.accept": always})
+    for _ in range(10):  # far more than max_consecutive_failures (3)
+        with pytest.raises(asyncpg.exceptions.SerializationError):
+            await p.consumer.process([p.record(command())])  # rewound: Kafka redelivers it
+    assert p.dlq.sent == [] and p.exits == []
+
+
+async def test_only_infrastructure_failures_count_towards_the_exit() -> None:
+    async def down(*_: Any) -> None:
+        raise ConnectionRefusedError("connection refused")
+
+    p = Pipeline(topics.SESSIONS_COMMANDS, {"offer.accept": down})
+    for _ in range(2):
+        with pytest.raises(ConnectionRefusedError):
+            await p.consumer.process([p.record(command())])
+    assert p.exits == []
+    with pytest.raises(ConnectionRefusedError):
+        await p.consumer.process([p.record(command())])
+    assert p.exits == [70] and p.dlq.sent == []
+
+
+async def test_a_bug_dead_letters_after_retries_but_never_exits() -> None:
+    async def bug(*_: Any) -> None:
+        raise KeyError("conversation_id")
+
+    p = Pipeline(topics.SESSIONS_COMMANDS, {"offer.accept": bug})
+    for i in range(10):
+        await p.consumer.process([p.record(command(id=f"c-{i}"))])
+    assert p.exits == [] and len(p.dlq.sent) == 10
+    assert {h["dlq.kind"] for _, h in p.dlq.sent} == {"retries_exhausted"}
+
+
+async def test_data_postgres_cannot_store_is_poison_at_once() -> None:
+    calls = 0
+
+    async def store(*_: Any) -> None:
+        nonlocal calls
+        calls += 1
+        raise asyncpg.exceptions.ProgramLimitExceededError("index row size 5016 exceeds btree version 4 maximum 2704")
+
+    p = Pipeline(topics.SESSIONS_COMMANDS, {"offer.accept": store})
+    await p.consumer.process([p.record(command())])
+    assert calls == 1 and [h["dlq.kind"] for _, h in p.dlq.sent] == ["poison"]
+    assert "index row size" in p.reasons()[0]
+
+
+async def test_rejections_are_emitted_in_place_of_the_command() -> None:
+    async def refuse(uow: Any, ev: c.CloudEvent, data: c.AcceptOffer) -> None:
+        raise Rejection(c.CommandRejected(agent_id=data.agent_id, command_id=ev.id, reason="no such offer"))
+
+    p = Pipeline(topics.SESSIONS_COMMANDS, {"offer.accept": refuse}, savepoints=True)
+    await p.consumer.process([p.record(command(id="cmd-9"))])
+    [ev] = p.emitted()
+    assert ev.type == "command.rejected" and ev.data["command_id"] == "cmd-9"
+    assert (
+        sample("switchboard_records_consumed_total", service="test", topic=topics.SESSIONS_COMMANDS, outcome="rejected")
+        >= 1
+    )
+
+
+async def test_health_tracing_and_metric_hooks() -> None:
+    seen: dict[str, Any] = {}
+    entered: list[int] = []
+
+    @contextlib.contextmanager
+    def around(rec: ConsumerRecord[Any, Any]) -> Iterator[None]:
+        entered.append(rec.offset)
+        yield
+
+    async def accept(uow: UnitOfWork[None, None], ev: c.CloudEvent, data: c.AcceptOffer) -> None:
+        seen["in_flight"] = p.consumer.in_flight
+        uow.emit(c.OfferAccepted(agent_id=data.agent_id, offer_id=data.offer_id, conversation_id="c-1",
+                                 channel="chat", expires_at="2026-11-22T00:00:00Z"))  # fmt: skip
+
+    p = Pipeline(topics.SESSIONS_COMMANDS, {"offer.accept": accept})
+    messaging.RECORD_CONTEXT.append(around)
+    messaging.OUTBOX_HEADERS.append(lambda: {"traceparent": "00-trace-span-01", "ce_type": "spoofed"})
+    emitted_before = sample("switchboard_events_emitted_total", service="test", type="offer.accepted")
+    handled_before = sample(
+        "switchboard_records_consumed_total", service="test", topic=topics.SESSIONS_COMMANDS, outcome="handled"
+    )
+    started = p.consumer.last_batch_at
+    try:
+        good, bad = p.record(command(id="e-1")), p.record(b"{not json")
+        await p.consumer.process([good, bad])
+    finally:
+        messaging.RECORD_CONTEXT.remove(around)
+        messaging.OUTBOX_HEADERS.pop()
+    assert seen["in_flight"] is True and p.consumer.in_flight is False
+    assert p.consumer.last_batch_at > started
+    assert sorted(entered) == [good.offset, bad.offset]  # handled, dead-lettered
+    [row] = p.db.outbox
+    assert row.headers == {"traceparent": "00-trace-span-01", "ce_type": "offer.accepted"}
+    assert sample("switchboard_events_emitted_total", service="test", type="offer.accepted") == emitted_before + 1
+    assert (
+        sample("switchboard_records_consumed_total", service="test", topic=topics.SESSIONS_COMMANDS, outcome="handled")
+        == handled_before + 1
+    )
+    assert sample("switchboard_dead_letters_total", service="test", topic=topics.SESSIONS_COMMANDS, kind="poison") >= 1
+    assert (sample("switchboard_batch_seconds_count", service="test", topic=topics.SESSIONS_COMMANDS) or 0) >= 1
+
+
+async def test_events_are_counted_once_after_commit() -> None:
+    db = MemoryDatabase()
+    async with db.transaction() as tx:
+        uow: UnitOfWork[None, None] = UnitOfWork(tx, None, None, topics.TopicNames(""), "/switchboard/counted")
+        uow.emit(c.ConversationEnded(conversation_id="c-1"))
+        await uow.flush()
+        assert sample("switchboard_events_emitted_total", service="counted", type="conversation.ended") == 0
+    uow.committed()
+    uow.committed()
+    assert sample("switchboard_events_emitted_total", service="counted", type="conversation.ended") == 1
+
+
+async def test_a_failing_tracing_hook_never_stops_the_business() -> None:
+    def broken_context(rec: ConsumerRecord[Any, Any]) -> contextlib.AbstractContextManager[None]:
+        raise RuntimeError("tracer misconfigured")
+
+    def broken_headers() -> dict[str, str]:
+        raise RuntimeError("tracer misconfigured")
+
+    async def accept(uow: UnitOfWork[None, None], ev: c.CloudEvent, data: c.AcceptOffer) -> None:
+        uow.emit(c.ConversationEnded(conversation_id="c-1"))
+
+    p = Pipeline(topics.SESSIONS_COMMANDS, {"offer.accept": accept})
+    messaging.RECORD_CONTEXT.append(broken_context)
+    messaging.OUTBOX_HEADERS.append(broken_headers)
+    try:
+        await p.consumer.process([p.record(command(id="e-hooks"))])
+    finally:
+        messaging.RECORD_CONTEXT.remove(broken_context)
+        messaging.OUTBOX_HEADERS.remove(broken_headers)
+    assert [row.headers for row in p.db.outbox] == [{"ce_type": "conversation.ended"}]
+    assert p.dlq.sent == []
+
+
+async def test_a_record_too_large_to_dead_letter_whole_is_dead_lettered_truncated() -> None:
+    from aiokafka.errors import MessageSizeTooLargeError
+
+    class SmallDlq(FakePublisher):
+        async def publish(self, value: bytes, *, key: Any = None, headers: dict[str, str]) -> None:
+            if len(value) > 100_000:
+                raise MessageSizeTooLargeError("too large")
+            await super().publish(value, key=key, headers=headers)
+
+    p = Pipeline(topics.CONVERSATIONS, {"conversation.arrived": _noop})
+    p.dlq = SmallDlq()
+    p.consumer.dlq_publisher = p.dlq  # type: ignore[assignment]
+    await p.consumer.process([p.record(b"x" * 600_000)])
+    [(value, headers)] = p.dlq.sent
+    assert len(value) == messaging.DLQ_TRUNCATED_BYTES and headers["dlq.truncated_from_bytes"] == "600000"
+    assert headers["dlq.reason"] == "record is 600,000 bytes; records are limited to 524,288 bytes"

@@ -21,7 +21,7 @@ def refused(model: type[c.Payload], kwargs: dict[str, Any], reason: str) -> None
     """`model` refuses `kwargs` saying `reason`, built directly and parsed from a record alike."""
     with pytest.raises(ValidationError, match=reason):
         model(**kwargs)
-    raw = c.CloudEvent(source="/tests", type=model.TYPE, data=kwargs).to_bytes()
+    raw = c.CloudEvent(id="e-1", source="/tests", type=model.TYPE, data=kwargs).to_bytes()
     with pytest.raises(c.InvalidEvent, match=reason):
         c.parse(raw, model.TOPIC)
 

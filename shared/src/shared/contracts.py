@@ -3,25 +3,161 @@
 Parsing accepts unknown fields (DESIGN.md: "more fields are welcome") and keeps them, so a newer
 producer never breaks an older consumer; our own producers emit exactly their contract (`event`
 refuses undeclared fields). Type names never change within a `.v1` topic; fields are only added.
+
+Limits (issue 12): every record is bounded at the edge, before anything is stored or copied; a
+refusal names the field and the limit, and the record goes to TOPIC.dlq with that reason.
+
+- A whole record (the CloudEvent JSON): `MAX_RECORD_BYTES` = 512 KiB. Its JSON nesting:
+  `MAX_DEPTH` = 16 levels. `\\u0000` is refused anywhere (PostgreSQL cannot store it).
+- CloudEvent `id`: required (a consumer never invents one), `MAX_ID_CHARS` = 200, printable.
+  `type`: `MAX_TYPE_CHARS` = 100; `source`: `MAX_SOURCE_CHARS` = 500; `subject`: `MAX_REF_CHARS`
+  = 300; all printable. Extension attributes: at most `MAX_EXTENSIONS` = 16, names of 1 to 50
+  lower-case letters or digits, scalar values, strings up to `MAX_EXTENSION_CHARS` = 1,000.
+- Every id in `data` (conversation, agent, offer, message, record, command, device, supervisor,
+  queue, status, disposition): `MAX_ID_CHARS` = 200, printable.
+- Ids composed from other ids (`session_id` such as `conv-<conversation_id>`, `tab_id`):
+  `MAX_REF_CHARS` = 300, printable.
+- Keywords (channel, tab kind, record type, language, icon, colour): `MAX_KEYWORD_CHARS` = 64.
+- A customer's name: `MAX_NAME_CHARS` = 200, printable. Titles and subjects: `MAX_TITLE_CHARS` = 500.
+- Message text and whispers: `MAX_TEXT_CHARS` = 8,000. Wrap-up notes: `MAX_NOTE_CHARS` = 2,000.
+  Reasons a person gives (rejecting an offer, ending a conversation, a supervisor's action):
+  `MAX_REASON_CHARS` = 500.
+- Maps and lists a client supplies (attributes, required_skills, a tab's target, draft fields,
+  presence channels, closed channels): `MAX_ITEMS` = 100 entries, `MAX_FIELD_BYTES` = 64 KiB as
+  JSON, `MAX_FIELD_DEPTH` = 8 levels.
+- Undeclared fields ("more fields are welcome") of a payload, a customer or a record: at most
+  `MAX_EXTRA_FIELDS` = 32, names up to 64 characters, each value `MAX_FIELD_BYTES` as JSON.
+
+Fields our services fill from other bounded fields (the arrival copied into `work.offered`, the
+pane, routing's explanation, reasons they compose) have no limit of their own beyond the record's:
+a consumer must never refuse what a valid input made a producer write.
 """
 
 from __future__ import annotations
 
 import functools
-import json
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+import orjson
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from shared import topics
 
+# --- limits (documented in the module docstring; docs/contract.md copies the table) --------------
 
-class Payload(BaseModel):
-    """Base of every `data` model; `TYPE` and `TOPIC` tie it to the contract."""
+MAX_RECORD_BYTES = 512 * 1024
+MAX_DEPTH = 16
+MAX_ID_CHARS = 200
+MAX_REF_CHARS = 300
+MAX_KEYWORD_CHARS = 64
+MAX_TYPE_CHARS = 100
+MAX_SOURCE_CHARS = 500
+MAX_EXTENSIONS = 16
+MAX_EXTENSION_CHARS = 1000
+MAX_NAME_CHARS = 200
+MAX_TITLE_CHARS = 500
+MAX_TEXT_CHARS = 8000
+MAX_NOTE_CHARS = 2000
+MAX_REASON_CHARS = 500
+MAX_ITEMS = 100
+MAX_FIELD_BYTES = 64 * 1024
+MAX_FIELD_DEPTH = 8
+MAX_EXTRA_FIELDS = 32
+
+
+def _printable(value: str) -> str:
+    if not value.isprintable():
+        raise ValueError("must be printable text: no control characters, line breaks or tabs")
+    return value
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a JSON value (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, level + 1)
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _json_size(value: Any) -> int:
+    return len(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))
+
+
+def _bounded(value: Any) -> Any:
+    """A map or list a client supplies: entries, size as JSON and nesting are bounded."""
+    if len(value) > MAX_ITEMS:
+        raise ValueError(f"at most {MAX_ITEMS} entries allowed, got {len(value)}")
+    dumped = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    if len(dumped) > MAX_FIELD_BYTES:
+        raise ValueError(f"at most {MAX_FIELD_BYTES:,} bytes as JSON allowed, got {len(dumped):,}")
+    if dumped.count(b"{") + dumped.count(b"[") > MAX_FIELD_DEPTH and _depth(value) > MAX_FIELD_DEPTH:
+        raise ValueError(f"at most {MAX_FIELD_DEPTH} levels of nesting allowed")
+    return value
+
+
+# Bounded text; every field of every payload uses one of these (or is filled by our services from them).
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS), AfterValidator(_printable)]
+Ref = Annotated[str, Field(min_length=1, max_length=MAX_REF_CHARS), AfterValidator(_printable)]
+Keyword = Annotated[str, Field(min_length=1, max_length=MAX_KEYWORD_CHARS), AfterValidator(_printable)]
+EventType = Annotated[str, Field(min_length=1, max_length=MAX_TYPE_CHARS), AfterValidator(_printable)]
+Label = Annotated[str, Field(max_length=MAX_KEYWORD_CHARS), AfterValidator(_printable)]  # a keyword that may be empty
+Name = Annotated[str, Field(max_length=MAX_NAME_CHARS), AfterValidator(_printable)]
+Title = Annotated[str, Field(max_length=MAX_TITLE_CHARS)]
+Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+Note = Annotated[str, Field(max_length=MAX_NOTE_CHARS)]
+Reason = Annotated[str, Field(max_length=MAX_REASON_CHARS)]
+Channel = Keyword
+Map = Annotated[dict[str, Any], AfterValidator(_bounded)]
+Skills = Annotated[dict[str, int], AfterValidator(_bounded)]
+Keywords = Annotated[list[Keyword], AfterValidator(_bounded)]
+
+
+def _check_extras(model: BaseModel) -> None:
+    extra = model.model_extra or {}
+    if len(extra) > MAX_EXTRA_FIELDS:
+        raise ValueError(f"at most {MAX_EXTRA_FIELDS} undeclared fields allowed, got {len(extra)}")
+    for name, value in extra.items():
+        if len(name) > MAX_KEYWORD_CHARS:
+            raise ValueError(f"undeclared field names are limited to {MAX_KEYWORD_CHARS} characters")
+        size = _json_size(value)
+        if size > MAX_FIELD_BYTES:
+            raise ValueError(f"undeclared field {name!r}: at most {MAX_FIELD_BYTES:,} bytes as JSON, got {size:,}")
+
+
+class Open(BaseModel):
+    """A model that keeps undeclared fields ("more fields are welcome"), within bounds."""
 
     model_config = ConfigDict(extra="allow")
+
+    @model_validator(mode="after")
+    def _bounded_extras(self) -> Any:
+        _check_extras(self)
+        return self
+
+
+class Payload(Open):
+    """Base of every `data` model; `TYPE` and `TOPIC` tie it to the contract."""
+
     TYPE: ClassVar[str]
     TOPIC: ClassVar[str]
 
@@ -32,15 +168,8 @@ class Payload(BaseModel):
 
 
 class AgentPayload(Payload):
-    agent_id: str = Field(min_length=1)
+    agent_id: Id
 
-
-# Bounds for text a person (or a client acting for one) supplies; new payloads use these.
-Id = Annotated[str, Field(min_length=1, max_length=200)]
-Text = Annotated[str, Field(max_length=8000)]
-Note = Annotated[str, Field(max_length=2000)]
-Reason = Annotated[str, Field(max_length=500)]
-Channel = Annotated[str, Field(min_length=1, max_length=50)]
 
 SupervisorAction = Literal[
     "observe", "whisper", "barge", "listen", "leave", "force_transfer", "force_close", "set_presence"
@@ -52,19 +181,37 @@ def _exactly_one_target(to_queue: str | None, to_agent: str | None, what: str) -
         raise ValueError(f"{what} needs exactly one of to_queue or to_agent")
 
 
+_EXTENSION_NAME = re.compile(r"[a-z0-9]{1,50}")
+
+
 class CloudEvent(BaseModel):
-    """CloudEvents 1.0, structured JSON mode. `id` is the idempotency key."""
+    """CloudEvents 1.0, structured JSON mode. `id` is the idempotency key: required, never invented
+    by a consumer (`event` gives our own events a fresh one)."""
 
     model_config = ConfigDict(extra="allow")
 
     specversion: Literal["1.0"] = "1.0"
-    id: str = Field(default_factory=lambda: str(uuid.uuid4()), min_length=1)
-    source: str = Field(min_length=1)
-    type: str = Field(min_length=1)
+    id: Id
+    source: Annotated[str, Field(min_length=1, max_length=MAX_SOURCE_CHARS), AfterValidator(_printable)]
+    type: EventType
     time: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    subject: str | None = None
+    subject: Ref | None = None
     datacontenttype: Literal["application/json"] = "application/json"
     data: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _bounded_extensions(self) -> CloudEvent:
+        extensions = self.model_extra or {}
+        if len(extensions) > MAX_EXTENSIONS:
+            raise ValueError(f"at most {MAX_EXTENSIONS} extension attributes allowed, got {len(extensions)}")
+        for name, value in extensions.items():
+            if not _EXTENSION_NAME.fullmatch(name):
+                raise ValueError(f"extension attribute {name[:60]!r}: names are 1 to 50 lower-case letters or digits")
+            if not (value is None or isinstance(value, str | int | float | bool)):
+                raise ValueError(f"extension attribute {name!r}: must be a string, number or boolean")
+            if isinstance(value, str) and len(value) > MAX_EXTENSION_CHARS:
+                raise ValueError(f"extension attribute {name!r}: at most {MAX_EXTENSION_CHARS} characters allowed")
+        return self
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()
@@ -73,40 +220,38 @@ class CloudEvent(BaseModel):
 # --- conversations.v1 ---------------------------------------------------------------------------
 
 
-class Customer(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    id: str | None = None
-    name: str | None = None
+class Customer(Open):
+    id: Id | None = None
+    name: Name | None = None
     authenticated: bool = False
 
 
-class RecordRef(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    type: str = Field(min_length=1)
-    id: str = Field(min_length=1)
-    title: str | None = None
+class RecordRef(Open):
+    type: Keyword
+    id: Id
+    title: Title | None = None
 
 
 class ConversationArrived(Payload):
     TYPE = "conversation.arrived"
     TOPIC = topics.CONVERSATIONS
-    conversation_id: str = Field(min_length=1, max_length=200)
-    channel: str = Field(min_length=1, max_length=50)
+    conversation_id: Id
+    channel: Keyword
     customer: Customer | None = None
-    subject: str | None = None
-    language: str | None = None
+    subject: Title | None = None
+    language: Label | None = None
     priority: int = Field(default=0, ge=0, le=100)
-    attributes: dict[str, Any] = Field(default_factory=dict)
-    required_skills: dict[str, int] = Field(default_factory=dict)
+    attributes: Map = Field(default_factory=dict)
+    required_skills: Skills = Field(default_factory=dict)
     record: RecordRef | None = None
-    preferred_agent_id: str | None = None
+    preferred_agent_id: Id | None = None
 
 
 class ConversationEnded(Payload):
     TYPE = "conversation.ended"
     TOPIC = topics.CONVERSATIONS
-    conversation_id: str = Field(min_length=1)
-    reason: str | None = None
+    conversation_id: Id
+    reason: Reason | None = None
 
 
 class ParticipantChanged(Payload):
@@ -127,15 +272,15 @@ class ParticipantChanged(Payload):
 class MessagePosted(Payload):
     TYPE = "message.posted"
     TOPIC = topics.MESSAGES
-    conversation_id: str = Field(min_length=1)
-    message_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    conversation_id: Id
+    message_id: Id = Field(default_factory=lambda: str(uuid.uuid4()))
     sender: Literal["customer", "agent", "supervisor", "bot"]
-    sender_id: str | None = None
+    sender_id: Id | None = None
     visibility: Literal["public", "internal"] = "public"
-    text: str = Field(default="", max_length=8000)
+    text: Text = ""
     # The assist suggestion the agent started from, if any (assist records accepted or edited).
-    suggestion_id: str | None = None
-    command_id: str | None = Field(default=None, description="the message.send command that posted it")
+    suggestion_id: Id | None = None
+    command_id: Id | None = Field(default=None, description="the message.send command that posted it")
 
 
 # --- routing.commands.v1 -----------------------------------------------------------------------
@@ -144,18 +289,18 @@ class MessagePosted(Payload):
 class PickWork(AgentPayload):
     TYPE = "work.pick"
     TOPIC = topics.ROUTING_COMMANDS
-    conversation_id: str = Field(min_length=1)
-    command_id: str | None = None
+    conversation_id: Id
+    command_id: Id | None = None
 
 
 class TransferWork(Payload):
     TYPE = "work.transfer"
     TOPIC = topics.ROUTING_COMMANDS
-    conversation_id: str = Field(min_length=1)
-    agent_id: str | None = None
-    to_queue: str | None = None
-    to_agent: str | None = None
-    command_id: str | None = None
+    conversation_id: Id
+    agent_id: Id | None = None
+    to_queue: Id | None = None
+    to_agent: Id | None = None
+    command_id: Id | None = None
 
 
 # --- routing.v1 --------------------------------------------------------------------------------
@@ -164,9 +309,9 @@ class TransferWork(Payload):
 class WorkQueued(Payload):
     TYPE = "work.queued"
     TOPIC = topics.ROUTING
-    conversation_id: str
-    channel: str
-    queue: str
+    conversation_id: Id
+    channel: Keyword
+    queue: Id
     position: int
     estimated_wait_s: float | None = None
     routed_by: str | None = Field(default=None, description="the rule or transfer that chose the queue")
@@ -178,10 +323,10 @@ class WorkQueued(Payload):
 class WorkOffered(AgentPayload):
     TYPE = "work.offered"
     TOPIC = topics.ROUTING
-    offer_id: str
-    conversation_id: str
-    channel: str
-    queue: str
+    offer_id: Id
+    conversation_id: Id
+    channel: Keyword
+    queue: Id
     expires_at: datetime
     reason: dict[str, Any] = Field(default_factory=dict)
     conversation: dict[str, Any] = Field(default_factory=dict)
@@ -190,9 +335,9 @@ class WorkOffered(AgentPayload):
 class WorkOfferExpired(AgentPayload):
     TYPE = "work.offer_expired"
     TOPIC = topics.ROUTING
-    offer_id: str
-    conversation_id: str
-    channel: str
+    offer_id: Id
+    conversation_id: Id
+    channel: Keyword
     expires_at: datetime
     cause: Literal["expired", "rejected", "withdrawn"] = "expired"
 
@@ -200,30 +345,30 @@ class WorkOfferExpired(AgentPayload):
 class WorkAssigned(AgentPayload):
     TYPE = "work.assigned"
     TOPIC = topics.ROUTING
-    conversation_id: str
-    channel: str
-    queue: str
-    offer_id: str | None = None
+    conversation_id: Id
+    channel: Keyword
+    queue: Id
+    offer_id: Id | None = None
     how: Literal["accepted", "auto_accepted", "picked", "transferred"] = "accepted"
     conversation: dict[str, Any] = Field(default_factory=dict)
-    previous_agent_id: str | None = Field(default=None, description="on a transfer, who held it before")
+    previous_agent_id: Id | None = Field(default=None, description="on a transfer, who held it before")
 
 
 class WorkRequeued(Payload):
     TYPE = "work.requeued"
     TOPIC = topics.ROUTING
-    conversation_id: str
-    channel: str
-    queue: str
+    conversation_id: Id
+    channel: Keyword
+    queue: Id
     reason: str
 
 
 class WorkOverflowed(Payload):
     TYPE = "work.overflowed"
     TOPIC = topics.ROUTING
-    conversation_id: str
-    from_queue: str
-    to_queue: str | None = None
+    conversation_id: Id
+    from_queue: Id
+    to_queue: Id | None = None
     reason: str
 
 
@@ -232,16 +377,16 @@ class WorkPickRefused(AgentPayload):
 
     TYPE = "work.pick_refused"
     TOPIC = topics.ROUTING
-    conversation_id: str
-    command_id: str | None = None
+    conversation_id: Id
+    command_id: Id | None = None
     reason: str
 
 
 class WorkReleased(AgentPayload):
     TYPE = "work.released"
     TOPIC = topics.ROUTING
-    conversation_id: str
-    channel: str
+    conversation_id: Id
+    channel: Keyword
     reason: str = "closed"
 
 
@@ -262,81 +407,81 @@ class CapacityChanged(AgentPayload):
 class AcceptOffer(AgentPayload):
     TYPE = "offer.accept"
     TOPIC = topics.SESSIONS_COMMANDS
-    offer_id: str = Field(min_length=1)
+    offer_id: Id
 
 
 class RejectOffer(AgentPayload):
     TYPE = "offer.reject"
     TOPIC = topics.SESSIONS_COMMANDS
-    offer_id: str = Field(min_length=1)
-    reason: str | None = None
+    offer_id: Id
+    reason: Reason | None = None
 
 
 class OpenSession(AgentPayload):
     TYPE = "session.open"
     TOPIC = topics.SESSIONS_COMMANDS
-    conversation_id: str | None = None
+    conversation_id: Id | None = None
     record: RecordRef | None = None
 
 
 class FocusSession(AgentPayload):
     TYPE = "session.focus"
     TOPIC = topics.SESSIONS_COMMANDS
-    session_id: str = Field(min_length=1)
+    session_id: Ref
 
 
 class OpenTab(AgentPayload):
     TYPE = "tab.open"
     TOPIC = topics.SESSIONS_COMMANDS
-    session_id: str = Field(min_length=1)
-    kind: str = Field(min_length=1)
-    title: str | None = None
-    target: dict[str, Any] = Field(default_factory=dict)
+    session_id: Ref
+    kind: Keyword
+    title: Title | None = None
+    target: Map = Field(default_factory=dict)
 
 
 class FocusTab(AgentPayload):
     TYPE = "tab.focus"
     TOPIC = topics.SESSIONS_COMMANDS
-    session_id: str = Field(min_length=1)
-    tab_id: str = Field(min_length=1)
+    session_id: Ref
+    tab_id: Ref
 
 
 class CloseTab(AgentPayload):
     TYPE = "tab.close"
     TOPIC = topics.SESSIONS_COMMANDS
-    session_id: str = Field(min_length=1)
-    tab_id: str = Field(min_length=1)
+    session_id: Ref
+    tab_id: Ref
 
 
 class SaveDraft(AgentPayload):
     TYPE = "draft.save"
     TOPIC = topics.SESSIONS_COMMANDS
-    session_id: str = Field(min_length=1)
-    tab_id: str = Field(min_length=1)
-    fields: dict[str, Any] = Field(default_factory=dict)
+    session_id: Ref
+    tab_id: Ref
+    fields: Map = Field(default_factory=dict)
     version: int = Field(default=0, ge=0)
 
 
 class LinkRecord(AgentPayload):
     TYPE = "record.link"
     TOPIC = topics.SESSIONS_COMMANDS
-    session_id: str = Field(min_length=1)
+    session_id: Ref
     record: RecordRef
 
 
 class SendMessage(AgentPayload):
     TYPE = "message.send"
     TOPIC = topics.SESSIONS_COMMANDS
-    session_id: str = Field(min_length=1)
-    text: str = Field(min_length=1, max_length=8000)
+    session_id: Ref
+    text: Annotated[Text, Field(min_length=1)]
     visibility: Literal["public", "internal"] = "public"
-    suggestion_id: str | None = None
+    suggestion_id: Id | None = None
 
 
 class CloseSession(AgentPayload):
     TYPE = "session.close"
     TOPIC = topics.SESSIONS_COMMANDS
-    session_id: str = Field(min_length=1)
+    session_id: Ref
     confirmed: bool = False
     disposition: Id | None = Field(default=None, description="the wrap-up's disposition code, from the configuration")
     note: Note | None = Field(default=None, description="the wrap-up note")
@@ -348,7 +493,7 @@ class TransferSession(AgentPayload):
     TYPE = "session.transfer"
     TOPIC = topics.SESSIONS_COMMANDS
     agent_id: Id
-    session_id: Id
+    session_id: Ref
     to_queue: Id | None = None
     to_agent: Id | None = None
     note: Note | None = None
@@ -402,24 +547,24 @@ class SessionsEvent(AgentPayload):
 class OfferReceived(SessionsEvent):
     TYPE = "offer.received"
     TOPIC = topics.SESSIONS
-    offer_id: str
-    conversation_id: str
-    channel: str
+    offer_id: Id
+    conversation_id: Id
+    channel: Keyword
     expires_at: datetime
-    title: str | None = None
-    queue: str | None = None
+    title: Title | None = None
+    queue: Id | None = None
     notification: dict[str, Any] | None = Field(
         default=None, description="how the client announces it: the agent's offer_notifications setting"
     )
-    subject: str | None = Field(default=None, max_length=500, description="what the customer came about")
+    subject: Title | None = Field(default=None, description="what the customer came about")
 
 
 class OfferWithdrawn(SessionsEvent):
     TYPE = "offer.withdrawn"
     TOPIC = topics.SESSIONS
-    offer_id: str
-    conversation_id: str
-    channel: str
+    offer_id: Id
+    conversation_id: Id
+    channel: Keyword
     expires_at: datetime
     reason: str = "expired"
 
@@ -427,18 +572,18 @@ class OfferWithdrawn(SessionsEvent):
 class OfferAccepted(SessionsEvent):
     TYPE = "offer.accepted"
     TOPIC = topics.SESSIONS
-    offer_id: str
-    conversation_id: str
-    channel: str
+    offer_id: Id
+    conversation_id: Id
+    channel: Keyword
     expires_at: datetime
 
 
 class OfferRejected(SessionsEvent):
     TYPE = "offer.rejected"
     TOPIC = topics.SESSIONS
-    offer_id: str
-    conversation_id: str
-    channel: str
+    offer_id: Id
+    conversation_id: Id
+    channel: Keyword
     expires_at: datetime
     reason: str | None = None
 
@@ -446,36 +591,36 @@ class OfferRejected(SessionsEvent):
 class SessionStarted(SessionsEvent):
     TYPE = "session.started"
     TOPIC = topics.SESSIONS
-    session_id: str
-    conversation_id: str | None = None
-    channel: str | None = None
-    title: str
-    icon: str
-    anchor_tab_id: str | None = None
+    session_id: Ref
+    conversation_id: Id | None = None
+    channel: Keyword | None = None
+    title: Title
+    icon: Label
+    anchor_tab_id: Ref | None = None
 
 
 class SessionFocused(SessionsEvent):
     TYPE = "session.focused"
     TOPIC = topics.SESSIONS
-    session_id: str
-    conversation_id: str | None = None
+    session_id: Ref
+    conversation_id: Id | None = None
 
 
 class SessionRetitled(SessionsEvent):
     TYPE = "session.retitled"
     TOPIC = topics.SESSIONS
-    session_id: str
-    conversation_id: str | None = None
-    title: str
-    icon: str
+    session_id: Ref
+    conversation_id: Id | None = None
+    title: Title
+    icon: Label
     record: RecordRef | None = None
 
 
 class SessionUnreadChanged(SessionsEvent):
     TYPE = "session.unread_changed"
     TOPIC = topics.SESSIONS
-    session_id: str
-    conversation_id: str | None = None
+    session_id: Ref
+    conversation_id: Id | None = None
     unread: int
     badge: str
 
@@ -483,9 +628,9 @@ class SessionUnreadChanged(SessionsEvent):
 class SessionClosed(SessionsEvent):
     TYPE = "session.closed"
     TOPIC = topics.SESSIONS
-    session_id: str
-    conversation_id: str | None = None
-    channel: str | None = None
+    session_id: Ref
+    conversation_id: Id | None = None
+    channel: Keyword | None = None
     reason: str | None = Field(default=None, description="set when the agent did not close it (transferred)")
     disposition: Id | None = Field(default=None, description="the wrap-up's disposition code, as session.close gave it")
     note: Note | None = Field(default=None, description="the wrap-up note, as session.close gave it")
@@ -494,45 +639,45 @@ class SessionClosed(SessionsEvent):
 class TabOpened(SessionsEvent):
     TYPE = "tab.opened"
     TOPIC = topics.SESSIONS
-    session_id: str
-    tab_id: str
-    kind: str
-    title: str | None = None
-    conversation_id: str | None = None
+    session_id: Ref
+    tab_id: Ref
+    kind: Keyword
+    title: Title | None = None
+    conversation_id: Id | None = None
     target: dict[str, Any] | None = Field(default=None, description="what the tab shows, as tab.open gave it")
 
 
 class TabFocused(SessionsEvent):
     TYPE = "tab.focused"
     TOPIC = topics.SESSIONS
-    session_id: str
-    tab_id: str
-    conversation_id: str | None = None
+    session_id: Ref
+    tab_id: Ref
+    conversation_id: Id | None = None
 
 
 class TabClosed(SessionsEvent):
     TYPE = "tab.closed"
     TOPIC = topics.SESSIONS
-    session_id: str
-    tab_id: str
-    conversation_id: str | None = None
+    session_id: Ref
+    tab_id: Ref
+    conversation_id: Id | None = None
 
 
 class DraftSaved(SessionsEvent):
     TYPE = "draft.saved"
     TOPIC = topics.SESSIONS
-    session_id: str
-    tab_id: str
+    session_id: Ref
+    tab_id: Ref
     version: int
-    conversation_id: str | None = None
+    conversation_id: Id | None = None
     fields: dict[str, Any] | None = None
 
 
 class PaneUpdated(SessionsEvent):
     TYPE = "pane.updated"
     TOPIC = topics.SESSIONS
-    session_id: str
-    conversation_id: str | None = None
+    session_id: Ref
+    conversation_id: Id | None = None
     pane: dict[str, Any] = Field(default_factory=dict)
     updated: str | None = Field(
         default=None, description="the part of the pane that changed: summary, articles, replies or case_summary"
@@ -544,7 +689,7 @@ class MessageReceived(SessionsEvent):
 
     TYPE = "message.received"
     TOPIC = topics.SESSIONS
-    session_id: Id
+    session_id: Ref
     conversation_id: Id
     message_id: Id
     sender: Literal["customer", "agent", "supervisor", "bot"]
@@ -565,8 +710,8 @@ class PresenceUpdated(SessionsEvent):
     base: Id | None = None
     previous: Id | None = None
     source: Id = Field(description="manual, automatic, device, system or supervisor")
-    reason: Reason | None = None
-    closed_channels: list[Channel] = Field(default_factory=list)
+    reason: str | None = Field(default=None, description="copied from presence.changed")
+    closed_channels: Keywords = Field(default_factory=list)
     colour: Id | None = None
 
 
@@ -578,7 +723,7 @@ class SupervisorActionRecorded(SessionsEvent):
     supervisor_id: Id
     action: SupervisorAction
     conversation_id: Id | None = None
-    session_id: Id | None = None
+    session_id: Ref | None = None
     detail: Text | None = Field(default=None, description="what the agent is told, for a person")
     time: datetime
 
@@ -586,8 +731,10 @@ class SupervisorActionRecorded(SessionsEvent):
 class CommandRejected(SessionsEvent):
     TYPE = "command.rejected"
     TOPIC = topics.SESSIONS
-    command_id: str
-    command_type: str | None = None
+    command_id: Annotated[str, Field(max_length=MAX_ID_CHARS)] = Field(
+        description="the rejected command's CloudEvent id (empty when the command had none)"
+    )
+    command_type: EventType | None = None
     reason: str
     # A stale draft.save: the draft as it stands, so the client can merge and save again.
     current_version: int | None = None
@@ -604,8 +751,10 @@ class SetPresence(AgentPayload):
 
     TYPE = "presence.set"
     TOPIC = topics.PRESENCE_COMMANDS
-    status: str | None = Field(default=None, min_length=1)
-    channels: dict[str, Literal["open", "closed"]] = Field(default_factory=dict)
+    status: Id | None = None
+    channels: Annotated[dict[Keyword, Literal["open", "closed"]], AfterValidator(_bounded)] = Field(
+        default_factory=dict
+    )
 
     @model_validator(mode="after")
     def _something(self) -> SetPresence:
@@ -617,32 +766,32 @@ class SetPresence(AgentPayload):
 class AgentSignedIn(AgentPayload):
     TYPE = "agent.signed_in"
     TOPIC = topics.PRESENCE_COMMANDS
-    device_id: str = "default"
+    device_id: Id = "default"
 
 
 class AgentSignedOut(AgentPayload):
     TYPE = "agent.signed_out"
     TOPIC = topics.PRESENCE_COMMANDS
-    device_id: str = "default"
+    device_id: Id = "default"
 
 
 class AgentHeartbeat(AgentPayload):
     TYPE = "agent.heartbeat"
     TOPIC = topics.PRESENCE_COMMANDS
-    device_id: str = "default"
+    device_id: Id = "default"
     idle_s: float | None = Field(default=None, ge=0, description="seconds since the last input on this device")
 
 
 class PresenceChanged(AgentPayload):
     TYPE = "presence.changed"
     TOPIC = topics.PRESENCE
-    status: str
-    base: str | None = None
-    previous: str | None = None
+    status: Id
+    base: Id | None = None
+    previous: Id | None = None
     source: Literal["manual", "automatic", "device", "system"]
     reason: str | None = None
-    closed_channels: list[str] = Field(default_factory=list)
-    colour: str | None = None
+    closed_channels: Keywords = Field(default_factory=list)
+    colour: Label | None = None
 
 
 # --- assist.v1 ---------------------------------------------------------------------------------
@@ -662,7 +811,7 @@ class EscalationDetected(Payload):
 class SummaryReady(Payload):
     TYPE = "assist.summary_ready"
     TOPIC = topics.ASSIST
-    conversation_id: str
+    conversation_id: Id
     summary: str
     entities: dict[str, list[str]] = Field(default_factory=dict)
     provider: str = "embedded"
@@ -670,7 +819,7 @@ class SummaryReady(Payload):
     intent: str | None = None
     trigger: str | None = None
     message_count: int = 0
-    agent_id: str | None = Field(default=None, description="the agent whose request or release triggered it")
+    agent_id: Id | None = Field(default=None, description="the agent whose request or release triggered it")
     fallback: str | None = Field(
         default=None, description="why the embedded model answered instead of the configured provider"
     )
@@ -679,9 +828,9 @@ class SummaryReady(Payload):
 class RepliesSuggested(Payload):
     TYPE = "assist.replies_suggested"
     TOPIC = topics.ASSIST
-    conversation_id: str
+    conversation_id: Id
     replies: list[dict[str, Any]] = Field(default_factory=list)
-    for_message_id: str | None = Field(default=None, description="the customer message the replies answer")
+    for_message_id: Id | None = Field(default=None, description="the customer message the replies answer")
     provider: str = "embedded"
     model: str | None = None
 
@@ -689,7 +838,7 @@ class RepliesSuggested(Payload):
 class ArticlesSurfaced(Payload):
     TYPE = "assist.articles_surfaced"
     TOPIC = topics.ASSIST
-    conversation_id: str
+    conversation_id: Id
     articles: list[dict[str, Any]] = Field(default_factory=list)
     provider: str = "embedded"
     model: str | None = None
@@ -698,10 +847,10 @@ class ArticlesSurfaced(Payload):
 class CaseSummaryDrafted(Payload):
     TYPE = "assist.case_summary_drafted"
     TOPIC = topics.ASSIST
-    conversation_id: str
+    conversation_id: Id
     draft: dict[str, Any] = Field(default_factory=dict)
     trigger: str | None = None
-    agent_id: str | None = Field(default=None, description="the agent whose request or release triggered it")
+    agent_id: Id | None = Field(default=None, description="the agent whose request or release triggered it")
     provider: str = "embedded"
     model: str | None = None
     fallback: str | None = Field(
@@ -748,29 +897,118 @@ def _describe(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse(raw: bytes | str | None, topic: str) -> tuple[CloudEvent, Payload]:
-    """Parse one record of an (unprefixed) `topic` into its envelope and its typed payload."""
+def _too_deep(node: Any, level: int) -> bool:
+    """Whether a decoded JSON value nests deeper than MAX_DEPTH (recursion stops at that depth)."""
+    if level > MAX_DEPTH:
+        return True
+    if isinstance(node, dict):
+        return any(isinstance(v, dict | list) and _too_deep(v, level + 1) for v in node.values())
+    if isinstance(node, list):
+        return any(isinstance(v, dict | list) and _too_deep(v, level + 1) for v in node)
+    return False
+
+
+def _nul_at(node: Any, path: str) -> str | None:
+    """Where a NUL character is in a decoded JSON value (a path such as `data.customer.name`)."""
+    if isinstance(node, str):
+        return path or "(root)" if "\x00" in node else None
+    if isinstance(node, dict):
+        for key, value in node.items():
+            where = f"{path}.{key[:60]}" if path else key[:60]
+            if "\x00" in key:
+                return where
+            if (found := _nul_at(value, where)) is not None:
+                return found
+    if isinstance(node, list):
+        for i, value in enumerate(node):
+            if (found := _nul_at(value, f"{path}[{i}]")) is not None:
+                return found
+    return None
+
+
+def decode(raw: bytes | str | None) -> dict[str, Any]:
+    """The JSON object of one record, checked for size, nesting and storable text (not yet a CloudEvent)."""
     if raw is None or raw == b"" or raw == "":
         raise InvalidEvent("empty record: expected a CloudEvents JSON document")
+    size = len(raw.encode() if isinstance(raw, str) else raw)
+    if size > MAX_RECORD_BYTES:
+        raise InvalidEvent(f"record is {size:,} bytes; records are limited to {MAX_RECORD_BYTES:,} bytes")
     try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        doc = orjson.loads(raw)  # UTF-8 only, and no lone surrogates: PostgreSQL could not store them
+    except orjson.JSONDecodeError as exc:
         raise InvalidEvent(f"not JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise InvalidEvent(f"expected a JSON object (CloudEvent), got {type(doc).__name__}")
+    # fewer brackets than levels allowed cannot nest too deep: most records skip the walk
+    opened = raw.count("{") + raw.count("[") if isinstance(raw, str) else raw.count(b"{") + raw.count(b"[")
+    if opened > MAX_DEPTH and _too_deep(doc, 1):
+        raise InvalidEvent(f"JSON nested deeper than {MAX_DEPTH} levels")
+    # JSON can only carry NUL as an escape: look for it only when the text has one
+    mark = "\\u0000" if isinstance(raw, str) else b"\\u0000"
+    if mark in raw and (where := _nul_at(doc, "")) is not None:  # type: ignore[operator]
+        raise InvalidEvent(f"{where}: contains a NUL character (\\u0000), which cannot be stored")
+    return doc
+
+
+def parse(raw: bytes | str | None, topic: str) -> tuple[CloudEvent, Payload]:
+    """Parse one record of an (unprefixed) `topic` into its envelope and its typed payload."""
+    return parse_document(decode(raw), topic)
+
+
+def parse_document(doc: dict[str, Any], topic: str) -> tuple[CloudEvent, Payload]:
+    """Validate a decoded record (`decode`) as an event of `topic`. An invalid envelope's reason
+    also says what else is wrong (its type, its data), so one round trip fixes the record."""
+    allowed = TYPES_BY_TOPIC.get(topic, frozenset())
+
+    def type_problem(kind: Any) -> str | None:
+        if not isinstance(kind, str) or kind in allowed:
+            return None
+        return f"unknown type {kind[:MAX_TYPE_CHARS]!r} on {topic}; expected one of: {', '.join(sorted(allowed))}"
+
     try:
         envelope = CloudEvent.model_validate(doc)
     except ValidationError as exc:
-        raise InvalidEvent(f"invalid CloudEvent envelope: {_describe(exc)}") from exc
-    allowed = TYPES_BY_TOPIC.get(topic, frozenset())
-    if envelope.type not in allowed:
-        raise InvalidEvent(f"unknown type {envelope.type!r} on {topic}; expected one of: {', '.join(sorted(allowed))}")
+        problems = [f"invalid CloudEvent envelope: {_describe(exc)}"]
+        kind, data = doc.get("type"), doc.get("data")
+        if (unknown := type_problem(kind)) is not None:
+            problems.append(unknown)
+        elif isinstance(kind, str) and isinstance(data, dict):
+            try:
+                PAYLOADS[kind].model_validate(data)
+            except ValidationError as data_exc:
+                problems.append(f"invalid {kind} data: {_describe(data_exc)}")
+        raise InvalidEvent("; ".join(problems)) from exc
+    if (unknown := type_problem(envelope.type)) is not None:
+        raise InvalidEvent(unknown)
     model = PAYLOADS[envelope.type]
     try:
         payload = model.model_validate(envelope.data)
     except ValidationError as exc:
         raise InvalidEvent(f"invalid {envelope.type} data: {_describe(exc)}") from exc
     return envelope, payload
+
+
+def reject_invalid_command(doc: dict[str, Any] | None, error: InvalidEvent) -> CommandRejected | None:
+    """`command.rejected` for an agent's command refused at parse time, when its `data.agent_id` is
+    readable (None otherwise: the record only goes to the DLQ). `command_id` is the command's id,
+    or its first characters when the id itself is what was refused."""
+    if doc is None:
+        return None
+    data = doc.get("data")
+    agent_id = data.get("agent_id") if isinstance(data, dict) else None
+    if not isinstance(agent_id, str) or not 0 < len(agent_id.strip()) <= MAX_ID_CHARS:
+        return None
+    agent_id = agent_id.strip()
+    if not agent_id.isprintable():
+        return None
+    raw_id, raw_type = doc.get("id"), doc.get("type")
+    command_id = raw_id[:MAX_ID_CHARS] if isinstance(raw_id, str) and raw_id[:MAX_ID_CHARS].isprintable() else ""
+    raw_type = raw_type.strip() if isinstance(raw_type, str) else None
+    command_type = raw_type if raw_type and len(raw_type) <= MAX_TYPE_CHARS and raw_type.isprintable() else None
+    reason = f"command refused: {error}"
+    if len(reason) > MAX_NOTE_CHARS:
+        reason = reason[: MAX_NOTE_CHARS - 1] + "…"
+    return CommandRejected(agent_id=agent_id, command_id=command_id, command_type=command_type, reason=reason)
 
 
 def event(payload: Payload, *, source: str, subject: str | None = None, id: str | None = None) -> CloudEvent:
@@ -786,10 +1024,13 @@ def event(payload: Payload, *, source: str, subject: str | None = None, id: str 
     data = payload.model_dump(mode="json", exclude_none=True)
     if subject is None:
         subject = key_of(payload)
-    kwargs: dict[str, Any] = {"source": source, "type": payload.TYPE, "subject": subject, "data": data}
-    if id is not None:
-        kwargs["id"] = id
-    return CloudEvent(**kwargs)
+    return CloudEvent(
+        id=id if id is not None else str(uuid.uuid4()),
+        source=source,
+        type=payload.TYPE,
+        subject=subject,
+        data=data,
+    )
 
 
 _AGENT_KEYED = {topics.SESSIONS, topics.SESSIONS_COMMANDS, topics.PRESENCE, topics.PRESENCE_COMMANDS}

@@ -44,16 +44,61 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-async def create_pool(url: str, schema: str, *, min_size: int = 1, max_size: int = 8) -> asyncpg.Pool:
-    """A pool whose connections see the service's schema first, with JSON codecs set."""
-    pool = await asyncpg.create_pool(
+class Pool(asyncpg.Pool):
+    """asyncpg's pool whose `acquire()` waits at most `acquire_timeout` seconds by default (an
+    exhausted pool raises TimeoutError instead of queueing the caller forever)."""
+
+    acquire_timeout: float | None = None
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
+
+
+async def create_pool(
+    url: str,
+    schema: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 8,
+    acquire_timeout_s: float | None = 5.0,
+    connect_timeout_s: float = 5.0,
+    statement_timeout_ms: int = 15_000,
+    command_timeout_s: float | None = None,
+    keepalives_idle_s: int = 30,
+    keepalives_interval_s: int = 10,
+    keepalives_count: int = 3,
+) -> asyncpg.Pool:
+    """A pool whose connections see the service's schema first, with JSON codecs set, and bounded
+    waits: acquiring a connection (`acquire_timeout_s`), connecting (`connect_timeout_s`), each
+    statement on the server (`statement_timeout_ms`, 0: none) and on the client (`command_timeout_s`,
+    by default the statement timeout plus 5 s so the server's, which names the statement, fires
+    first). TCP keepalives let the server notice a vanished client within about
+    idle + interval * count seconds, and free its locks."""
+    if command_timeout_s is None and statement_timeout_ms > 0:
+        command_timeout_s = statement_timeout_ms / 1000 + 5.0
+    pool = Pool(
         url,
         min_size=min_size,
         max_size=max_size,
-        server_settings={"search_path": f"{ident(schema)},public", "application_name": schema},
+        max_queries=50_000,
+        max_inactive_connection_lifetime=300.0,
         init=_init_connection,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
+        timeout=connect_timeout_s,
+        command_timeout=command_timeout_s,
+        server_settings={
+            "search_path": f"{ident(schema)},public",
+            "application_name": schema,
+            "statement_timeout": str(int(statement_timeout_ms)),
+            "tcp_keepalives_idle": str(int(keepalives_idle_s)),
+            "tcp_keepalives_interval": str(int(keepalives_interval_s)),
+            "tcp_keepalives_count": str(int(keepalives_count)),
+        },
     )
-    assert pool is not None
+    pool.acquire_timeout = acquire_timeout_s
+    await pool
     return pool
 
 
@@ -113,6 +158,10 @@ class MigrationError(RuntimeError):
     pass
 
 
+# The client-side bound on one migration statement (the pool's command timeout is for normal work).
+MIGRATION_TIMEOUT_S = 6 * 3600.0
+
+
 async def migrate(conn: Conn, schema: str, migrations: Iterable[Migration]) -> list[str]:
     """Apply the migrations not yet recorded in `schema`, each in its own transaction.
 
@@ -121,6 +170,9 @@ async def migrate(conn: Conn, schema: str, migrations: Iterable[Migration]) -> l
     """
     schema = ident(schema)
     applied: list[str] = []
+    # A migration may rewrite a large table, and a replica starting beside another waits for its
+    # migrations on the lock: neither is bounded by the pool's statement timeout.
+    await conn.execute("SET statement_timeout = 0", timeout=MIGRATION_TIMEOUT_S)
     # CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema exists, and a
     # service's role owns its schema but has no CREATE on the database.
     if not await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema):
@@ -132,7 +184,7 @@ async def migrate(conn: Conn, schema: str, migrations: Iterable[Migration]) -> l
               PRIMARY KEY (component, version))"""
     )
     lock = int.from_bytes(hashlib.sha256(f"migrate:{schema}".encode()).digest()[:8], "big", signed=True)
-    await conn.execute("SELECT pg_advisory_lock($1)", lock)
+    await conn.execute("SELECT pg_advisory_lock($1)", lock, timeout=MIGRATION_TIMEOUT_S)
     try:
         rows = await conn.fetch(f"SELECT component, version, checksum FROM {schema}.schema_migrations")
         done = {(r["component"], r["version"]): r["checksum"] for r in rows}
@@ -147,7 +199,7 @@ async def migrate(conn: Conn, schema: str, migrations: Iterable[Migration]) -> l
                 continue
             async with conn.transaction():
                 await conn.execute(f"SET LOCAL search_path TO {schema}, public")
-                await conn.execute(mig.sql)
+                await conn.execute(mig.sql, timeout=MIGRATION_TIMEOUT_S)
                 await conn.execute(
                     f"INSERT INTO {schema}.schema_migrations (component, version, name, checksum) "
                     "VALUES ($1, $2, $3, $4)",
@@ -159,6 +211,7 @@ async def migrate(conn: Conn, schema: str, migrations: Iterable[Migration]) -> l
             applied.append(f"{mig.component}/{mig.version:04d}_{mig.name}")
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", lock)
+        await conn.execute("RESET statement_timeout")
     return applied
 
 

@@ -2,11 +2,35 @@
 
 - `UnitOfWork`: a use case's transaction; events it emits go to the outbox in that transaction.
 - `OutboxRelay`: publishes the outbox in order, one active relay per schema, rows deleted after
-  the broker confirmed them (at-least-once; consumers dedupe on the event id).
+  the broker confirmed them (at-least-once; consumers dedupe on the event id). A row the broker can
+  never take (larger than the producer's `max_request_size` or the topic's `max.message.bytes`) is
+  marked dead in the outbox (`dead_at`, `dead_reason`), announced by a small record on TOPIC.dlq,
+  and the relay goes on with the next rows.
 - `Consumer`: a batch subscriber whose records are parsed, deduplicated through the inbox and
   handled in one transaction per batch; offsets are committed only after that transaction.
-  Errors are classified: poison -> TOPIC.dlq at once; others -> bounded retries, then the DLQ;
-  infrastructure down -> rewind, and exit the process after too many consecutive failures.
+
+Errors are classified (`classify`); a bad record never stops a consumer:
+- poison (a record that is not a valid event, `PoisonMessage`, a data error PostgreSQL refuses):
+  TOPIC.dlq at once, the reason in headers; `on_invalid` may answer an unparseable record (sessions
+  answers an agent's command with `command.rejected`);
+- transient (deadlock 40P01, serialization failure 40001, lock not available 55P03, statement
+  timeout 57014, admin/crash shutdown 57P01/57P02): retried with backoff, then the batch is rewound
+  and Kafka redelivers it; never dead-lettered. A statement timeout counts as transient because
+  every input is bounded at the edge (shared.contracts), so a statement that overruns says the
+  database is slow or a lock is held, not that the record is bad; dead-lettering it would lose good
+  work, while a rewind is retried and shows on `switchboard_transient_retries_total`;
+- infrastructure (PostgreSQL or Kafka unreachable): retried, then rewound like transient errors;
+  only these count towards `max_consecutive_failures`, after which the process exits so the
+  orchestrator restarts it;
+- anything else (a bug, a constraint the record breaks): bounded retries, then the DLQ.
+
+Hooks (no-ops until something registers):
+- `OUTBOX_HEADERS`: callables returning headers merged into each outbox row's Kafka headers. They
+  are called when the event is emitted (so a handler's tracing span is the current one) and the
+  result is written with the row at `flush`.
+- `RECORD_CONTEXT`: callables returning a context manager entered around the handling of each
+  record: its handler call inside the batch transaction, and its dead-lettering.
+- Prometheus counters in the default registry (below), labelled by service and topic.
 """
 
 from __future__ import annotations
@@ -14,29 +38,106 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import asyncpg
 import structlog
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, MessageSizeTooLargeError
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.middlewares import AckPolicy
+from prometheus_client import Counter, Histogram
 from pydantic import SkipValidation
 
 from shared import contracts, topics
 from shared.contracts import CloudEvent, InvalidEvent, Payload
 from shared.db import Conn
+from shared.kafka_security import aiokafka_options, faststream_security
 from shared.settings import ServiceSettings
 from shared.tx import Database, OutboxRow, Q, Tx
 
 log = structlog.get_logger("switchboard.messaging")
 
 CONTENT_TYPE = "application/cloudevents+json"
+# The producer's max_request_size (aiokafka's default, Kafka's default max.message.bytes): a larger
+# outbox row can never be published.
+MAX_MESSAGE_BYTES = 1_048_576
+# What a dead letter keeps of a record too large to be dead-lettered whole.
+DLQ_TRUNCATED_BYTES = 64 * 1024
+# How long the relay trusts a topic's max.message.bytes before reading it again.
+TOPIC_LIMIT_TTL_S = 300.0
+
+# --- hooks and metrics --------------------------------------------------------------------------
+
+OUTBOX_HEADERS: list[Callable[[], dict[str, str]]] = []
+RECORD_CONTEXT: list[Callable[[ConsumerRecord[Any, Any]], contextlib.AbstractContextManager[Any]]] = []
+
+EVENTS_EMITTED = Counter(
+    "switchboard_events_emitted_total", "Events committed to the outbox (counted after commit)", ["service", "type"]
+)
+RECORDS_CONSUMED = Counter(
+    "switchboard_records_consumed_total",
+    "Records consumed, by outcome: handled, duplicate, ignored, rejected, dead_lettered",
+    ["service", "topic", "outcome"],
+)
+DEAD_LETTERS = Counter(
+    "switchboard_dead_letters_total",
+    "Records sent to TOPIC.dlq, by kind: poison, retries_exhausted",
+    ["service", "topic", "kind"],
+)
+TRANSIENT_RETRIES = Counter(
+    "switchboard_transient_retries_total",
+    "Retries and rewinds of a batch or record after a transient database error or an infrastructure failure",
+    ["service", "topic"],
+)
+BATCH_SECONDS = Histogram(
+    "switchboard_batch_seconds",
+    "Time to handle one batch of records, retries included",
+    ["service", "topic"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+OUTBOX_PUBLISHED = Counter("switchboard_outbox_published_total", "Outbox rows published to Kafka", ["schema"])
+OUTBOX_DEAD = Counter(
+    "switchboard_outbox_dead_total", "Outbox rows marked dead (the broker can never take them)", ["schema"]
+)
+
+
+def outbox_headers() -> dict[str, str]:
+    """The headers the `OUTBOX_HEADERS` hooks give an event emitted now (a failing hook is
+    logged and left out: tracing never stops the business)."""
+    merged: dict[str, str] = {}
+    for hook in OUTBOX_HEADERS:
+        try:
+            merged.update(hook())
+        except Exception as exc:
+            log.warning("outbox_headers_hook_failed", hook=repr(hook), error=repr(exc))
+    return merged
+
+
+@contextlib.contextmanager
+def record_context(rec: ConsumerRecord[Any, Any]) -> Iterator[None]:
+    """Enter every `RECORD_CONTEXT` hook's context around handling `rec` (one that fails to
+    enter is logged and skipped)."""
+    if not RECORD_CONTEXT:
+        yield
+        return
+    with contextlib.ExitStack() as stack:
+        for hook in RECORD_CONTEXT:
+            try:
+                stack.enter_context(hook(rec))
+            except Exception as exc:
+                log.warning("record_context_hook_failed", hook=repr(hook), error=repr(exc))
+        yield
+
+
+# --- error classification -----------------------------------------------------------------------
 
 
 class PoisonMessage(Exception):
@@ -60,27 +161,81 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     OSError,
     TimeoutError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
 )
+# PostgreSQL's word that trying again later may work (see the module docstring).
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57014", "57P01", "57P02"})
+# Classes of SQLSTATE that say the record's data itself is refused (22: data exception, e.g. a
+# character PostgreSQL cannot store; 54: program limit, e.g. an index row too large): no retry helps.
+POISON_SQLSTATE_CLASSES = ("22", "54")
+
+ErrorKind = Literal["rejection", "poison", "transient", "infrastructure", "error"]
 
 
 def is_infrastructure(error: BaseException) -> bool:
     """True when the error says the database or broker is unreachable, not that the record is bad."""
     if isinstance(error, INFRASTRUCTURE_ERRORS):
         return True
+    if isinstance(error, KafkaError) and getattr(error, "retriable", False):
+        return True
     return isinstance(error, asyncpg.exceptions.InterfaceError) and "closed" in str(error)
 
 
+def is_transient(error: BaseException) -> bool:
+    """True for a database error that a later attempt may not meet (deadlock, lock wait, timeout...)."""
+    return isinstance(error, asyncpg.PostgresError) and getattr(error, "sqlstate", None) in TRANSIENT_SQLSTATES
+
+
+def classify(error: BaseException) -> ErrorKind:
+    """What the consumer does about an error raised while handling a record (module docstring)."""
+    if isinstance(error, Rejection):
+        return "rejection"
+    if isinstance(error, PoisonMessage | InvalidEvent):
+        return "poison"
+    if is_transient(error):
+        return "transient"
+    if is_infrastructure(error):
+        return "infrastructure"
+    sqlstate = getattr(error, "sqlstate", None) if isinstance(error, asyncpg.PostgresError) else None
+    if isinstance(sqlstate, str) and sqlstate.startswith(POISON_SQLSTATE_CLASSES):
+        return "poison"
+    return "error"
+
+
+# Every producer of a service (the broker's, the relay's): idempotent, all acks, a small linger
+# for batching, requests up to the largest record the relay lets through.
+PRODUCER_OPTIONS: dict[str, Any] = {
+    "acks": "all",
+    "enable_idempotence": True,
+    "linger_ms": 2,
+    "max_batch_size": 256 * 1024,
+    "max_request_size": MAX_MESSAGE_BYTES,
+    "request_timeout_ms": 30_000,
+}
+
+
 def make_broker(settings: ServiceSettings, client_id: str) -> KafkaBroker:
-    """The Kafka broker of a service: idempotent producer, all acks, small linger for batching."""
+    """The Kafka broker of a service (its subscribers and the gateway's direct publishes)."""
     return KafkaBroker(
         settings.kafka_bootstrap_servers,
         client_id=client_id,
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=2,
-        max_batch_size=256 * 1024,
-        request_timeout_ms=30_000,
         graceful_timeout=10.0,
+        # SASL/TLS from KAFKA_SECURITY_PROTOCOL and friends; subscribers never create topics
+        # (provisioning does, and a principal without the right would log a refusal each start)
+        security=faststream_security(),
+        allow_auto_create_topics=False,
+        **PRODUCER_OPTIONS,
+    )
+
+
+def relay_producer(settings: ServiceSettings, client_id: str) -> AIOKafkaProducer:
+    """The outbox relay's own producer, replaced after a failed send (see `OutboxRelay`)."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id=client_id,
+        **PRODUCER_OPTIONS,
+        **aiokafka_options(),
     )
 
 
@@ -97,7 +252,8 @@ class UnitOfWork(Generic[S, B]):
     typed per-batch context `batch` (figures read once per batch, decisions written at its end).
 
     Events are serialised into the outbox at `flush`, after an optional sequencer has stamped
-    them (sessions numbers each agent's events so clients can resume without gaps)."""
+    them (sessions numbers each agent's events so clients can resume without gaps). Whoever commits
+    the transaction calls `committed()` afterwards (the consumer pipeline, `Runtime.transaction`)."""
 
     def __init__(
         self,
@@ -113,14 +269,17 @@ class UnitOfWork(Generic[S, B]):
         self.batch = batch
         self.names = names
         self.source = source
+        self.service = source.rsplit("/", 1)[-1]
         self.sequencer = sequencer
-        self._pending: list[tuple[str, str, CloudEvent]] = []
+        self._pending: list[tuple[str, str, CloudEvent, dict[str, str]]] = []
         self.emitted: list[CloudEvent] = []
         self.flags: set[str] = set()
+        self._counted = 0
 
     def emit(self, payload: Payload, *, key: str | None = None, subject: str | None = None) -> CloudEvent:
         ev = contracts.event(payload, source=self.source, subject=subject)
-        self._pending.append((payload.TOPIC, key or contracts.key_of(payload), ev))
+        headers = outbox_headers() if OUTBOX_HEADERS else {}
+        self._pending.append((payload.TOPIC, key or contracts.key_of(payload), ev, headers))
         self.emitted.append(ev)
         return ev
 
@@ -135,19 +294,43 @@ class UnitOfWork(Generic[S, B]):
         if not self._pending:
             return
         if self.sequencer is not None:
-            await self.sequencer(self, [ev for _, _, ev in self._pending])
+            await self.sequencer(self, [ev for _, _, ev, _ in self._pending])
         await self.tx.write_outbox(
-            [OutboxRow(self.names(topic), key, ev.to_bytes(), {"ce_type": ev.type}) for topic, key, ev in self._pending]
+            [
+                OutboxRow(self.names(topic), key, ev.to_bytes(), {**headers, "ce_type": ev.type})
+                for topic, key, ev, headers in self._pending
+            ]
         )
         self._pending.clear()
+
+    def committed(self) -> None:
+        """The transaction committed: count its events (once, however often this is called)."""
+        for ev in self.emitted[self._counted :]:
+            EVENTS_EMITTED.labels(self.service, ev.type).inc()
+        self._counted = len(self.emitted)
 
 
 def _lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
+def _record_size(row: Any) -> int:
+    """What the record weighs in a batch of its own: value, key, headers, the record's and the
+    batch's overheads (a topic's max.message.bytes bounds the batch)."""
+    headers = {"content-type": CONTENT_TYPE, **(row["headers"] or {})}
+    return (
+        len(row["payload"])
+        + len((row["key"] or "").encode())
+        + sum(len(k.encode()) + len(str(v).encode()) + 10 for k, v in headers.items())
+        + 128
+    )
+
+
 class OutboxRelay:
-    """Publishes the outbox of one schema; one relay holds the schema's advisory lock at a time."""
+    """Publishes the outbox of one schema; one relay holds the schema's advisory lock at a time.
+
+    Health hooks: `last_cycle_at` (monotonic, refreshed every cycle, idle cycles last at most 1 s),
+    `alive` (the loop runs), and `drain()` for a graceful stop."""
 
     def __init__(
         self,
@@ -157,34 +340,88 @@ class OutboxRelay:
         *,
         batch: int = 2000,
         crash_before_publish: bool = False,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+        producer_factory: Callable[[], AIOKafkaProducer] | None = None,
     ) -> None:
         self.pool = pool
         self.schema = schema
         self.broker = broker
+        # The relay's own producer (when a factory is given; else the broker's): after a failed send
+        # an idempotent producer can stay stuck on OutOfOrderSequenceNumber for good (its producer id
+        # is never reset), so on any publish failure it is replaced before the chunk is retried.
+        self.producer_factory = producer_factory
+        self._producer: AIOKafkaProducer | None = None
         self.batch = batch
         self.crash_before_publish = crash_before_publish
+        self.max_message_bytes = max_message_bytes
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.published = 0
+        self.dead = 0
+        self.last_cycle_at = time.monotonic()
+        self._draining = False
+        self._topic_limits: dict[str, tuple[int | None, float]] = {}
 
     def start(self) -> None:
+        self._draining = False
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.schema}")
+
+    @property
+    def alive(self) -> bool:
+        """The relay's loop is running (started, not stopped, not crashed)."""
+        return self._task is not None and not self._task.done()
 
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+        await self._close_producer()
+
+    async def _producer_ready(self) -> AIOKafkaProducer | None:
+        if self.producer_factory is None:
+            return None
+        if self._producer is None:
+            producer = self.producer_factory()
+            await producer.start()
+            self._producer = producer
+        return self._producer
+
+    async def _close_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), 10)
+
+    async def drain(self, timeout_s: float) -> int:
+        """Publish everything pending now (when this instance holds the schema's lock; another
+        replica relays otherwise), then stop, within `timeout_s`; returns the rows published.
+        The loop finishes its cycle first: nothing is cut off between publish and delete."""
+        before = self.published
+        self._draining = True
+        self._wake.set()
+        if self._task is not None and not self._task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+            except TimeoutError:
+                log.warning("outbox_drain_timeout", schema=self.schema, timeout_s=timeout_s)
+            except Exception as exc:
+                log.warning("outbox_drain_failed", schema=self.schema, error=repr(exc))
+        await self.stop()
+        return self.published - before
 
     async def _run(self) -> None:
         backoff = 0.5
-        while True:
+        while not self._draining:
+            self.last_cycle_at = time.monotonic()
             try:
                 await self._hold_lock_and_relay()
+                backoff = 0.5
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("outbox_relay_error", schema=self.schema, error=repr(exc))
+                await self._close_producer()  # a fresh producer id and sequence for the retry
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
@@ -192,14 +429,22 @@ class OutboxRelay:
         async with self.pool.acquire() as conn:
             lock = _lock_key(f"outbox:{self.schema}")
             if not await conn.fetchval(Q.try_advisory_lock, lock):
-                await asyncio.sleep(1.0)  # another replica relays; stand by
+                if not self._draining:  # another replica relays; stand by (drain() wakes it)
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout=1.0)
                 return
             channel = f"outbox_{self.schema}"
             await conn.add_listener(channel, self._notified)
             try:
                 while True:
+                    self.last_cycle_at = time.monotonic()
+                    # a cycle begun after drain() was called sees every row committed before it
+                    final = self._draining
                     sent = await self._relay_once(conn)
                     if sent < self.batch:
+                        if final:
+                            return
                         self._wake.clear()
                         if sent == 0:
                             with contextlib.suppress(TimeoutError):
@@ -211,34 +456,170 @@ class OutboxRelay:
     def _notified(self, *_: Any) -> None:
         self._wake.set()
 
+    async def _publish(self, row: Any, *, confirm: bool) -> Any:
+        headers = {"content-type": CONTENT_TYPE, **(row["headers"] or {})}
+        producer = await self._producer_ready()
+        if producer is not None:
+            fut = await producer.send(
+                row["topic"],
+                row["payload"],
+                key=row["key"].encode() if row["key"] is not None else None,
+                headers=[(k, str(v).encode()) for k, v in headers.items()],
+            )
+            return await fut if confirm else fut
+        return await self.broker.publish(
+            row["payload"],
+            topic=row["topic"],
+            key=row["key"].encode() if row["key"] is not None else None,
+            headers=headers,
+            no_confirm=not confirm,
+        )
+
     async def _relay_once(self, conn: Conn) -> int:
+        """Publish one chunk in order; returns the rows it took off the pending list (published or dead)."""
         rows = await conn.fetch(Q.list_outbox, self.batch)
         if not rows:
             return 0
         if self.crash_before_publish:
             log.critical("fault_injected_crash_before_publish", pending=len(rows))
             os._exit(137)
-        futures = []
+        dead: dict[int, str] = {}
+        sent: list[tuple[Any, Any]] = []
+        limits = await self._limits({row["topic"] for row in rows})
         for row in rows:
-            headers = {"content-type": CONTENT_TYPE, **(row["headers"] or {})}
-            fut = await self.broker.publish(
-                row["payload"],
-                topic=row["topic"],
-                key=row["key"].encode() if row["key"] is not None else None,
-                headers=headers,
-                no_confirm=True,
-            )
-            futures.append(fut)
-        await asyncio.gather(*futures)
-        await conn.execute(Q.delete_outbox, [r["id"] for r in rows])
-        self.published += len(rows)
+            size = _record_size(row)
+            if size > self.max_message_bytes:
+                dead[row["id"]] = (
+                    f"the event is about {size:,} bytes; the producer sends at most {self.max_message_bytes:,} "
+                    "(max_request_size)"
+                )
+                continue
+            limit = limits.get(row["topic"])
+            if limit is not None and size > limit:
+                dead[row["id"]] = (
+                    f"the event is about {size:,} bytes; {row['topic']} takes at most {limit:,} (max.message.bytes)"
+                )
+                continue
+            try:
+                sent.append((row, await self._publish(row, confirm=False)))
+            except MessageSizeTooLargeError as exc:
+                dead[row["id"]] = f"the broker cannot take it: {exc}"
+        results = await asyncio.gather(*(fut for _, fut in sent), return_exceptions=True)
+        refused = [
+            row for (row, _), res in zip(sent, results, strict=True) if isinstance(res, MessageSizeTooLargeError)
+        ]
+        failed = [
+            res for res in results if isinstance(res, BaseException) and not isinstance(res, MessageSizeTooLargeError)
+        ]
+        if failed:
+            raise failed[0]  # nothing deleted: the chunk is published again (consumers dedupe)
+        # The topic's limit changed since it was read (`_limits`): the broker refuses a whole produce
+        # batch when one record in it is too large, so send those rows one at a time to find which.
+        # (aiokafka's idempotent producer may not recover its sequence on that partition; the rows
+        # are then retried until the service restarts: `_limits` exists to avoid getting here.)
+        for row in refused:
+            self._topic_limits.pop(row["topic"], None)
+            try:
+                await self._publish(row, confirm=True)
+            except MessageSizeTooLargeError as exc:
+                dead[row["id"]] = f"the broker refused it as too large for {row['topic']} (max.message.bytes): {exc}"
+        for row in rows:
+            if row["id"] in dead:
+                await self._bury(conn, row, dead[row["id"]])
+        done = [r["id"] for r in rows if r["id"] not in dead]
+        if done:
+            await conn.execute(Q.delete_outbox, done)
+        self.published += len(done)
+        OUTBOX_PUBLISHED.labels(self.schema).inc(len(done))
         return len(rows)
+
+    async def _limits(self, names: set[str]) -> dict[str, int]:
+        """Each topic's max.message.bytes, read from the broker and kept `TOPIC_LIMIT_TTL_S`; a topic
+        whose limit cannot be read (no DescribeConfigs right) is bounded by the producer's alone."""
+        now = time.monotonic()
+        stale = sorted(
+            t for t in names if now - self._topic_limits.get(t, (None, -TOPIC_LIMIT_TTL_S))[1] >= TOPIC_LIMIT_TTL_S
+        )
+        if stale:
+            found: dict[str, int] = {}
+            try:
+                admin = self.broker.config.admin_client  # type: ignore[attr-defined]
+                wanted = [ConfigResource(ConfigResourceType.TOPIC, t, {"max.message.bytes": None}) for t in stale]
+                for response in await asyncio.wait_for(admin.describe_configs(wanted), 5.0):
+                    for error_code, _, _, name, entries in response.resources:
+                        value = next((e[1] for e in entries if e[0] == "max.message.bytes"), None)
+                        if error_code == 0 and value:
+                            found[name] = int(value)
+            except Exception as exc:
+                log.warning("outbox_topic_limits_unknown", schema=self.schema, topics=stale, error=repr(exc))
+            for name in stale:
+                self._topic_limits[name] = (found.get(name), now)
+        return {t: limit for t in names if (limit := self._topic_limits[t][0]) is not None}
+
+    async def _bury(self, conn: Conn, row: Any, reason: str) -> None:
+        """Announce a row the broker can never take on TOPIC.dlq, then mark it dead in the outbox."""
+        headers = row["headers"] or {}
+        event_id = None
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            event_id = json.loads(row["payload"]).get("id")
+        notice = {
+            "outbox_schema": self.schema,
+            "outbox_id": row["id"],
+            "topic": row["topic"],
+            "key": row["key"],
+            "type": headers.get("ce_type"),
+            "event_id": event_id if isinstance(event_id, str) else None,
+            "size_bytes": len(row["payload"]),
+            "reason": reason,
+        }
+        await self.broker.publish(
+            json.dumps(notice).encode(),
+            topic=row["topic"] + topics.DLQ_SUFFIX,
+            key=row["key"].encode() if row["key"] is not None else None,
+            headers={
+                "content-type": "application/json",
+                "dlq.consumer": f"{self.schema}:outbox",
+                "dlq.kind": "outbox_oversize",
+                "dlq.reason": reason[:2000],
+                "dlq.error_class": "MessageSizeTooLargeError",
+                "dlq.original_topic": row["topic"],
+                "dlq.outbox_id": str(row["id"]),
+                "dlq.event_id": notice["event_id"] or "",
+                "dlq.time": datetime.now(UTC).isoformat(),
+            },
+        )
+        await conn.execute(Q.bury_outbox, row["id"], reason)
+        self.dead += 1
+        OUTBOX_DEAD.labels(self.schema).inc()
+        log.error(
+            "outbox_row_dead",
+            schema=self.schema,
+            outbox_id=row["id"],
+            topic=row["topic"],
+            type=headers.get("ce_type"),
+            size_bytes=len(row["payload"]),
+            reason=reason,
+        )
+
+
+async def prune_inbox(conn: Conn, retention_hours: float, *, chunk: int = 5000) -> int:
+    """Delete inbox rows older than `retention_hours`, `chunk` rows per statement (short locks);
+    returns how many went. Keep the retention longer than the topics' so a redelivery is recognised."""
+    total = 0
+    while True:
+        deleted = await conn.fetchval(Q.prune_inbox, float(retention_hours) * 3600.0, chunk)
+        total += deleted
+        if deleted < chunk:
+            return total
 
 
 # --- consumer pipeline -------------------------------------------------------------------------
 
 Handler = Callable[[Any, CloudEvent, Any], Awaitable[None]]
 AfterBatch = Callable[[Any], Awaitable[None]]
+# Given the decoded record (None when it is not a JSON object) and why it was refused: an event to
+# emit in answer, or None. Called after the record went to the DLQ.
+OnInvalid = Callable[[dict[str, Any] | None, InvalidEvent], Payload | None]
 
 
 @dataclass
@@ -256,12 +637,16 @@ class ConsumerStats:
     dead_lettered: int = 0
     rejected: int = 0
     batches: int = 0
+    transient_retries: int = 0
     consecutive_failures: int = 0
     last: dict[str, Any] = field(default_factory=dict)
 
 
 class Consumer:
-    """One service's consumption of one topic: parse, dedupe, handle in a transaction, DLQ."""
+    """One service's consumption of one topic: parse, dedupe, handle in a transaction, DLQ.
+
+    Health hooks: `last_batch_at` (monotonic time the last batch was handled) and `in_flight`
+    (a batch is being handled now)."""
 
     def __init__(
         self,
@@ -275,6 +660,7 @@ class Consumer:
         settings: ServiceSettings,
         after_batch: AfterBatch | None = None,
         on_committed: Callable[[UnitOfWork[Any, Any]], None] | None = None,
+        on_invalid: OnInvalid | None = None,
         savepoints: bool = False,
         exit_process: Callable[[int], None] = os._exit,
     ) -> None:
@@ -287,14 +673,23 @@ class Consumer:
         self.settings = settings
         self.after_batch = after_batch
         self.on_committed = on_committed
+        self.on_invalid = on_invalid
         self.savepoints = savepoints
         self.exit_process = exit_process
         self.names = topics.TopicNames(settings.topic_prefix)
         self.consumer_name = f"{service}:{topic}"
         self._known_types = contracts.TYPES_BY_TOPIC.get(topic, frozenset())
         self.stats = ConsumerStats()
+        self.last_batch_at = time.monotonic()
+        self.in_flight = False
         self.source = f"/switchboard/{service}"
         self.group_id = f"{settings.topic_prefix}{service}.{topic}"
+        self._consumed = {
+            outcome: RECORDS_CONSUMED.labels(service, topic, outcome)
+            for outcome in ("handled", "duplicate", "ignored", "rejected", "dead_lettered")
+        }
+        self._retries = TRANSIENT_RETRIES.labels(service, topic)
+        self._batch_seconds = BATCH_SECONDS.labels(service, topic)
         envelope = contracts.envelope_model(topic)
         self.dlq_publisher = broker.publisher(
             self.names(topics.dlq(topic)),
@@ -329,36 +724,62 @@ class Consumer:
 
     async def process(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
         """Handle one batch; raises only when the batch must be retried from Kafka (not committed)."""
+        self.in_flight = True
+        started = time.perf_counter()
+        try:
+            await self._process(records)
+            self.last_batch_at = time.monotonic()
+        finally:
+            self.in_flight = False
+            self._batch_seconds.observe(time.perf_counter() - started)
+
+    async def _process(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
         self.stats.batches += 1
         incoming: list[Incoming] = []
         for rec in records:
             ce_type = _header(rec, "ce_type")
             if ce_type is not None and ce_type not in self.handlers and ce_type in self._known_types:
-                self.stats.ignored += 1  # a known type this consumer does not handle: skip unparsed
+                self._count("ignored")  # a known type this consumer does not handle: skip unparsed
                 continue
+            doc: dict[str, Any] | None = None
             try:
-                env, payload = contracts.parse(rec.value, self.topic)
+                doc = contracts.decode(rec.value)
+                env, payload = contracts.parse_document(doc, self.topic)
             except InvalidEvent as exc:
-                await self.dead_letter(rec, exc, "poison")
+                await self._refuse(rec, doc, exc)
                 continue
             if env.type not in self.handlers:
-                self.stats.ignored += 1
+                self._count("ignored")
                 continue
             incoming.append(Incoming(rec, env, payload))
-        if not incoming:
-            return
-        try:
-            await self._in_transaction(incoming)
-            self.stats.consecutive_failures = 0
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if len(incoming) == 1:
-                await self._one_by_one(incoming, first_error=exc)
-            else:
-                log.warning("batch_failed_isolating", consumer=self.consumer_name, size=len(incoming), error=repr(exc))
-                await self._one_by_one(incoming)
+        if incoming:
+            await self._handle_batch(incoming)
+
+    async def _handle_batch(self, incoming: list[Incoming]) -> None:
+        attempts = 0
+        while True:
+            try:
+                await self._in_transaction(incoming)
+                self.stats.consecutive_failures = 0
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                kind = classify(exc)
+                if kind in ("transient", "infrastructure"):
+                    attempts += 1
+                    if attempts > self.settings.transient_retries:
+                        self._rewind(exc, kind)
+                    await self._back_off(attempts, exc, kind, size=len(incoming))
+                    continue
+                if len(incoming) == 1:
+                    await self._one_by_one(incoming, first_error=exc)
+                else:
+                    log.warning(
+                        "batch_failed_isolating", consumer=self.consumer_name, size=len(incoming), error=repr(exc)
+                    )
+                    await self._one_by_one(incoming)
+                return
 
     async def _in_transaction(self, batch: list[Incoming]) -> None:
         started = time.perf_counter()
@@ -370,7 +791,6 @@ class Consumer:
             for item in batch:
                 eid = item.envelope.id
                 if eid not in fresh or eid in seen:
-                    self.stats.duplicates += 1
                     outcomes.append((item, "duplicate"))
                     continue
                 seen.add(eid)
@@ -379,29 +799,29 @@ class Consumer:
             if self.after_batch is not None:
                 await self.after_batch(uow)
             await uow.flush()
+        uow.committed()
         if self.on_committed is not None:
             self.on_committed(uow)
         elapsed_ms = (time.perf_counter() - started) * 1000
         for item, outcome in outcomes:
+            self._count(outcome.split(":", 1)[0])
             self._log_handled(item, outcome, elapsed_ms / len(batch))
 
-    async def _handle_one(self, uow: UnitOfWork, item: Incoming) -> str:
+    async def _handle_one(self, uow: UnitOfWork[Any, Any], item: Incoming) -> str:
         handler = self.handlers[item.envelope.type]
-        if not self.savepoints:
-            await handler(uow, item.envelope, item.payload)
-            self.stats.handled += 1
-            return "handled"
-        mark = uow.savepoint_state()
-        try:
-            async with uow.tx.savepoint():
+        with record_context(item.record):
+            if not self.savepoints:
                 await handler(uow, item.envelope, item.payload)
-        except Rejection as rej:
-            uow.rollback_to(mark)
-            uow.emit(rej.payload)
-            self.stats.rejected += 1
-            return f"rejected: {rej}"
-        self.stats.handled += 1
-        return "handled"
+                return "handled"
+            mark = uow.savepoint_state()
+            try:
+                async with uow.tx.savepoint():
+                    await handler(uow, item.envelope, item.payload)
+            except Rejection as rej:
+                uow.rollback_to(mark)
+                uow.emit(rej.payload)
+                return f"rejected: {rej}"
+            return "handled"
 
     async def _one_by_one(self, batch: list[Incoming], first_error: BaseException | None = None) -> None:
         for item in batch:
@@ -416,43 +836,101 @@ class Consumer:
                         break
                     except asyncio.CancelledError:
                         raise
-                    except Rejection as rej:
-                        await self._reject_alone(item, rej)
-                        break
                     except Exception as exc:
                         error = exc
+                kind = classify(error)
                 if isinstance(error, Rejection):
-                    await self._reject_alone(item, error)
+                    emitted = await self._emit_alone(item.envelope.id, error.payload)
+                    outcome = f"rejected: {error}" if emitted else "duplicate"
+                    self._count(outcome.split(":", 1)[0])
+                    self._log_handled(item, outcome, 0.0)
                     break
-                if isinstance(error, PoisonMessage):
+                if kind == "poison":
                     await self.dead_letter(item.record, error, "poison")
                     break
                 attempts += 1
                 if attempts > self.settings.transient_retries:
-                    if is_infrastructure(error):
-                        self._count_failure(error)
-                        raise error  # not committed: Kafka redelivers once the infrastructure is back
+                    if kind in ("transient", "infrastructure"):
+                        self._rewind(error, kind)
                     await self.dead_letter(item.record, error, "retries_exhausted")
-                    self._count_failure(error)
                     break
-                log.warning(
-                    "handler_retry",
-                    consumer=self.consumer_name,
-                    attempt=attempts,
-                    event_id=item.envelope.id,
-                    error=repr(error),
-                )
-                await asyncio.sleep(min(0.1 * 2**attempts, 2.0))
+                await self._back_off(attempts, error, kind, event_id=item.envelope.id)
                 error = None
 
-    async def _reject_alone(self, item: Incoming, rej: Rejection) -> None:
+    async def _refuse(self, rec: ConsumerRecord[Any, Any], doc: dict[str, Any] | None, error: InvalidEvent) -> None:
+        """A record that is not a valid event: to the DLQ, and answered if `on_invalid` says how."""
+        await self.dead_letter(rec, error, "poison")
+        try:
+            answer = self.on_invalid(doc, error) if self.on_invalid is not None else None
+        except Exception as exc:  # the answer is a courtesy: a record it cannot describe is only dead-lettered
+            log.warning("invalid_record_unanswerable", consumer=self.consumer_name, offset=rec.offset, error=repr(exc))
+            answer = None
+        if answer is None:
+            return
+        # The record may have no usable id: dedupe the answer on the record's content instead.
+        inbox_id = "invalid:" + hashlib.sha256(rec.value or b"").hexdigest()
+        attempts = 0
+        while True:
+            try:
+                if await self._emit_alone(inbox_id, answer):
+                    self.stats.rejected += 1
+                    log.info(
+                        "invalid_record_answered", consumer=self.consumer_name, offset=rec.offset, type=answer.TYPE
+                    )
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                kind = classify(exc)
+                attempts += 1
+                if attempts > self.settings.transient_retries:
+                    if kind in ("transient", "infrastructure"):
+                        self._rewind(exc, kind)
+                    log.error("invalid_record_answer_failed", consumer=self.consumer_name, error=repr(exc))
+                    return
+                await self._back_off(attempts, exc, kind)
+
+    async def _emit_alone(self, inbox_id: str, payload: Payload) -> bool:
+        """Emit `payload` in a transaction of its own, once per `inbox_id` (False: done before)."""
+        uow: UnitOfWork[Any, Any] | None = None
         async with self.database.transaction() as tx:
-            if await tx.claim_inbox(self.consumer_name, [item.envelope.id]):
+            if await tx.claim_inbox(self.consumer_name, [inbox_id]):
                 uow = self.unit_of_work(tx)
-                uow.emit(rej.payload)
+                uow.emit(payload)
                 await uow.flush()
-        self.stats.rejected += 1
-        self._log_handled(item, f"rejected: {rej}", 0.0)
+        if uow is None:
+            return False
+        uow.committed()
+        return True
+
+    def _rewind(self, error: BaseException, kind: ErrorKind) -> None:
+        """Give the batch back to Kafka (not committed: redelivered); infrastructure failures count
+        towards the exit, transient database errors do not."""
+        self._retries.inc()
+        if kind == "infrastructure":
+            self._count_failure(error)
+        log.warning("batch_rewound", consumer=self.consumer_name, kind=kind, error=repr(error))
+        raise error
+
+    async def _back_off(self, attempts: int, error: BaseException, kind: ErrorKind, **context: Any) -> None:
+        if kind in ("transient", "infrastructure"):
+            self.stats.transient_retries += 1
+            self._retries.inc()
+        log.warning(
+            "handler_retry", consumer=self.consumer_name, attempt=attempts, kind=kind, error=repr(error), **context
+        )
+        await asyncio.sleep(min(0.1 * 2**attempts, 2.0))
+
+    def _count(self, outcome: str) -> None:
+        if outcome == "handled":
+            self.stats.handled += 1
+        elif outcome == "duplicate":
+            self.stats.duplicates += 1
+        elif outcome == "ignored":
+            self.stats.ignored += 1
+        elif outcome == "rejected":
+            self.stats.rejected += 1
+        self._consumed[outcome].inc()
 
     def _count_failure(self, error: BaseException) -> None:
         self.stats.consecutive_failures += 1
@@ -478,8 +956,17 @@ class Consumer:
             "dlq.original_offset": str(rec.offset),
             "dlq.time": datetime.now(UTC).isoformat(),
         }
-        await self.dlq_publisher.publish(rec.value or b"", key=rec.key, headers=headers)
+        value = rec.value or b""
+        with record_context(rec):
+            try:
+                await self.dlq_publisher.publish(value, key=rec.key, headers=headers)
+            except MessageSizeTooLargeError:
+                # the record and our headers together exceed what the DLQ topic takes: keep its start
+                headers["dlq.truncated_from_bytes"] = str(len(value))
+                await self.dlq_publisher.publish(value[:DLQ_TRUNCATED_BYTES], key=rec.key, headers=headers)
         self.stats.dead_lettered += 1
+        self._consumed["dead_lettered"].inc()
+        DEAD_LETTERS.labels(self.service, self.topic, kind).inc()
         log.warning(
             "dead_lettered",
             consumer=self.consumer_name,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sessions import service
-from shared import topics
+from shared import contracts, topics
 from shared.runtime import Runtime
 
 
@@ -39,6 +39,8 @@ def register(runtime: Runtime) -> None:
             "supervisor.act": service.on_supervisor_act,
         },
         savepoints=True,
+        # a command refused at parse time (too long an id, a bad field) also answers its agent
+        on_invalid=contracts.reject_invalid_command,
     )
     runtime.consume(topics.PRESENCE, {"presence.changed": service.on_presence_changed})
     runtime.consume(

@@ -11,10 +11,23 @@ ON CONFLICT DO NOTHING RETURNING event_id;
 INSERT INTO outbox (topic, key, payload, headers) VALUES ($1, $2, $3, $4);
 
 -- name: list_outbox
-SELECT id, topic, key, payload, headers FROM outbox ORDER BY id LIMIT $1;
+-- Pending rows in order; dead rows (the broker can never take them) are skipped.
+SELECT id, topic, key, payload, headers FROM outbox WHERE dead_at IS NULL ORDER BY id LIMIT $1;
+
+-- name: bury_outbox
+UPDATE outbox SET dead_at = now(), dead_reason = $2 WHERE id = $1;
 
 -- name: delete_outbox
 DELETE FROM outbox WHERE id = ANY($1::bigint[]);
+
+-- name: prune_inbox
+-- One bounded chunk of inbox rows older than $1 seconds (inbox_received_at index); returns how many.
+WITH doomed AS (
+    SELECT ctid FROM inbox WHERE received_at < now() - make_interval(secs => $1) LIMIT $2
+), gone AS (
+    DELETE FROM inbox WHERE ctid IN (SELECT ctid FROM doomed) RETURNING 1
+)
+SELECT count(*)::int FROM gone;
 
 -- name: try_advisory_lock
 SELECT pg_try_advisory_lock($1);

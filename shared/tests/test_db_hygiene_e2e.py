@@ -1,0 +1,95 @@
+"""Database hygiene (issue 12) on real PostgreSQL: bounded waits on the pool, timeouts that classify
+as transient, migrations not cut short by them, and the inbox pruned in chunks."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+
+from shared import db, messaging
+from tools import stack
+from tools.testing import Deployment
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_the_pool_bounds_every_wait_and_keeps_connections_alive(deployment: Deployment) -> None:
+    url = stack.service_database_url(deployment.database_url, "presence")
+    pool = await db.create_pool(url, "presence", max_size=1, acquire_timeout_s=0.3, statement_timeout_ms=300)
+    try:
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SHOW statement_timeout") == "300ms"
+            assert await conn.fetchval("SHOW tcp_keepalives_idle") == "30"
+            with pytest.raises(asyncpg.exceptions.QueryCanceledError) as slow:
+                await conn.execute("SELECT pg_sleep(2)")
+            assert messaging.classify(slow.value) == "transient"
+            with pytest.raises(TimeoutError) as exhausted:  # the only connection is taken
+                async with pool.acquire():
+                    pass
+            assert messaging.classify(exhausted.value) == "infrastructure"
+    finally:
+        await pool.close()
+
+
+async def test_migrations_are_not_bound_by_the_statement_timeout(deployment: Deployment) -> None:
+    url = stack.service_database_url(deployment.database_url, "presence")
+    pool = await db.create_pool(url, "presence", statement_timeout_ms=200)
+    slow = db.Migration("hygiene", 1, "slow", "SELECT pg_sleep(0.5); CREATE TABLE slow_done (one int);")
+    try:
+        async with pool.acquire() as conn:
+            assert await db.migrate(conn, "presence", [slow]) == ["hygiene/0001_slow"]
+            assert await conn.fetchval("SHOW statement_timeout") == "200ms"  # back to the pool's
+    finally:
+        await pool.close()
+
+
+async def test_prune_inbox_deletes_only_old_rows_in_chunks(deployment: Deployment) -> None:
+    url = stack.service_database_url(deployment.database_url, "presence")
+    pool = await db.create_pool(url, "presence")
+    try:
+        async with pool.acquire() as conn:
+            await db.migrate(conn, "presence", db.load_migrations("shared", "shared"))
+            await conn.executemany(
+                "INSERT INTO inbox (consumer, event_id, received_at) "
+                "VALUES ($1, $2, now() - make_interval(hours => $3))",
+                [("c", f"old-{i}", 240) for i in range(12)] + [("c", f"new-{i}", 1) for i in range(3)],
+            )
+            assert await messaging.prune_inbox(conn, 8 * 24, chunk=5) == 12
+            left = await conn.fetch("SELECT event_id FROM inbox ORDER BY event_id")
+            assert [r["event_id"] for r in left] == ["new-0", "new-1", "new-2"]
+            assert await messaging.prune_inbox(conn, 8 * 24, chunk=5) == 0
+    finally:
+        await pool.close()
+
+
+async def test_a_relay_drains_what_is_pending_and_stops(deployment: Deployment) -> None:
+    """`drain` publishes what is committed now and returns how many; the relay is then not alive."""
+    from faststream.kafka import KafkaBroker
+
+    url = stack.service_database_url(deployment.database_url, "presence")
+    pool = await db.create_pool(url, "presence")
+    broker = KafkaBroker(deployment.infra.bootstrap)
+    await broker.start()
+    try:
+        async with pool.acquire() as conn:
+            await db.migrate(conn, "presence", db.load_migrations("shared", "shared"))
+        relay = messaging.OutboxRelay(pool, "presence", broker)
+        relay.start()
+        await asyncio.sleep(0.2)
+        assert relay.alive
+        async with pool.acquire() as conn:
+            await conn.executemany(
+                "INSERT INTO outbox (topic, key, payload, headers) VALUES ($1, $2, $3, '{}')",
+                [(deployment.topic("presence.v1"), f"agent-{i}", b"{}") for i in range(5)],
+            )
+        before = relay.published
+        published = await relay.drain(10.0)
+        assert not relay.alive
+        async with pool.acquire() as conn:  # no waiting: all of it went before drain returned
+            assert await conn.fetchval("SELECT count(*) FROM outbox") == 0
+        assert relay.published == 5 and published == 5 - before
+    finally:
+        await broker.stop()
+        await pool.close()
