@@ -14,6 +14,7 @@ from presence.app import create_app as presence_app
 from presence.settings import PresenceSettings
 from shared import contracts as c
 from shared import topics
+from shared.auth import DEV_SECRET, Auth
 from tests import helpers
 from tools.testing import Bus, Deployment, running
 
@@ -169,7 +170,8 @@ async def test_custom_status_idle_history_and_team_summary(deployment, bus: Bus,
             await asyncio.sleep(0.1)
         assert "inactive is set by the system only" in dict(dead[0].headers)["dlq.reason"].decode()
 
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        lead = {"Authorization": f"Bearer {Auth(DEV_SECRET).mint('lead-1', ('supervisor',))}"}
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", headers=lead) as http:
             me = (await http.get("/agents/agent-1/presence")).json()
             assert me["status"] == "lunch" and me["manual"] is True
             assert [h["status"] for h in me["history"]][:2] == ["lunch", "available"]

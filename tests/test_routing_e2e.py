@@ -129,7 +129,8 @@ async def _explain(dep: Deployment, config_file: str, cid: str) -> dict[str, Any
         running(app.state.runtime),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://r") as http,
     ):
-        return dict((await http.get(f"/conversations/{cid}/explain")).json())
+        explained = await http.get(f"/conversations/{cid}/explain", headers={"Authorization": f"Bearer {SUPERVISOR}"})
+        return dict(explained.json())
 
 
 async def test_rejected_work_never_returns_and_overflows_after_failed_offers(deployment, bus: Bus, config_file) -> None:

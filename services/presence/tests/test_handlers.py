@@ -18,6 +18,7 @@ from presence.settings import PresenceSettings
 from presence.store import FakePresenceStore
 from shared import contracts as c
 from shared import topics
+from shared.auth import DEV_SECRET, Auth
 from shared.tx import MemoryDatabase
 from tools.testing import MemoryBus, in_memory
 
@@ -223,13 +224,19 @@ async def test_the_read_side(settings: PresenceSettings, fake: FakePresenceStore
     ):
         await bus.send(c.AgentSignedIn(agent_id="agent-1", device_id="desk"))
         await bus.send(c.SetPresence(agent_id="agent-1", status="lunch"))
-        me = (await http.get("/agents/agent-1/presence")).json()
+        auth = Auth(DEV_SECRET)
+        own = {"Authorization": f"Bearer {auth.mint('agent-1')}"}
+        lead = {"Authorization": f"Bearer {auth.mint('lead-1', ('supervisor',))}"}
+        assert (await http.get("/agents/agent-1/presence")).status_code == 401
+        assert (await http.get("/agents/agent-2/presence", headers=own)).status_code == 403
+        assert (await http.get("/teams/tier-1/presence", headers=own)).status_code == 403
+        me = (await http.get("/agents/agent-1/presence", headers=own)).json()
         assert (me["status"], me["base"], me["manual"], me["team"]) == ("lunch", "away", True, "tier-1")
         assert [h["status"] for h in me["history"]] == ["lunch", "available"]
         assert me["history"][0]["source"] == "manual"
         assert [(d["device_id"], d["signed_in"]) for d in me["devices"]] == [("desk", True)]
-        team = (await http.get("/teams/tier-1/presence")).json()
+        team = (await http.get("/teams/tier-1/presence", headers=lead)).json()
         assert team["agents"] == 3 and team["by_status"] == {"lunch": 1, "offline": 2}
         assert [m["agent_id"] for m in team["members"]] == ["agent-1", "agent-2", "agent-3"]
-        assert (await http.get("/agents/nobody/presence")).status_code == 404
-        assert (await http.get("/teams/nobody/presence")).status_code == 404
+        assert (await http.get("/agents/nobody/presence", headers=lead)).status_code == 404
+        assert (await http.get("/teams/nobody/presence", headers=lead)).status_code == 404

@@ -293,9 +293,10 @@ async def test_explain_and_admin_config_over_http(config_file: str) -> None:
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://routing") as http,
     ):
         await bus.send(c.ConversationArrived(conversation_id="c-1", channel="chat"))
-        explained = (await http.get("/conversations/c-1/explain")).json()
+        assert (await http.get("/conversations/c-1/explain")).status_code == 401
+        explained = (await http.get("/conversations/c-1/explain", headers=supervisor)).json()
         assert [d["kind"] for d in explained["decisions"]] == ["queued"]
-        assert (await http.get("/conversations/c-2/explain")).status_code == 404
+        assert (await http.get("/conversations/c-2/explain", headers=supervisor)).status_code == 404
 
         applied = (await http.get("/admin/config", headers=supervisor)).json()["routing"]
         assert [q["name"] for q in applied["queues"]] == ["support", "billing"]

@@ -80,6 +80,8 @@ class Stack:
     presence_url: str
     assist_url: str
     auth: Auth = field(default_factory=lambda: Auth(DEV_SECRET))
+    # the services' Starlette apps by name (their routes, their runtimes)
+    apps: dict[str, Any] = field(default_factory=dict)
 
     def agent_token(self, agent: str) -> str:
         return self.auth.mint(agent)
@@ -146,7 +148,7 @@ async def run_stack(
                     demo.keep_devices_alive(dep.infra.bootstrap, dep.prefix, heartbeat_s, stop)
                 )
             try:
-                yield Stack(dep, urls["sessions"], urls["routing"], urls["presence"], urls["assist"])
+                yield Stack(dep, urls["sessions"], urls["routing"], urls["presence"], urls["assist"], apps=apps)
             finally:
                 stop.set()
                 if devices is not None:

@@ -43,13 +43,23 @@ def bootstrap() -> str:
     return os.environ.get("KAFKA_BOOTSTRAP_SERVERS", EMBEDDED_KAFKA)
 
 
+def _security() -> dict[str, Any]:
+    """SASL/TLS options from KAFKA_SECURITY_PROTOCOL and friends (shared.kafka_security)."""
+    from shared import kafka_security
+
+    try:
+        return kafka_security.aiokafka_options()
+    except kafka_security.KafkaSecurityError as exc:
+        raise CliError(str(exc)) from exc
+
+
 def prefix() -> str:
     return os.environ.get("SWITCHBOARD_TOPIC_PREFIX", "")
 
 
 async def _producer() -> AIOKafkaProducer:
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap(), acks="all", enable_idempotence=True, request_timeout_ms=10000
+        bootstrap_servers=bootstrap(), acks="all", enable_idempotence=True, request_timeout_ms=10000, **_security()
     )
     try:
         await producer.start()
@@ -120,6 +130,7 @@ async def tail(agent_id: str, from_beginning: bool, limit: int | None) -> None:
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning else "latest",
+        **_security(),
     )
     try:
         await consumer.start()
@@ -141,7 +152,7 @@ async def tail(agent_id: str, from_beginning: bool, limit: int | None) -> None:
 async def health() -> dict[str, Any]:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(), request_timeout_ms=10000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(), request_timeout_ms=10000, **_security())
     try:
         await admin.start()
     except KafkaError as exc:
@@ -150,7 +161,7 @@ async def health() -> dict[str, Any]:
         existing = set(await admin.list_topics())
         wanted = [prefix() + s.name for s in topics.all_topic_specs()]
         groups = [g[0] for g in await admin.list_consumer_groups() if g[0].startswith(prefix())]
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap())
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(), **_security())
         await consumer.start()
         report: dict[str, Any] = {
             "bootstrap": bootstrap(),
@@ -184,24 +195,73 @@ async def _partitions(admin: Any, names: list[str]) -> list[Any]:
     return [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
 
 
+def supervisor_token(action: str) -> str:
+    """The token the CLI acts with: SWITCHBOARD_TOKEN, or (development only, with the embedded
+    secret) a short-lived supervisor token minted here. The services check the role, not the CLI."""
+    from shared.auth import Auth
+
+    token = os.environ.get("SWITCHBOARD_TOKEN")
+    if token:
+        return token
+    auth = Auth.from_env()
+    production = os.environ.get("SWITCHBOARD_ENV", "").strip().lower() == "production"
+    if production or auth.oidc:
+        raise CliError(
+            f"{action} needs a supervisor's token: set SWITCHBOARD_TOKEN (from your identity provider; "
+            "the token must carry the supervisor role)"
+        )
+    return auth.mint("switchboard-cli", ("supervisor",), 600)
+
+
+def gateway_command(agent_id: str, command: dict[str, Any], action: str) -> dict[str, Any]:
+    """Sends one command for `agent_id` through the sessions gateway, which checks that the token
+    is the agent's own or a supervisor's and publishes it (POST /agents/{id}/commands)."""
+    import httpx
+
+    base = os.environ.get("SWITCHBOARD_GATEWAY_URL", "http://127.0.0.1:18080")
+    token = supervisor_token(action)
+    try:
+        r = httpx.post(
+            f"{base}/agents/{agent_id}/commands",
+            json=command,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+    except httpx.HTTPError as exc:
+        raise CliError(f"cannot reach the gateway at {base} ({exc}); set SWITCHBOARD_GATEWAY_URL") from exc
+    if r.status_code != 202:
+        try:
+            reason = r.json().get("error", r.text)
+        except ValueError:
+            reason = r.text
+        raise CliError(f"the gateway refused {action} ({r.status_code}): {reason}")
+    result: dict[str, Any] = r.json()
+    return result
+
+
 def routing_explain(conversation_id: str) -> dict[str, Any]:
     import httpx
 
     base = os.environ.get("SWITCHBOARD_ROUTING_URL", "http://127.0.0.1:18081")
     try:
-        r = httpx.get(f"{base}/conversations/{conversation_id}/explain", timeout=10)
+        r = httpx.get(
+            f"{base}/conversations/{conversation_id}/explain",
+            headers={"Authorization": f"Bearer {supervisor_token('routing explain')}"},
+            timeout=10,
+        )
     except httpx.HTTPError as exc:
         raise CliError(f"cannot reach routing at {base} ({exc}); set SWITCHBOARD_ROUTING_URL") from exc
     if r.status_code == 404:
         raise CliError(r.json().get("error", f"routing has no record of {conversation_id!r}"))
+    if r.status_code in (401, 403):
+        raise CliError(f"routing refused ({r.status_code}): {r.json().get('error', r.text)}")
     r.raise_for_status()
-    return r.json()
+    result: dict[str, Any] = r.json()
+    return result
 
 
 def config_apply(path: str, dry_run: bool) -> dict[str, Any]:
     import httpx
-
-    from shared.auth import Auth
 
     file = Path(path)
     if not file.exists():
@@ -214,7 +274,7 @@ def config_apply(path: str, dry_run: bool) -> dict[str, Any]:
     except routing_config.ConfigError as exc:
         raise CliError(f"{file} is not a valid routing configuration:\n" + "\n".join(exc.problems)) from exc
     base = os.environ.get("SWITCHBOARD_ROUTING_URL", "http://127.0.0.1:18081")
-    token = os.environ.get("SWITCHBOARD_TOKEN") or Auth.from_env().mint("switchboard-cli", ("supervisor",), 600)
+    token = supervisor_token("config apply")
     try:
         r = httpx.post(
             f"{base}/admin/config",
@@ -239,7 +299,6 @@ def kb_import(path: str) -> dict[str, Any]:
     import httpx
 
     from assist.domain import parse_article
-    from shared.auth import Auth
 
     root = Path(path)
     if not root.exists():
@@ -255,7 +314,7 @@ def kb_import(path: str) -> dict[str, Any]:
             raise CliError(str(exc)) from exc
         docs.extend(doc if isinstance(doc, list) else [doc])
     base = os.environ.get("SWITCHBOARD_ASSIST_URL", "http://127.0.0.1:18083")
-    token = os.environ.get("SWITCHBOARD_TOKEN") or Auth.from_env().mint("switchboard-cli", ("supervisor",), 600)
+    token = supervisor_token("kb import")
     try:
         r = httpx.post(f"{base}/kb/articles", json=docs, headers={"Authorization": f"Bearer {token}"}, timeout=60)
     except httpx.HTTPError as exc:
@@ -323,11 +382,22 @@ def build_parser() -> argparse.ArgumentParser:
     rs = r.add_subparsers(dest="routing_cmd", required=True)
     ex = rs.add_parser("explain", help="the routing history of a conversation")
     ex.add_argument("conversation_id")
+    from tools import dlq, provision
+
+    provision.add_parser(sub)
+    dlq.add_parser(sub)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    src = "/switchboard/cli"
+    if args.cmd == "provision":
+        from tools import provision
+
+        return provision.run(args)
+    if args.cmd == "dlq":
+        from tools import dlq
+
+        return asyncio.run(dlq.run(args))
     if args.cmd == "publish":
         published: c.Payload
         if args.what == "message":
@@ -364,12 +434,13 @@ def run(args: argparse.Namespace) -> int:
             payload = c.RejectOffer(agent_id=args.agent_id, offer_id=args.offer_id)
         else:
             payload = c.CloseSession(agent_id=args.agent_id, session_id=args.session_id, confirmed=True)
-        ev = asyncio.run(publish(payload, source=src, event_id=str(uuid.uuid4())))
+        command = {"type": payload.TYPE, "id": str(uuid.uuid4()), "data": payload.model_dump(exclude_none=True)}
+        result = gateway_command(args.agent_id, command, args.cmd)
         print(
             json.dumps(
                 {
-                    "published": ev.type,
-                    "id": ev.id,
+                    "published": result["accepted"],
+                    "id": result["command_id"],
                     "agent_id": args.agent_id,
                     "note": "watch `switchboard tail AGENT` for the outcome or command.rejected",
                 }
@@ -386,12 +457,13 @@ def run(args: argparse.Namespace) -> int:
         transfer = c.TransferWork(
             conversation_id=args.conversation_id, agent_id=args.by, to_queue=args.to_queue, to_agent=args.to_agent
         )
-        ev = asyncio.run(publish(transfer, source=src, event_id=str(uuid.uuid4())))
+        command = {"type": transfer.TYPE, "id": str(uuid.uuid4()), "data": transfer.model_dump(exclude_none=True)}
+        result = gateway_command(args.by, command, "transfer")
         print(
             json.dumps(
                 {
-                    "published": ev.type,
-                    "id": ev.id,
+                    "published": result["accepted"],
+                    "id": result["command_id"],
                     "conversation_id": args.conversation_id,
                     "note": "switchboard routing explain CONVERSATION shows the outcome",
                 }

@@ -12,12 +12,13 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from presence import config, domain, handlers, service
+from presence.metrics import register_metrics
 from presence.service import PresenceBatch
 from presence.settings import PresenceSettings
 from presence.store import FakePresenceStore, PgPresenceStore, PresenceStore
 from shared import topics
-from shared.auth import Auth, Unauthorised, supervisor_or_error, token_of
 from shared.db import jsonable
+from shared.http import install, principal_of, reader_of, service_auth, supervisor_of
 from shared.runtime import Runtime
 from shared.tx import Database, MemoryDatabase, PgTx, Tx
 
@@ -60,16 +61,20 @@ def build_runtime(
             await service.apply_config(uow.store, cfg)
         sweep.restart()
 
-    runtime.started_hooks.append(started)
+    runtime.started_hooks.append(lambda: runtime.retrying(started, "apply_configuration"))
     runtime.periodic("device_sweep", sweep.step, interval_s=settings.device_sweep_interval_s)
     return runtime
 
 
 def create_app(settings: PresenceSettings | None = None, database: Database | None = None) -> Starlette:
     runtime = build_runtime(settings, database)
+    register_metrics(runtime)
+    auth = service_auth(runtime)
 
     async def get_presence(request: Request) -> JSONResponse:
+        """One agent's presence and recent history: the agent's own, or any for a supervisor."""
         agent_id = request.path_params["agent_id"]
+        reader_of(request, auth, agent_id, "presence")
         async with runtime.reading() as store:
             record = await store.find_presence(agent_id)
             history = await store.list_history(agent_id, HISTORY_SHOWN) if record else []
@@ -79,7 +84,9 @@ def create_app(settings: PresenceSettings | None = None, database: Database | No
         return JSONResponse(jsonable(body))
 
     async def team_summary(request: Request) -> JSONResponse:
+        """A team's presence, for supervisors."""
         team = request.path_params["team"]
+        supervisor_of(request, auth, f"reading team {team}'s presence")
         async with runtime.reading() as store:
             members = await store.list_team(team)
         if not members:
@@ -98,35 +105,28 @@ def create_app(settings: PresenceSettings | None = None, database: Database | No
             )
         )
 
-    auth = Auth.from_env()
-
     async def list_agents(request: Request) -> JSONResponse:
         """Every agent's presence, for the supervisor view."""
-        principal, problem, status = supervisor_or_error(
-            auth, request.headers, request.query_params, "reading every agent's presence"
-        )
-        if principal is None:
-            return JSONResponse({"error": problem}, status_code=status)
+        supervisor_of(request, auth, "reading every agent's presence")
         async with runtime.reading() as store:
             agents = await store.list_agents()
         return JSONResponse(jsonable({"agents": [dataclasses.asdict(a) for a in agents]}))
 
     async def list_statuses(request: Request) -> JSONResponse:
         """The statuses an agent may choose: the base presences, then the configured custom ones."""
-        try:
-            auth.verify(token_of(request.headers, request.query_params))
-        except Unauthorised as exc:
-            return JSONResponse({"error": str(exc)}, status_code=401)
+        principal_of(request, auth)
         async with runtime.reading() as store:
             custom = await store.list_statuses()
         settable = [s for name, s in domain.base_statuses().items() if name != "inactive"]
         return JSONResponse({"statuses": [dataclasses.asdict(s) for s in [*settable, *custom]]})
 
-    return runtime.http_app(
-        [
-            Route("/agents", list_agents),
-            Route("/statuses", list_statuses),
-            Route("/agents/{agent_id}/presence", get_presence),
-            Route("/teams/{team}/presence", team_summary),
-        ]
+    return install(
+        runtime.http_app(
+            [
+                Route("/agents", list_agents),
+                Route("/statuses", list_statuses),
+                Route("/agents/{agent_id}/presence", get_presence),
+                Route("/teams/{team}/presence", team_summary),
+            ]
+        )
     )

@@ -15,11 +15,12 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from routing import config, handlers, reads, service
+from routing.metrics import register_metrics
 from routing.service import RoutingBatch, RoutingRuntime
 from routing.settings import RoutingSettings
-from routing.store import FakeRoutingStore, PgRoutingStore, RoutingStore
+from routing.store import Decision, FakeRoutingStore, PgRoutingStore, RoutingStore
 from shared import topics
-from shared.auth import Auth, Unauthorised, supervisor_or_error, token_of
+from shared.http import HttpError, install, principal_of, read_body, reader_of, service_auth, supervisor_of
 from shared.runtime import Runtime
 from shared.tx import Database, MemoryDatabase, PgTx, Tx
 
@@ -31,6 +32,8 @@ PRODUCES = {
 }
 # The drain loop also runs this often when nothing woke it (a missed wake-up costs at most this).
 DRAIN_SAFETY_INTERVAL_S = 5.0
+# A routing configuration document (YAML or JSON) larger than this is refused (413).
+MAX_CONFIG_BYTES = 1024 * 1024
 
 
 def store_factory(database: Database | None) -> Callable[[Tx], RoutingStore]:
@@ -69,7 +72,8 @@ def _build(settings: RoutingSettings | None, database: Database | None) -> tuple
             if changes:
                 log.info("configuration_applied", source=path, changes=changes)
 
-    runtime.started_hooks.append(load_configuration)
+    # replicas starting together apply the same file: a deadlock between them is retried
+    runtime.started_hooks.append(lambda: runtime.retrying(load_configuration, "load_configuration"))
     runtime.periodic(
         "offer_timer", lambda: service.expire_once(runtime, drainer), interval_s=settings.offer_sweep_interval_s
     )
@@ -90,13 +94,32 @@ def build_runtime(settings: RoutingSettings | None = None, database: Database | 
     return _build(settings, database)[0]
 
 
+def held_by(decisions: list[Decision], agent_id: str) -> bool:
+    """The agent holds or held the conversation: routing assigned it (or transferred it) to them."""
+    return any(
+        (d.kind == "assigned" and d.detail.get("agent_id") == agent_id)
+        or (d.kind == "transferred" and d.detail.get("to_agent") == agent_id)
+        for d in decisions
+    )
+
+
 def create_app(settings: RoutingSettings | None = None, database: Database | None = None) -> Starlette:
     runtime, drainer = _build(settings, database)
+    register_metrics(runtime)
+    auth = service_auth(runtime)
 
     async def explain(request: Request) -> JSONResponse:
+        """A conversation's routing history: for supervisors, and for the agents who held it."""
+        principal = principal_of(request, auth)
         cid = request.path_params["conversation_id"]
         async with runtime.reading() as store:
             decisions = await store.list_decisions(cid)
+        if not principal.is_supervisor and not held_by(decisions, principal.subject):
+            # the same answer whether or not routing knows it: an agent learns nothing of others' work
+            raise HttpError(
+                403,
+                f"{principal.subject} has not held conversation {cid!r}: its routing history needs the supervisor role",
+            )
         if not decisions:
             return JSONResponse({"error": f"routing has no record of conversation {cid!r}"}, status_code=404)
         return JSONResponse(
@@ -108,20 +131,18 @@ def create_app(settings: RoutingSettings | None = None, database: Database | Non
             }
         )
 
-    auth = Auth.from_env()
-
     async def admin_config(request: Request) -> JSONResponse:
         """GET: the applied configuration. POST (YAML or JSON body): validate, diff, and apply
         atomically unless ?dry_run=true. Needs a supervisor token."""
-        principal, error, status = supervisor_or_error(
-            auth, request.headers, request.query_params, "changing routing configuration"
-        )
-        if principal is None:
-            return JSONResponse({"error": error}, status_code=status)
+        principal = supervisor_of(request, auth, "changing routing configuration")
         if request.method == "GET":
             async with runtime.reading() as store:
                 return JSONResponse({"routing": await store.find_config_document()})
-        text = (await request.body()).decode()
+        raw = await read_body(request, max_bytes=MAX_CONFIG_BYTES)
+        try:
+            text = raw.decode()
+        except UnicodeDecodeError as exc:
+            raise HttpError(400, f"the configuration is not UTF-8 text: {exc}") from exc
         try:
             cfg = config.parse(text, section="routing" if "routing:" in text or '"routing"' in text else None)
         except config.ConfigError as exc:
@@ -135,33 +156,19 @@ def create_app(settings: RoutingSettings | None = None, database: Database | Non
         drainer.request()  # new capacity or queues may fit waiting work
         return JSONResponse({"applied": True, "changes": changes})
 
-    def supervisor_only(request: Request, action: str) -> JSONResponse | None:
-        principal, error, status = supervisor_or_error(auth, request.headers, request.query_params, action)
-        return None if principal is not None else JSONResponse({"error": error}, status_code=status)
-
     async def get_queues(request: Request) -> JSONResponse:
-        if refused := supervisor_only(request, "reading the queues"):
-            return refused
+        supervisor_of(request, auth, "reading the queues")
         async with runtime.reading() as store:
             return JSONResponse(await reads.queues(store, datetime.now(UTC)))
 
     async def get_agents(request: Request) -> JSONResponse:
-        if refused := supervisor_only(request, "reading every agent's routing state"):
-            return refused
+        supervisor_of(request, auth, "reading every agent's routing state")
         async with runtime.reading() as store:
             return JSONResponse(await reads.agents(store))
 
     async def get_agent(request: Request) -> JSONResponse:
         agent_id = request.path_params["agent_id"]
-        try:
-            principal = auth.verify(token_of(request.headers, request.query_params))
-        except Unauthorised as exc:
-            return JSONResponse({"error": str(exc)}, status_code=401)
-        if not principal.can_read(agent_id):
-            return JSONResponse(
-                {"error": f"reading {agent_id}'s routing state needs {agent_id}'s own token or the supervisor role"},
-                status_code=403,
-            )
+        reader_of(request, auth, agent_id, "routing state")
         async with runtime.reading() as store:
             item = await reads.agent(store, agent_id)
         if item is None:
@@ -169,21 +176,22 @@ def create_app(settings: RoutingSettings | None = None, database: Database | Non
         return JSONResponse(item)
 
     async def get_work(request: Request) -> JSONResponse:
-        if refused := supervisor_only(request, "reading the work in progress"):
-            return refused
+        supervisor_of(request, auth, "reading the work in progress")
         raw = request.query_params.get("limit", str(reads.MAX_WORK))
         if not raw.isdigit() or int(raw) < 1:
             return JSONResponse({"error": f"limit must be a positive whole number, not {raw!r}"}, status_code=400)
         async with runtime.reading() as store:
             return JSONResponse(await reads.work(store, datetime.now(UTC), int(raw)))
 
-    return runtime.http_app(
-        [
-            Route("/conversations/{conversation_id}/explain", explain),
-            Route("/admin/config", admin_config, methods=["GET", "POST"]),
-            Route("/queues", get_queues),
-            Route("/agents", get_agents),
-            Route("/agents/{agent_id}", get_agent),
-            Route("/work", get_work),
-        ]
+    return install(
+        runtime.http_app(
+            [
+                Route("/conversations/{conversation_id}/explain", explain),
+                Route("/admin/config", admin_config, methods=["GET", "POST"]),
+                Route("/queues", get_queues),
+                Route("/agents", get_agents),
+                Route("/agents/{agent_id}", get_agent),
+                Route("/work", get_work),
+            ]
+        )
     )

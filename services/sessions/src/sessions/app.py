@@ -16,15 +16,16 @@ from starlette.staticfiles import StaticFiles
 
 from sessions import config, handlers, service
 from sessions.customer import CustomerDemo
-from sessions.gateway import Gateway, Hub
+from sessions.gateway import Gateway, GatewayLimits, Hub, Sockets
+from sessions.metrics import register_metrics
 from sessions.services_http import Services
 from sessions.settings import SessionsSettings
 from sessions.store import FakeSessionsStore, PgSessionsStore, SessionsStore
 from sessions.supervisor import WATCHED, Limits, Supervisor
 from sessions.tail import Tail
 from shared import topics
-from shared.auth import Auth, supervisor_or_error
 from shared.config import load
+from shared.http import install, read_json, service_auth, supervisor_of
 from shared.runtime import Runtime
 from shared.tx import Database, MemoryDatabase, PgTx, Tx
 
@@ -82,7 +83,7 @@ def build_runtime(
         async with runtime.transaction() as uow:
             await service.apply_config(uow.store, cfg)
 
-    runtime.started_hooks.append(apply_configuration)
+    runtime.started_hooks.append(lambda: runtime.retrying(apply_configuration, "apply_configuration"))
     return runtime
 
 
@@ -109,11 +110,21 @@ def page(name: str) -> Callable[[Request], Awaitable[Response]]:
 def create_app(settings: SessionsSettings | None = None, database: Database | None = None) -> Starlette:
     settings = settings or SessionsSettings()
     runtime = build_runtime(settings, database)
-    auth = Auth(settings.gateway_secret, settings.oidc_jwks_url, settings.oidc_issuer, settings.oidc_audience)
-    hub = Hub(settings.kafka_bootstrap_servers, runtime.names(topics.SESSIONS), settings.resume_buffer)
+    auth = service_auth(runtime)
+    limits = GatewayLimits()
+    hub = Hub(
+        settings.kafka_bootstrap_servers,
+        runtime.names(topics.SESSIONS),
+        settings.resume_buffer,
+        total=limits.resume_buffer_total,
+        idle_s=limits.resume_idle_s,
+        socket_queue=limits.socket_queue,
+    )
     tail = Tail(settings.kafka_bootstrap_servers, {name: runtime.names(name) for name in WATCHED})
     services = Services(settings)
-    gateway = Gateway(runtime, auth, hub, settings.heartbeat_interval_s, services)
+    sockets = Sockets()
+    register_metrics(runtime, sockets)
+    gateway = Gateway(runtime, auth, hub, settings.heartbeat_interval_s, services, sockets)
     supervisor = Supervisor(
         runtime,
         auth,
@@ -121,26 +132,24 @@ def create_app(settings: SessionsSettings | None = None, database: Database | No
         tail,
         settings.overview_debounce_s,
         Limits(settings.supervisor_wait_factor, settings.supervisor_wait_s, settings.supervisor_handle_s),
+        sockets,
+        limits.socket_queue,
     )
+    # first on stop: every WebSocket closes with 1012 so its client reconnects to another replica
+    runtime.stopping_hooks.insert(0, sockets.close_all)
     if not runtime.in_memory:  # handler tests have no Kafka to tail
         tail.listeners.add(hub.on_record)  # one tail reads sessions.v1 for both
         runtime.started_hooks += [hub.start, tail.start]
         runtime.stopping_hooks += [hub.stop, tail.stop]
+        runtime.periodic("gateway_buffers", hub.sweep, interval_s=max(min(limits.resume_idle_s / 4, 60.0), 0.05))
     runtime.stopping_hooks.append(services.close)
 
     async def profiles(request: Request) -> JSONResponse:
         """Supervisors edit experience profiles: PUT {"settings": {...}}; GET lists them."""
-        principal, error, status = supervisor_or_error(
-            auth, request.headers, request.query_params, "editing experience profiles"
-        )
-        if principal is None:
-            return JSONResponse({"error": error}, status_code=status)
+        supervisor_of(request, auth, "editing experience profiles")
         if request.method == "PUT":
             name = request.path_params["name"]
-            try:
-                body = await request.json()
-            except ValueError:
-                body = None
+            body = await read_json(request, max_bytes=limits.max_body_bytes)
             if not isinstance(body, dict):
                 return JSONResponse({"error": 'send {"settings": {...}, "agents": [...]}'}, status_code=422)
             try:
@@ -165,6 +174,7 @@ def create_app(settings: SessionsSettings | None = None, database: Database | No
         Route("/supervisor", page("supervisor.html")),
         Mount("/static", StaticFiles(directory=str(resources.files("sessions").joinpath("static"))), name="static"),
         Route("/agents/{agent_id}/workspace", gateway.http_workspace),
+        Route("/agents/{agent_id}/commands", gateway.http_command, methods=["POST"]),
         WebSocketRoute("/agents/{agent_id}/stream", gateway.websocket),
         Route("/supervisor/overview", supervisor.http_overview),
         WebSocketRoute("/supervisor/stream", supervisor.websocket),
@@ -172,13 +182,15 @@ def create_app(settings: SessionsSettings | None = None, database: Database | No
         Route("/admin/profiles/{name}", profiles, methods=["PUT"]),
     ]
     if settings.customer_demo:
-        demo = CustomerDemo(runtime, auth, tail)
+        demo = CustomerDemo(
+            runtime, auth, tail, sockets, production=settings.production, max_body_bytes=limits.max_body_bytes
+        )
         routes += [
             Route("/customer", page("customer.html")),
             Route("/customer/conversations", demo.start, methods=["POST"]),
             WebSocketRoute("/customer/conversations/{conversation_id}/stream", demo.websocket),
         ]
-    app = runtime.http_app(routes)
+    app = install(runtime.http_app(routes))
     app.state.gateway = gateway
     app.state.supervisor = supervisor
     return app

@@ -20,6 +20,8 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from shared.kafka_security import aiokafka_options
+
 
 class AgentClient:
     def __init__(self, gateway_url: str, token: str, bootstrap: str, agent_id: str | None = None) -> None:
@@ -65,7 +67,9 @@ class AgentClient:
         self.seq = int(self.workspace["seq"])
         pos = self.workspace["kafka"]
         await self._stop_consumer()
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, **aiokafka_options()
+        )
         await self._consumer.start()
         tp = TopicPartition(pos["topic"], pos["partition"])
         self._consumer.assign([tp])

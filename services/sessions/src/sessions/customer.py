@@ -20,17 +20,23 @@ from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from sessions import service
+from sessions.gateway import TOO_SLOW, TOO_SLOW_REASON, Outgoing, Sockets, close, refuse
 from sessions.store import SessionsStore
 from sessions.tail import Tail, message_of
 from shared import contracts as c
 from shared import topics
 from shared.auth import Auth, Unauthorised, token_of
+from shared.http import HttpError, read_json
 from shared.runtime import Runtime
 
 log = structlog.get_logger("switchboard.gateway")
 
 MAX_FRAME = 64 * 1024
 TOKEN_TTL_S = 4 * 3600
+PRODUCTION_REFUSAL = (
+    "the customer demo is a development door and is off in production: unset SESSIONS_CUSTOMER_DEMO "
+    "and connect a real channel"
+)
 
 
 class NewConversation(BaseModel):
@@ -54,10 +60,27 @@ def _problems(exc: ValidationError) -> str:
 
 
 class CustomerDemo:
-    def __init__(self, runtime: Runtime[SessionsStore, None], auth: Auth, tail: Tail) -> None:
+    """The demo door. In production (SWITCHBOARD_ENV=production) it refuses every request:
+    anyone could start conversations through it, and its tokens are minted with the shared secret."""
+
+    def __init__(
+        self,
+        runtime: Runtime[SessionsStore, None],
+        auth: Auth,
+        tail: Tail,
+        sockets: Sockets | None = None,
+        *,
+        production: bool = False,
+        max_body_bytes: int = 64 * 1024,
+        queue: int = 1000,
+    ) -> None:
         self.runtime = runtime
         self.auth = auth
         self.tail = tail
+        self.sockets = sockets or Sockets()
+        self.production = production
+        self.max_body_bytes = max_body_bytes
+        self.queue = queue
 
     async def _publish(self, payload: c.Payload, source: str) -> c.CloudEvent:
         ev = c.event(payload, source=source)
@@ -70,11 +93,12 @@ class CustomerDemo:
         return ev
 
     async def start(self, request: Request) -> JSONResponse:
+        if self.production:
+            raise HttpError(403, PRODUCTION_REFUSAL)
         try:
-            body = NewConversation.model_validate(await request.json())
-        except ValueError as exc:
-            reason = _problems(exc) if isinstance(exc, ValidationError) else "send JSON: {name, subject}"
-            return JSONResponse({"error": reason}, status_code=422)
+            body = NewConversation.model_validate(await read_json(request, max_bytes=self.max_body_bytes))
+        except ValidationError as exc:
+            return JSONResponse({"error": _problems(exc)}, status_code=422)
         conversation_id = f"web-{uuid.uuid4().hex[:8]}"
         arrived = c.ConversationArrived(
             conversation_id=conversation_id,
@@ -88,16 +112,24 @@ class CustomerDemo:
 
     async def websocket(self, ws: WebSocket) -> None:
         conversation_id = ws.path_params["conversation_id"]
+        if self.production:
+            await refuse(ws, 403, PRODUCTION_REFUSAL)
+            return
         try:
             principal = self.auth.verify(token_of(ws.headers, ws.query_params))
         except Unauthorised as exc:
-            await ws.close(code=4401, reason=str(exc)[:120])
+            await refuse(ws, 401, str(exc))
             return
-        if "customer" not in principal.roles or principal.subject != subject_of(conversation_id):
-            await ws.close(code=4403, reason=f"this token is not for conversation {conversation_id}"[:120])
+        if not principal.is_customer or principal.subject != subject_of(conversation_id):
+            await refuse(ws, 403, f"this token is not for conversation {conversation_id}")
             return
         await ws.accept()
-        outgoing: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        async with self.sockets.held(ws) as open_:
+            if open_:
+                await self._serve(ws, conversation_id)
+
+    async def _serve(self, ws: WebSocket, conversation_id: str) -> None:
+        outgoing: Outgoing[dict[str, Any]] = Outgoing(self.queue)
         seen: set[str] = set()
 
         def on_record(topic: str, key: str | None, value: bytes) -> None:
@@ -108,7 +140,7 @@ class CustomerDemo:
             public = event.get("type") == "message.posted" and message["visibility"] == "public"
             if public and message["message_id"] not in seen:
                 seen.add(message["message_id"])
-                outgoing.put_nowait({"kind": "message", "message": message})
+                outgoing.put({"kind": "message", "message": message})
 
         history = await self._history(conversation_id)
         # no await from here until the listener is in: the tail's next record is live, the rest is above
@@ -116,17 +148,19 @@ class CustomerDemo:
         for message in [*history, *recent]:
             if message["message_id"] not in seen:
                 seen.add(message["message_id"])
-                outgoing.put_nowait({"kind": "message", "message": message})
+                outgoing.put({"kind": "message", "message": message})
         self.tail.listeners.add(on_record)
-        tasks = [
-            asyncio.create_task(self._write(ws, outgoing)),
-            asyncio.create_task(self._receive(ws, conversation_id, outgoing)),
-        ]
+        write = asyncio.create_task(self._write(ws, outgoing))
+        too_slow = asyncio.create_task(outgoing.overflowed.wait())
+        tasks = [write, too_slow, asyncio.create_task(self._receive(ws, conversation_id, outgoing))]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if too_slow in done:
+                write.cancel()  # the page reconnects and reloads the transcript
+                await close(ws, TOO_SLOW, TOO_SLOW_REASON)
             for t in done:
-                failure = t.exception()
-                if failure is not None and not isinstance(failure, WebSocketDisconnect):
+                failure = None if t.cancelled() else t.exception()
+                if failure is not None and not self.sockets.gone(failure):
                     log.warning("customer_stream_error", conversation_id=conversation_id, error=repr(failure))
         finally:
             self.tail.listeners.discard(on_record)
@@ -140,17 +174,17 @@ class CustomerDemo:
         return [m for m in page["messages"] if m.get("visibility") == "public"]
 
     @staticmethod
-    async def _write(ws: WebSocket, outgoing: asyncio.Queue[dict[str, Any]]) -> None:
+    async def _write(ws: WebSocket, outgoing: Outgoing[dict[str, Any]]) -> None:
         while True:
             await ws.send_text(orjson.dumps(await outgoing.get(), default=str).decode())
 
-    async def _receive(self, ws: WebSocket, conversation_id: str, outgoing: asyncio.Queue[dict[str, Any]]) -> None:
+    async def _receive(self, ws: WebSocket, conversation_id: str, outgoing: Outgoing[dict[str, Any]]) -> None:
         while True:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 raise WebSocketDisconnect(message.get("code", 1000))
             raw: str | bytes = message.get("text") or message.get("bytes") or b""
-            outgoing.put_nowait(await self._message(raw, conversation_id))
+            outgoing.put(await self._message(raw, conversation_id))
 
     async def _message(self, raw: str | bytes, conversation_id: str) -> dict[str, Any]:
         if len(raw) > MAX_FRAME:

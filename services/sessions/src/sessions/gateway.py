@@ -1,8 +1,8 @@
 """The agent gateway: authenticated HTTP + WebSocket access to one agent's workspace.
 
-- Tokens: HS256 signed with SESSIONS_GATEWAY_SECRET (embedded default), or checked against an
-  OIDC provider's JWKS (SESSIONS_OIDC_JWKS_URL). `sub` is the agent id; `roles` may hold
-  "supervisor", who may read any agent but act only as themselves.
+- Tokens: `shared.auth` (one configuration for every service: HS256 with SWITCHBOARD_AUTH_SECRET,
+  or an OIDC provider's tokens). `sub` is the agent id; `roles` may hold "supervisor", who may
+  read any agent but act only as themselves. A refused socket gets HTTP 401/403 at the handshake.
 - Snapshot: the workspace from one database read, its event sequence `seq`, and the Kafka
   position of the agent's partition taken *before* that read: a client reading sessions.v1 from
   there and skipping events with seq <= snapshot seq misses nothing and sees nothing twice.
@@ -13,21 +13,28 @@
   the socket; the agent's verdicts for assist (`suggestion.feedback`, `case_summary.save`) are
   sent to assist over HTTP with the agent's token and answered `accepted` or `error`; heartbeats
   go to presence for the connection. Frames over 64 KB are refused.
+- Bounds (`GatewayLimits`): the hub's resume buffer per agent and overall, agents without sockets
+  forgotten after a while; each socket's queue bounded, a client too slow for it closed with 1013
+  "too slow; reconnect" (it resumes from its last seq); on stop every socket closes with 1012
+  "service restarting; reconnect".
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
-from collections import deque
-from typing import Any
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -39,11 +46,18 @@ from sessions.tail import partitions_of
 from shared import contracts as c
 from shared import topics
 from shared.auth import Auth, Principal, Unauthorised, token_of
+from shared.http import HttpError, principal_of, read_json, reader_of
+from shared.kafka_security import aiokafka_options
 from shared.runtime import Runtime
 
 log = structlog.get_logger("switchboard.gateway")
 
+T = TypeVar("T")
 MAX_FRAME = 64 * 1024
+# close codes: the service stops (reconnect, to another replica), the client reads too slowly
+RESTARTING, RESTART_REASON = 1012, "service restarting; reconnect"
+TOO_SLOW, TOO_SLOW_REASON = 1013, "too slow; reconnect"
+CLOSE_TIMEOUT_S = 5.0
 READS = ("conversation.history", "kb.search", "kb.article", "dashboard.get")
 # Requests the gateway forwards to assist for the agent (answered on the socket, nothing published).
 ASSIST_WRITES = ("suggestion.feedback", "case_summary.save")
@@ -51,23 +65,136 @@ VERDICTS = ("accepted", "edited", "rejected")
 SNIPPET = 200
 
 
+class GatewayLimits(BaseSettings):
+    """The gateway's bounds on memory per agent, per socket and per request (SESSIONS_ prefix)."""
+
+    model_config = SettingsConfigDict(env_prefix="SESSIONS_", extra="ignore")
+
+    # events kept for reconnects over all agents (each agent keeps at most SESSIONS_RESUME_BUFFER)
+    resume_buffer_total: int = 100_000
+    # an agent without an open socket keeps its buffer this long after its last event or socket
+    resume_idle_s: float = 600.0
+    # events waiting to be written to one socket; past this the client is too slow: closed with 1013
+    socket_queue: int = 1000
+    # a request body (the profiles API, the customer demo) larger than this is refused (413)
+    max_body_bytes: int = 64 * 1024
+
+
+class Outgoing(Generic[T]):
+    """A socket's bounded queue of frames. A client that falls `size` frames behind is too slow:
+    `overflowed` is set, and its connection closes it with 1013 so the client resumes from what
+    it has (the hub's buffer or a fresh snapshot) instead of the server holding an unbounded
+    backlog."""
+
+    def __init__(self, size: int) -> None:
+        self.queue: asyncio.Queue[T] = asyncio.Queue(maxsize=max(size, 1))
+        self.overflowed = asyncio.Event()
+
+    def put(self, item: T) -> bool:
+        if self.overflowed.is_set():
+            return False
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.overflowed.set()
+            return False
+        return True
+
+    async def get(self) -> T:
+        return await self.queue.get()
+
+
+class Sockets:
+    """The app's open WebSockets, closed with 1012 when the service stops so clients reconnect
+    (to another replica) at once instead of waiting for a timeout."""
+
+    def __init__(self) -> None:
+        self.open: set[WebSocket] = set()
+        self.stopping = False
+
+    @contextlib.asynccontextmanager
+    async def held(self, ws: WebSocket) -> AsyncIterator[bool]:
+        """Registers an accepted socket; yields False (after closing it) when the service is stopping."""
+        if self.stopping:
+            await close(ws, RESTARTING, RESTART_REASON)
+            yield False
+            return
+        self.open.add(ws)
+        try:
+            yield True
+        finally:
+            self.open.discard(ws)
+
+    def gone(self, failure: BaseException) -> bool:
+        """The failure only says the socket is gone: the client left, or we closed it (stopping)."""
+        return isinstance(failure, WebSocketDisconnect) or (isinstance(failure, RuntimeError) and self.stopping)
+
+    async def close_all(self) -> None:
+        self.stopping = True
+        sockets, self.open = list(self.open), set()
+        if sockets:
+            log.info("websockets_closing", count=len(sockets), code=RESTARTING)
+        await asyncio.gather(*(close(ws, RESTARTING, RESTART_REASON) for ws in sockets))
+
+
+async def refuse(ws: WebSocket, status: int, reason: str) -> None:
+    """Refuse a WebSocket before accepting it: an HTTP `status` (401, 403) with `{"error": reason}`
+    where the server can answer the handshake so, else a close with 4000 + status and the reason."""
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(JSONResponse({"error": reason}, status_code=status))
+    else:
+        await ws.close(code=4000 + status, reason=reason[:120])
+
+
+async def close(ws: WebSocket, code: int, reason: str) -> None:
+    """Close `ws` with `code` and `reason`, bounded in time (a client that does not read cannot
+    hold the close handshake), ignoring a socket already gone."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(ws.close(code=code, reason=reason[:120]), CLOSE_TIMEOUT_S)
+
+
 class Hub:
     """Fans each agent's sessions.v1 events out to its sockets, keeping the last `buffer` events per
     agent for reconnects. It reads no topic itself: the gateway's one Kafka tail (sessions.tail)
-    hands it the records of sessions.v1 (`on_record`); it keeps a consumer only for positions."""
+    hands it the records of sessions.v1 (`on_record`); it keeps a consumer only for positions.
 
-    def __init__(self, bootstrap: str, topic: str, buffer: int = 1000) -> None:
+    Memory is bounded: at most `buffer` events per agent and `total` over all agents (the least
+    recently active agents without a socket go first), and an agent without a socket is forgotten
+    `idle_s` after its last event or socket (`sweep`). A resume older than what is kept gets the
+    snapshot, as for any resume point too old."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        buffer: int = 1000,
+        *,
+        total: int = 100_000,
+        idle_s: float = 600.0,
+        socket_queue: int = 1000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
-        self.buffer = buffer
-        self.rings: dict[str, deque[tuple[int, bytes]]] = {}
-        self.subscribers: dict[str, set[asyncio.Queue[tuple[int, bytes]]]] = {}
+        self.buffer = max(buffer, 1)
+        self.total = max(total, self.buffer)
+        self.idle_s = idle_s
+        self.socket_queue = socket_queue
+        self.clock = clock
+        # least recently active first; `touched` is each agent's last event or socket change
+        self.rings: OrderedDict[str, deque[tuple[int, bytes]]] = OrderedDict()
+        self.touched: dict[str, float] = {}
+        self.size = 0
+        self.subscribers: dict[str, set[Outgoing[tuple[int, bytes]]]] = {}
+        self.slow_disconnects = 0
         self._offsets: AIOKafkaConsumer | None = None
         self._partitions: list[int] = []
         self._partitioner = DefaultPartitioner()
 
     async def start(self) -> None:
-        self._offsets = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        self._offsets = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, **aiokafka_options()
+        )
         await self._offsets.start()
         self._partitions = await partitions_of(self.bootstrap, self.topic)
 
@@ -83,20 +210,68 @@ class Hub:
             seq = int(orjson.loads(value)["data"]["seq"])
         except (ValueError, KeyError, TypeError):
             return  # not a sequenced event (e.g. written by hand): clients cannot place it
-        ring = self.rings.setdefault(key, deque(maxlen=self.buffer))
-        if ring and seq <= ring[-1][0]:
+        ring = self.rings.get(key)
+        if ring is None:
+            ring = self.rings[key] = deque(maxlen=self.buffer)
+        elif ring and seq <= ring[-1][0]:
             return  # a republished event (relay retry): already seen
+        if len(ring) < self.buffer:
+            self.size += 1
         ring.append((seq, value))
-        for queue in self.subscribers.get(key, ()):
-            queue.put_nowait((seq, value))
+        self._touch(key)
+        for out in self.subscribers.get(key, ()):
+            out.put((seq, value))  # a full queue marks its socket too slow; the connection closes it
+        if self.size > self.total:
+            self._shrink()
 
-    def subscribe(self, agent: str) -> asyncio.Queue[tuple[int, bytes]]:
-        queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
-        self.subscribers.setdefault(agent, set()).add(queue)
-        return queue
+    def _touch(self, agent: str) -> None:
+        self.touched[agent] = self.clock()
+        if agent in self.rings:
+            self.rings.move_to_end(agent)
 
-    def unsubscribe(self, agent: str, queue: asyncio.Queue[tuple[int, bytes]]) -> None:
-        self.subscribers.get(agent, set()).discard(queue)
+    def _forget(self, agent: str) -> None:
+        ring = self.rings.pop(agent, None)
+        self.touched.pop(agent, None)
+        if ring is not None:
+            self.size -= len(ring)
+
+    def _shrink(self) -> None:
+        """Over `total`: drop the least recently active agents without a socket, then (all have
+        sockets) the oldest events of the least recently active ones."""
+        for agent in [a for a in self.rings if not self.subscribers.get(a)]:
+            if self.size <= self.total:
+                return
+            self._forget(agent)
+        for ring in self.rings.values():
+            while ring and self.size > self.total:
+                ring.popleft()
+                self.size -= 1
+            if self.size <= self.total:
+                return
+
+    async def sweep(self) -> int:
+        """Forget the agents without a socket and idle for `idle_s` (a `Runtime.periodic` step)."""
+        cutoff = self.clock() - self.idle_s
+        for agent in [a for a, t in self.touched.items() if t < cutoff and not self.subscribers.get(a)]:
+            self._forget(agent)
+        return 0
+
+    def subscribe(self, agent: str) -> Outgoing[tuple[int, bytes]]:
+        out: Outgoing[tuple[int, bytes]] = Outgoing(self.socket_queue)
+        self.subscribers.setdefault(agent, set()).add(out)
+        self._touch(agent)
+        return out
+
+    def unsubscribe(self, agent: str, out: Outgoing[tuple[int, bytes]]) -> None:
+        held = self.subscribers.get(agent)
+        if held is not None:
+            held.discard(out)
+            if not held:
+                del self.subscribers[agent]
+        if agent in self.rings:
+            self._touch(agent)  # the idle time counts from the last socket's end
+        else:
+            self.touched.pop(agent, None)
 
     def replay(self, agent: str, after_seq: int, committed_seq: int) -> list[tuple[int, bytes]] | None:
         """Events after `after_seq`, or None when the buffer no longer reaches back that far."""
@@ -124,12 +299,14 @@ class Gateway:
         hub: Hub,
         heartbeat_interval_s: float,
         services: Services,
+        sockets: Sockets | None = None,
     ) -> None:
         self.runtime = runtime
         self.auth = auth
         self.hub = hub
         self.heartbeat_interval_s = heartbeat_interval_s
         self.services = services
+        self.sockets = sockets or Sockets()
         self.commands = runtime.names(topics.SESSIONS_COMMANDS)
 
     async def snapshot(self, agent_id: str, token: str | None) -> dict[str, Any]:
@@ -147,12 +324,7 @@ class Gateway:
 
     async def http_workspace(self, request: Request) -> JSONResponse:
         agent_id = request.path_params["agent_id"]
-        try:
-            principal = self.auth.verify(token_of(request.headers, request.query_params))
-        except Unauthorised as exc:
-            return JSONResponse({"error": str(exc)}, status_code=401)
-        if not _may_read(principal, agent_id):
-            return JSONResponse({"error": f"{principal.subject} may not read {agent_id}'s workspace"}, status_code=403)
+        reader_of(request, self.auth, agent_id, "workspace")
         snapshot = await self.snapshot(agent_id, token_of(request.headers, request.query_params))
         return JSONResponse(orjson.loads(orjson.dumps(snapshot, default=str)))
 
@@ -162,32 +334,45 @@ class Gateway:
         try:
             principal = self.auth.verify(token)
         except Unauthorised as exc:
-            await ws.close(code=4401, reason=str(exc)[:120])
+            await refuse(ws, 401, str(exc))
             return
-        if not _may_read(principal, agent_id):
-            await ws.close(code=4403, reason=f"{principal.subject} may not read {agent_id}")
+        if not principal.can_read(agent_id):
+            await refuse(ws, 403, f"reading {agent_id}'s stream needs {agent_id}'s own token or the supervisor role")
             return
         await ws.accept()
+        async with self.sockets.held(ws) as open_:
+            if open_:
+                await self._serve(ws, principal, token, agent_id)
+
+    async def _serve(self, ws: WebSocket, principal: Principal, token: str | None, agent_id: str) -> None:
         device = ws.query_params.get("device") or "web"
-        queue = self.hub.subscribe(agent_id)
+        out = self.hub.subscribe(agent_id)
         tasks: list[asyncio.Task[Any]] = []
         try:
             last = await self._start_stream(ws, agent_id, token, ws.query_params.get("after_seq"))
-            tasks.append(asyncio.create_task(self._forward(ws, queue, last)))
-            tasks.append(asyncio.create_task(self._receive(ws, principal, token, agent_id, device)))
+            forward = asyncio.create_task(self._forward(ws, out, last))
+            too_slow = asyncio.create_task(out.overflowed.wait())
+            tasks += [forward, too_slow, asyncio.create_task(self._receive(ws, principal, token, agent_id, device))]
             if principal.can_act(agent_id):
                 tasks.append(asyncio.create_task(self._heartbeats(agent_id, device)))
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if too_slow in done:
+                # the writer may be stuck on a client that does not read: stop it, then say why
+                forward.cancel()
+                self.hub.slow_disconnects += 1
+                log.info("websocket_too_slow", agent_id=agent_id, queued=out.queue.qsize())
+                await close(ws, TOO_SLOW, TOO_SLOW_REASON)
             for t in done:
-                failure = t.exception()
-                if failure is not None and not isinstance(failure, WebSocketDisconnect):
+                failure = None if t.cancelled() else t.exception()
+                if failure is not None and not self.sockets.gone(failure):
                     log.warning("websocket_error", agent_id=agent_id, error=repr(failure))
-        except WebSocketDisconnect:
-            pass
+        except (WebSocketDisconnect, RuntimeError) as exc:
+            if not self.sockets.gone(exc):
+                raise
         finally:
             for t in tasks:
                 t.cancel()
-            self.hub.unsubscribe(agent_id, queue)
+            self.hub.unsubscribe(agent_id, out)
 
     async def _start_stream(self, ws: WebSocket, agent_id: str, token: str | None, after: str | None) -> int:
         if after is not None and after.isdigit():
@@ -208,9 +393,9 @@ class Gateway:
         )
         return int(snap["seq"])
 
-    async def _forward(self, ws: WebSocket, queue: asyncio.Queue[tuple[int, bytes]], last: int) -> None:
+    async def _forward(self, ws: WebSocket, out: Outgoing[tuple[int, bytes]], last: int) -> None:
         while True:
-            seq, value = await queue.get()
+            seq, value = await out.get()
             if seq <= last:
                 continue  # in the snapshot or the replay already
             await ws.send_text(_event_frame(value))
@@ -287,6 +472,68 @@ class Gateway:
             headers={"content-type": "application/cloudevents+json", "ce_type": envelope.type},
         )
         return {"kind": "accepted", "command_id": envelope.id, "type": envelope.type}
+
+    async def http_command(self, request: Request) -> JSONResponse:
+        """`POST /agents/{agent_id}/commands`: one command for the agent, by the agent itself or, on
+        the agent's behalf, by a supervisor (the CLI's `accept`, `reject`, `close`, `transfer`).
+        Published like the WebSocket's commands; the outcome arrives on the agent's stream
+        (`command.rejected` when it cannot be carried out). 202 with the command id."""
+        agent_id = request.path_params["agent_id"]
+        principal = principal_of(request, self.auth)
+        if principal.subject != agent_id and not principal.is_supervisor:
+            raise HttpError(
+                403,
+                f"{principal.subject} may not act for {agent_id}: an agent acts on its own workspace only; "
+                "acting on another agent's behalf needs the supervisor role",
+            )
+        msg = await read_json(request, max_bytes=MAX_FRAME)
+        if (
+            not isinstance(msg, dict)
+            or not isinstance(msg.get("type"), str)
+            or not isinstance(msg.get("data", {}), dict)
+        ):
+            raise HttpError(400, 'a command is a JSON object: {"type": ..., "id": optional, "data": {...}}')
+        kind = msg["type"]
+        data = {**(msg.get("data") or {})}
+        if kind == c.TransferWork.TYPE:
+            if not principal.is_supervisor and data.get("conversation_id") is None:
+                raise HttpError(400, "work.transfer needs a conversation_id")
+            data["agent_id"] = agent_id
+            topic = topics.ROUTING_COMMANDS
+            key = str(data.get("conversation_id") or agent_id)
+        else:
+            data.setdefault("agent_id", agent_id)
+            if data["agent_id"] != agent_id:
+                raise HttpError(400, f"the command's agent_id {data['agent_id']!r} is not {agent_id!r} of the path")
+            topic = topics.PRESENCE_COMMANDS if kind == c.SetPresence.TYPE else topics.SESSIONS_COMMANDS
+            key = agent_id
+        on_behalf = principal.subject != agent_id
+        event = {
+            "specversion": "1.0",
+            "id": str(msg.get("id") or uuid.uuid4()),
+            "source": f"/gateway/supervisor/{principal.subject}" if on_behalf else f"/gateway/{agent_id}/http",
+            "type": kind,
+            "subject": agent_id,
+            "datacontenttype": "application/json",
+            "data": data,
+        }
+        try:
+            envelope, _ = c.parse(orjson.dumps(event), topic)
+        except c.InvalidEvent as exc:
+            raise HttpError(400, str(exc)) from exc
+        if envelope.type == c.SupervisorAct.TYPE:
+            raise HttpError(400, "supervisor.act comes from the supervisor stream (/supervisor/stream)")
+        await self.runtime.broker.publish(
+            envelope.to_bytes(),
+            topic=self.runtime.names(topic),
+            key=key.encode(),
+            headers={"content-type": "application/cloudevents+json", "ce_type": envelope.type},
+        )
+        log.info("command_accepted", by=principal.subject, agent_id=agent_id, type=envelope.type, id=envelope.id)
+        return JSONResponse(
+            {"accepted": envelope.type, "command_id": envelope.id, "agent_id": agent_id, "on_behalf_of": on_behalf},
+            status_code=202,
+        )
 
     async def _read(
         self, kind: str, data: dict[str, Any], principal: Principal, token: str | None, agent_id: str
@@ -416,11 +663,6 @@ class Gateway:
                     ev.to_bytes(), topic=topic, key=agent_id.encode(), headers={"ce_type": ev.type}
                 )
             await asyncio.sleep(self.heartbeat_interval_s)
-
-
-def _may_read(principal: Principal, agent_id: str) -> bool:
-    """An agent reads its own workspace, a supervisor any; a customer's token reads none."""
-    return "customer" not in principal.roles and principal.can_read(agent_id)
 
 
 def _event_frame(value: bytes) -> str:

@@ -25,12 +25,14 @@ from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from sessions import service
+from sessions.gateway import TOO_SLOW, TOO_SLOW_REASON, Outgoing, Sockets, close, refuse
 from sessions.services_http import ServiceError, Services
 from sessions.store import SessionsStore
 from sessions.tail import Tail, message_of
 from shared import contracts as c
 from shared import topics
-from shared.auth import Auth, Principal, Unauthorised, supervisor_or_error, token_of
+from shared.auth import Auth, Principal, Unauthorised, token_of
+from shared.http import supervisor_of
 from shared.runtime import Runtime
 
 log = structlog.get_logger("switchboard.gateway")
@@ -149,8 +151,12 @@ class Supervisor:
         tail: Tail,
         debounce_s: float = 0.3,
         limits: Limits = Limits(),
+        sockets: Sockets | None = None,
+        queue: int = 1000,
     ) -> None:
         self.runtime = runtime
+        self.sockets = sockets or Sockets()
+        self.queue = queue
         self.auth = auth
         self.services = services
         self.tail = tail
@@ -187,11 +193,7 @@ class Supervisor:
         return overview
 
     async def http_overview(self, request: Request) -> JSONResponse:
-        principal, problem, status = supervisor_or_error(
-            self.auth, request.headers, request.query_params, "the supervisor overview"
-        )
-        if principal is None:
-            return JSONResponse({"error": problem}, status_code=status)
+        supervisor_of(request, self.auth, "the supervisor overview")
         try:
             body = await self.overview(token_of(request.headers, request.query_params))
         except ServiceError as exc:
@@ -205,13 +207,15 @@ class Supervisor:
         try:
             principal = self.auth.verify(token)
         except Unauthorised as exc:
-            await ws.close(code=4401, reason=str(exc)[:120])
+            await refuse(ws, 401, str(exc))
             return
-        if "supervisor" not in principal.roles:
-            await ws.close(code=4403, reason="the supervisor stream needs the supervisor role")
+        if not principal.is_supervisor or principal.is_customer:
+            await refuse(ws, 403, "the supervisor stream needs the supervisor role")
             return
         await ws.accept()
-        await _Connection(self, ws, principal, token).run()
+        async with self.sockets.held(ws) as open_:
+            if open_:
+                await _Connection(self, ws, principal, token).run()
 
 
 class _Connection:
@@ -224,7 +228,7 @@ class _Connection:
         self.principal = principal
         self.token = token
         self.changed = asyncio.Event()
-        self.outgoing: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.outgoing: Outgoing[dict[str, Any]] = Outgoing(sup.queue)
         self.observing: str | None = None
         self.seen: set[str] = set()
 
@@ -240,20 +244,21 @@ class _Connection:
                     self.send({"kind": "message", "conversation_id": key, "message": message})
 
     def send(self, body: dict[str, Any]) -> None:
-        self.outgoing.put_nowait(body)
+        self.outgoing.put(body)  # a full queue marks the client too slow: `run` closes it
 
     async def run(self) -> None:
         self.sup.tail.listeners.add(self._on_record)
-        tasks = [
-            asyncio.create_task(self._write()),
-            asyncio.create_task(self._push()),
-            asyncio.create_task(self._receive()),
-        ]
+        write = asyncio.create_task(self._write())
+        too_slow = asyncio.create_task(self.outgoing.overflowed.wait())
+        tasks = [write, too_slow, asyncio.create_task(self._push()), asyncio.create_task(self._receive())]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if too_slow in done:
+                write.cancel()  # the page reconnects and gets a fresh overview
+                await close(self.ws, TOO_SLOW, TOO_SLOW_REASON)
             for t in done:
-                failure = t.exception()
-                if failure is not None and not isinstance(failure, WebSocketDisconnect):
+                failure = None if t.cancelled() else t.exception()
+                if failure is not None and not self.sup.sockets.gone(failure):
                     log.warning("supervisor_stream_error", supervisor=self.principal.subject, error=repr(failure))
         finally:
             self.sup.tail.listeners.discard(self._on_record)

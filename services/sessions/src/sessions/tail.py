@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from shared import topics
+from shared.kafka_security import aiokafka_options
 
 log = structlog.get_logger("switchboard.gateway")
 
@@ -29,7 +30,7 @@ RECENT_CONVERSATIONS = 5000
 
 async def partitions_of(bootstrap: str, topic: str) -> list[int]:
     """The topic's partitions; the topic must exist."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **aiokafka_options())
     await admin.start()
     try:
         described = await admin.describe_topics([topic])
@@ -69,7 +70,7 @@ class Tail:
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50, **aiokafka_options()
         )
         await self._consumer.start()
         tps = [TopicPartition(real, p) for real in self._real for p in await partitions_of(self.bootstrap, real)]
