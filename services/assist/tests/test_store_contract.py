@@ -82,6 +82,9 @@ async def test_messages_are_kept_once_in_the_order_they_were_posted(store: Assis
     )
     assert await store.count_messages("c-1") == 3
     assert await store.count_messages("nope") == 0
+    # The bounded transcript: the latest messages, still in the order they were posted.
+    assert [m.message_id for m in await store.list_messages("c-1", 2)] == ["m-b", "m-c"]
+    assert [m.message_id for m in await store.list_messages("c-1", 10)] == ["m-a", "m-b", "m-c"]
     assert await store.list_messages("nope") == []
 
 
@@ -100,6 +103,25 @@ async def test_an_agent_joins_a_conversation_once(store: AssistStore) -> None:
     assert not await store.add_conversation_agent("c-1", "agent-1")
     assert await store.add_conversation_agent("c-1", "agent-2")
     assert await store.add_conversation_agent("c-2", "agent-1")
+
+
+async def test_holders_are_known_while_they_hold_and_after(store: AssistStore) -> None:
+    assert await store.find_holder("c-1", "agent-1") is None
+    await store.add_conversation_agent("c-1", "agent-1")
+    held = await store.find_holder("c-1", "agent-1")
+    assert held is not None and held.holds and held.agent_id == "agent-1"
+    await store.release_conversation_agent("c-1", "agent-1")  # transferred away
+    released = await store.find_holder("c-1", "agent-1")
+    assert released is not None and not released.holds and released.first_at == held.first_at
+    assert await store.find_holder("c-1", "agent-2") is None and await store.find_holder("c-2", "agent-1") is None
+    # Transferred back: holds again, and it is not its first time.
+    assert not await store.add_conversation_agent("c-1", "agent-1")
+    back = await store.find_holder("c-1", "agent-1")
+    assert back is not None and back.holds
+    # Released without an assignment seen first (assist started later): it held it.
+    await store.release_conversation_agent("c-3", "agent-9")
+    late = await store.find_holder("c-3", "agent-9")
+    assert late is not None and not late.holds
 
 
 async def test_each_escalation_signal_is_flagged_once_per_conversation(store: AssistStore) -> None:

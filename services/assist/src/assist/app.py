@@ -9,14 +9,16 @@ import structlog
 from starlette.applications import Starlette
 
 from assist import config, handlers
-from assist.followup import POLL_S
+from assist.followup import POLL_S, Pace
 from assist.http import routes
+from assist.metrics import register_metrics
 from assist.providers import Assistant, OpenAICompatible, Provider
 from assist.service import AssistService
 from assist.settings import AssistSettings
 from assist.store import AssistStore, pg_store
+from assist.transcript import Limits
 from shared import topics
-from shared.auth import Auth
+from shared.http import install, service_auth
 from shared.runtime import Runtime
 from shared.tx import Database, MemoryDatabase, Tx
 
@@ -65,24 +67,43 @@ def build(
         assistant_from(settings),
         settings.debounce_ms / 1000,
         max(settings.max_wait_ms, settings.debounce_ms) / 1000,
+        Pace(
+            settings.update_budget_ms / 1000,
+            Limits(settings.transcript_messages, settings.transcript_chars),
+            settings.update_concurrency,
+        ),
+        settings.compute_threads,
     )
     handlers.register(runtime, assist.followup)
     runtime.periodic("assist_debouncer", assist.followup.step, interval_s=POLL_S, wake=assist.followup.wake)
+    runtime.stopping_hooks.append(assist.followup.stop)
     if isinstance(assist.assistant.remote, OpenAICompatible):
         runtime.stopping_hooks.append(assist.assistant.remote.close)
 
     async def load_content() -> None:
+        # Read and encode first, then store in one short transaction: replicas starting together
+        # wait on each other's row locks for milliseconds, not for the encoding.
         knowledge = assist.knowledge
+        articles = (
+            await knowledge.read_knowledge_base(config.resolve(cfg.knowledge_base, config_file))
+            if cfg.knowledge_base
+            else None
+        )
+        replies = (
+            await knowledge.read_reply_library(config.resolve(cfg.reply_library, config_file))
+            if cfg.reply_library
+            else None
+        )
         async with runtime.transaction() as uow:
-            if cfg.knowledge_base:
-                count = await knowledge.load_knowledge_base(uow.store, config.resolve(cfg.knowledge_base, config_file))
-                log.info("knowledge_base_loaded", folder=cfg.knowledge_base, articles=count)
-            if cfg.reply_library:
-                count = await knowledge.load_reply_library(uow.store, config.resolve(cfg.reply_library, config_file))
-                log.info("reply_library_loaded", file=cfg.reply_library, replies=count)
+            if articles is not None:
+                await knowledge.upsert_articles(uow.store, *articles)
+                log.info("knowledge_base_loaded", folder=cfg.knowledge_base, articles=len(articles[0]))
+            if replies is not None:
+                await knowledge.upsert_replies(uow.store, *replies)
+                log.info("reply_library_loaded", file=cfg.reply_library, replies=len(replies[0]))
             await knowledge.refresh(uow.store)
 
-    runtime.started_hooks.append(load_content)
+    runtime.started_hooks.append(lambda: runtime.retrying(load_content, "load_content"))
     return runtime, assist
 
 
@@ -92,6 +113,7 @@ def build_runtime(settings: AssistSettings | None = None, database: Database | N
 
 def create_app(settings: AssistSettings | None = None, database: Database | None = None) -> Starlette:
     runtime, assist = build(settings, database)
-    app = runtime.http_app(routes(runtime, assist, Auth.from_env()))
+    register_metrics(runtime)
+    app = install(runtime.http_app(routes(runtime, assist, service_auth(runtime))))
     app.state.assist = assist
     return app

@@ -6,10 +6,12 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+import re2
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -100,20 +102,38 @@ STOPWORDS = frozenset(
         "all",
     ]
 )
-_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
-_WORD = re.compile(r"[a-zA-Z][a-zA-Z'-]+")
+# Patterns over what customers and agents write are linear in the text, one of two ways:
+# - Patterns with several quantifiers in a row (entities, the case-summary rules, the escalation
+#   phrases) run on RE2 (google-re2), which never backtracks: on Python's engine the order-number
+#   pattern took ~100 s over "order" and 500 spaces. RE2's \s, \d, \w and \b are ASCII; the classes
+#   below keep the Unicode letters and spaces Python's patterns matched.
+# - The tokenisers stay on Python's engine (RE2's wrapper costs a Python call per match, and they
+#   match every word): each is an alternation of branches made of at most one single-character item
+#   and then one greedy repetition of a character class that ends the branch. At a start position a
+#   branch fails after O(1) steps or its repetition takes the run and the match is over, with
+#   nothing after it to backtrack for, so findall/split/sub cost O(1) per position: linear.
+_SPACE = r"[\s\v\p{Z}]"
+_LETTER = r"[\p{L}\p{N}_]"
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")  # tokeniser (see above)
+_WORD = re.compile(r"[a-zA-Z][a-zA-Z'-]+")  # tokeniser
+_TERM = re.compile(r"[a-z][a-z'-]*")  # tokeniser
 ENTITY_PATTERNS = {
-    "order_numbers": re.compile(
-        r"\border\s*(?:number|no\.?|#|id|ref(?:erence)?)?\s*(?:is|was|:)?\s*#?\s*([A-Z0-9-]*\d[A-Z0-9-]*)", re.I
+    "order_numbers": re2.compile(
+        rf"(?i)\border{_SPACE}*(?:number|no\.?|#|id|ref(?:erence)?)?{_SPACE}*(?:is|was|:)?{_SPACE}*#?{_SPACE}*"
+        r"([A-Z0-9-]*\d[A-Z0-9-]*)"
     ),
-    "amounts": re.compile(
-        r"(?:[$€£]\s?\d[\d,]*(?:\.\d{2})?|\b\d[\d,]*(?:\.\d{2})?\s?(?:USD|EUR|GBP|dollars|euros)\b)", re.I
+    "amounts": re2.compile(
+        rf"(?i)(?:[$€£]{_SPACE}?\d[\d,]*(?:\.\d{{2}})?|\b\d[\d,]*(?:\.\d{{2}})?{_SPACE}?(?:USD|EUR|GBP|dollars|euros)\b)"
     ),
-    "emails": re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b"),
-    "dates": re.compile(
-        r"\b(?:\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{2,4}|(?:mon|tues|wednes|thurs|fri|satur|sun)day)\b", re.I
+    "emails": re2.compile(rf"\b(?:{_LETTER}|[.+-])+@(?:{_LETTER}|-)+\.(?:{_LETTER}|[.-])+\b"),
+    "dates": re2.compile(
+        r"(?i)\b(?:\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{2,4}|(?:mon|tues|wednes|thurs|fri|satur|sun)day)\b"
     ),
 }
+# TextRank compares every pair of sentences: it reads the conversation's opening (where customers
+# say why they came) and its latest sentences, never more than this many in all.
+TEXTRANK_HEAD = 5
+TEXTRANK_TAIL = 60
 
 
 class Article(BaseModel):
@@ -157,7 +177,7 @@ def search_query(texts: list[str], max_terms: int = 12) -> str | None:
     """A to_tsquery OR-query from the content words of the texts, most frequent first."""
     words = [w.lower() for t in texts for w in _WORD.findall(t)]
     freq = Counter(w.strip("'-") for w in words if w not in STOPWORDS and len(w) > 2)
-    terms = [w for w, _ in freq.most_common(max_terms) if re.fullmatch(r"[a-z][a-z'-]*", w)]
+    terms = [w for w, _ in freq.most_common(max_terms) if _TERM.fullmatch(w)]
     if not terms:
         return None
     return " | ".join(t.replace("'", "") for t in terms)
@@ -205,6 +225,22 @@ def split_sentences(messages: list[tuple[str, str]]) -> list[Sentence]:
     return out
 
 
+def window(count: int, head: int = TEXTRANK_HEAD, tail: int = TEXTRANK_TAIL) -> list[int]:
+    """The positions TextRank reads out of `count` sentences: the first `head` and the last `tail`."""
+    if count <= head + tail:
+        return list(range(count))
+    return [*range(head), *range(count - tail, count)]
+
+
+def ranked(sentences: list[Sentence]) -> list[float]:
+    """TextRank scores over the bounded window, one per sentence (0 outside the window)."""
+    positions = window(len(sentences))
+    scores = [0.0] * len(sentences)
+    for i, score in zip(positions, textrank([sentences[i] for i in positions]), strict=True):
+        scores[i] = score
+    return scores
+
+
 def _content_words(text: str) -> set[str]:
     return {w.lower().strip("'-") for w in _WORD.findall(text) if w.lower() not in STOPWORDS and len(w) > 2}
 
@@ -249,12 +285,13 @@ def textrank(sentences: list[Sentence], damping: float = 0.85, iterations: int =
     return [float(x) for x in final / final.sum()] if final.sum() > 0 else [float(x) for x in rank]
 
 
-def summarise(messages: list[tuple[str, str]], max_sentences: int = 3, max_chars: int = 600) -> str:
-    """The top TextRank sentences, in the order they were said, within `max_chars`."""
+def summarise(messages: list[tuple[str, str]], max_sentences: int = 3, max_chars: int = 600, rank: bool = True) -> str:
+    """The top TextRank sentences, in the order they were said, within `max_chars`. Without `rank`
+    (an update out of time), the customer's opening sentences instead: no pairwise comparison."""
     sents = split_sentences(messages)
     if not sents:
         return ""
-    scores = textrank(sents)
+    scores = ranked(sents) if rank else [1.0 if s.speaker == "customer" else 0.0 for s in sents]
     chosen: list[Sentence] = []
     size = 0
     for i in sorted(range(len(sents)), key=lambda i: (-scores[i], i)):
@@ -364,7 +401,7 @@ def conversation_vector(vectors: list[NDArray[np.float32]], decay: float = 0.7) 
 
 # --- replies ------------------------------------------------------------------------------------------
 
-_SLOT = re.compile(r"\{([a-z_]+)\}")
+_SLOT = re.compile(r"\{([a-z_]+)\}")  # over reply templates; linear: a '{' starts a match, whose run it ends
 SLOT_LABELS = {
     "customer_name": "customer's name",
     "first_name": "customer's first name",
@@ -407,11 +444,16 @@ def generalise_reply(text: str, customer_name: str | None, ents: dict[str, list[
         for value in sorted(ents.get(key, []), key=len, reverse=True):
             out = out.replace(value, "{" + slot + "}")
     if customer_name:
-        out = re.sub(re.escape(customer_name), "{customer_name}", out, flags=re.I)
+        out = re2.compile("(?i)" + re2.escape(customer_name)).sub(_literal("{customer_name}"), out)
         first = customer_name.split()[0]
         if len(first) > 1:
-            out = re.sub(rf"\b{re.escape(first)}\b", "{first_name}", out, flags=re.I)
+            out = re2.compile(rf"(?i)\b{re2.escape(first)}\b").sub(_literal("{first_name}"), out)
     return out
+
+
+def _literal(text: str) -> Callable[[Any], str]:
+    """A replacement taken as it is (RE2 reads backslashes in a replacement string)."""
+    return lambda _: text
 
 
 def normalise_text(text: str) -> str:
@@ -490,22 +532,19 @@ def rank_replies(
 
 # --- case summary -----------------------------------------------------------------------------------
 
-_ACTION = re.compile(
-    r"\b(?:i(?:'ve| have)?|we(?:'ve| have)?)\s+(?:just\s+|now\s+|already\s+)?"
+_ACTION = re2.compile(
+    rf"(?i)\b(?:i(?:'ve| have)?|we(?:'ve| have)?){_SPACE}+(?:just{_SPACE}+|now{_SPACE}+|already{_SPACE}+)?"
     r"(?:refunded|issued|sent|reset|updated|changed|cancell?ed|escalated|processed|replaced|credited|arranged|"
     r"checked|verified|reversed|unlocked|reopened|rebooked|applied|added|removed|requested|raised|logged|"
-    r"confirmed|booked|resent|re-sent|opened|created|submitted|started)\b",
-    re.I,
+    r"confirmed|booked|resent|re-sent|opened|created|submitted|started)\b"
 )
-_RESOLVED = re.compile(
-    r"\b(?:has been|have been|is now|are now|was)\s+(?:refunded|processed|resolved|fixed|cancell?ed|sent|reset|"
-    r"unlocked|credited|reversed|replaced|updated)\b|\ball set\b|\bresolved\b",
-    re.I,
+_RESOLVED = re2.compile(
+    r"(?i)\b(?:has been|have been|is now|are now|was)\s+(?:refunded|processed|resolved|fixed|cancell?ed|sent|reset|"
+    r"unlocked|credited|reversed|replaced|updated)\b|\ball set\b|\bresolved\b"
 )
-_NEXT = re.compile(
-    r"\b(?:will|within|follow[- ]up|next step|please (?:check|reply|send|allow|keep)|expect|"
-    r"should (?:see|arrive|receive))\b",
-    re.I,
+_NEXT = re2.compile(
+    r"(?i)\b(?:will|within|follow[- ]up|next step|please (?:check|reply|send|allow|keep)|expect|"
+    r"should (?:see|arrive|receive))\b"
 )
 
 
@@ -515,11 +554,13 @@ def case_summary(
     ents: dict[str, list[str]],
     trigger: str,
     customer_name: str | None = None,
+    rank: bool = True,
 ) -> dict[str, Any]:
     """A structured draft for the agent to review: the issue in the customer's words, what the agent
-    did, the resolution or the next steps, and the entities."""
+    did, the resolution or the next steps, and the entities. Without `rank` (an update out of time)
+    the issue is the customer's first two substantive sentences."""
     sents = split_sentences(messages)
-    scores = textrank(sents) if sents else []
+    scores = ranked(sents) if rank else [0.0] * len(sents)
     # The issue in the customer's words: their first substantive sentence (where people say why they
     # came), and the most central of the others.
     customer = [s for s in sents if s.speaker == "customer" and len(_content_words(s.text)) >= 2]
@@ -545,8 +586,9 @@ def case_summary(
 #
 # Whether a customer message asks for a manager or is clearly upset, by plain phrase matching over
 # the message's first ESCALATION_PREFIX characters, lower-cased, with punctuation turned into clause
-# breaks ("|") and whitespace collapsed. Every pattern is a flat alternation of literal words (no
-# nested quantifiers), so matching is linear in the text. A phrase is not counted when one of the
+# breaks ("|") and whitespace collapsed. The phrase patterns are flat alternations of literal words
+# on RE2, the tokenisers are linear on Python's engine (see the top), so reading is linear in the
+# text. A phrase is not counted when one of the
 # NEGATION_WINDOW words before it, in the same clause, is a negation ("not upset", "no need for a
 # manager"); a phrase that carries its own negation ("not acceptable") is one phrase.
 
@@ -563,7 +605,7 @@ NEGATIONS = frozenset([
 ])
 # fmt: on
 _ROLE = r"(?:manager|supervisor|superior|boss|team leader)"
-_MANAGER = re.compile(
+_MANAGER = re2.compile(
     r"\b(?:"
     rf"(?:to|with|for) (?:a|the|your|some) {_ROLE}"  # speak to a manager, ask for the supervisor
     rf"|(?:want|need|get me|demand|fetch|call) (?:a|the|your) {_ROLE}"
@@ -573,7 +615,7 @@ _MANAGER = re.compile(
     r"|escalate|escalation"
     r")\b"
 )
-_UPSET = re.compile(
+_UPSET = re2.compile(
     r"\b(?:"
     r"unacceptable|not acceptable|ridiculous|absurd|furious|fuming|livid|outrageous|outraged|disgusted|disgusting"
     r"|disgraceful|appalling|appalled|pathetic|incompetent|upset|angry|scam|scammed|rip off|ripoff"
@@ -582,8 +624,8 @@ _UPSET = re.compile(
     r"|(?:absolutely|completely|totally) useless"
     r")\b"
 )
-_CLAUSE = re.compile(r"[.,;:!?()\[\]\n]+")
-_TOKEN = re.compile(r"[a-z0-9']+|\|")
+_CLAUSE = re.compile(r"[.,;:!?()\[\]\n]+")  # tokeniser (see the top)
+_TOKEN = re.compile(r"[a-z0-9']+|\|")  # tokeniser
 _NOT_UPPER = bytes(b for b in range(128) if not chr(b).isupper())  # deleted to count capitals
 _NOT_LOWER = bytes(b for b in range(128) if not chr(b).islower())
 
@@ -594,7 +636,7 @@ def escalation_text(text: str) -> str:
     return " ".join(_TOKEN.findall(_CLAUSE.sub(" | ", lowered)))
 
 
-def _said(pattern: re.Pattern[str], text: str) -> bool:
+def _said(pattern: Any, text: str) -> bool:
     for m in pattern.finditer(text):
         before = text[max(0, m.start() - 60) : m.start()].split()[-NEGATION_WINDOW:]
         if "|" in before:

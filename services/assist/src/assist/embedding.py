@@ -147,6 +147,11 @@ def encoder() -> Encoder:
         return _encoder()
 
 
+def encode(texts: list[str]) -> NDArray[np.float32]:
+    """`encoder().encode(texts)`, loading the encoder first if need be (for a worker thread)."""
+    return encoder().encode(texts)
+
+
 def to_bytes(v: Vector) -> bytes:
     return np.asarray(v, dtype="<f4").tobytes()
 

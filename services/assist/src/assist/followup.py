@@ -4,24 +4,67 @@ the debounced update (articles, replies, summaries, case drafts) when a conversa
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import structlog
+
 from assist import domain, embedding
+from assist.compute import Budget, Timings, Worker
 from assist.knowledge import Knowledge
-from assist.store import AssistStore, Message
+from assist.store import AssistStore, Claim, Message
 from assist.summaries import Summaries, record_feedback
-from assist.transcript import Transcript
+from assist.transcript import Limits, Transcript
 from shared import contracts as c
 from shared.messaging import UnitOfWork
 
 if TYPE_CHECKING:
     from shared.runtime import Runtime
 
+log = structlog.get_logger("switchboard.assist")
+
 WAKE = "assist:wake"
-CLAIM = 20  # conversations claimed per step
+CLAIM = 20  # conversations claimed per step, at most
 POLL_S = 1.0  # the longest the debouncer sleeps (other replicas schedule conversations too)
+# New messages embedded between two looks at the budget: at most this many, and at most this many
+# characters (the encoder reads ~1,000 characters of a message: 256 tokens).
+EMBED_CHUNK = 8
+EMBED_CHUNK_CHARS = 2400
+ENCODER_CHARS = 1200
 
 Uow = UnitOfWork[AssistStore, Any]
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How much one update may take: its time budget, the transcript it reads, how many run at once."""
+
+    budget_s: float = 1.0
+    limits: Limits = field(default_factory=Limits)
+    concurrency: int = 4
+
+
+def read_messages(
+    fresh: list[Message], customer_texts: list[str]
+) -> tuple[list[tuple[Message, list[domain.Signal]]], dict[str, list[str]]]:
+    """The new customer messages' escalation signals and the conversation's entities (a worker's job)."""
+    detected = [(m, signals) for m in fresh if (signals := domain.escalation_signals(m.text))]
+    return detected, domain.entities(customer_texts)
+
+
+def chunks(messages: list[Message]) -> list[list[Message]]:
+    """The messages in order, in chunks of at most EMBED_CHUNK messages and EMBED_CHUNK_CHARS of
+    what the encoder reads (one longer message makes a chunk by itself)."""
+    out: list[list[Message]] = []
+    size = 0
+    for m in messages:
+        weight = min(len(m.text), ENCODER_CHARS)
+        if not out or len(out[-1]) == EMBED_CHUNK or size + weight > EMBED_CHUNK_CHARS:
+            out.append([])
+            size = 0
+        out[-1].append(m)
+        size += weight
+    return out
 
 
 class FollowUp:
@@ -32,14 +75,19 @@ class FollowUp:
         summaries: Summaries,
         debounce_s: float = 0.3,
         max_wait_s: float = 2.0,
+        worker: Worker | None = None,
+        pace: Pace | None = None,
     ) -> None:
         self.runtime = runtime
         self.knowledge = knowledge
         self.summaries = summaries
         self.debounce_s = debounce_s
         self.max_wait_s = max_wait_s
+        self.worker = worker or Worker()
+        self.pace = pace or Pace()
         self.wake = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
+        self._running: set[asyncio.Task[None]] = set()
 
     # --- the projection -------------------------------------------------------------------------------
 
@@ -67,7 +115,10 @@ class FollowUp:
         await self.schedule(uow, data.conversation_id)
 
     async def on_work_assigned(self, uow: Uow, ev: c.CloudEvent, data: c.WorkAssigned) -> None:
-        """A new agent on the conversation gets a summary of it so far."""
+        """The agent holds the conversation now (a transfer ends the previous agent's hold); a new
+        agent on the conversation gets a summary of it so far."""
+        if data.previous_agent_id and data.previous_agent_id != data.agent_id:
+            await uow.store.release_conversation_agent(data.conversation_id, data.previous_agent_id)
         if await uow.store.add_conversation_agent(data.conversation_id, data.agent_id):
             trigger = f"summary:{'transferred' if data.how == 'transferred' else 'new_agent'}:{data.agent_id}"
             if await uow.store.count_messages(data.conversation_id):
@@ -76,7 +127,9 @@ class FollowUp:
                 await uow.store.keep_triggers(data.conversation_id, [trigger])
 
     async def on_work_released(self, uow: Uow, ev: c.CloudEvent, data: c.WorkReleased) -> None:
-        """Hand-off (transfer) or close: the releasing agent gets a case-summary draft to review."""
+        """Hand-off (transfer) or close: the releasing agent no longer holds the conversation and gets
+        a case-summary draft to review."""
+        await uow.store.release_conversation_agent(data.conversation_id, data.agent_id)
         trigger = "transferred" if data.reason == "transferred" else "closed"
         await self.case_due(uow, data.conversation_id, trigger, data.agent_id)
 
@@ -109,61 +162,133 @@ class FollowUp:
             self.wake.set()
 
     async def step(self) -> int:
-        """The debouncer's step (`runtime.periodic`, woken by `wake`): process the conversations whose
-        turn has come; when none has, set `wake` for when the next one's comes."""
+        """The debouncer's step (`runtime.periodic`, woken by `wake`): start the updates of the
+        conversations whose turn has come, as many at once as `pace.concurrency` allows, each in its
+        own task so a slow one never holds the others back; when none is due, set `wake` for when the
+        next one is. A finished update sets `wake` too."""
+        free = self.pace.concurrency - len(self._running)
+        if free <= 0:
+            return 0
         async with self.runtime.transaction() as uow:
-            claimed = await uow.store.claim_pending(CLAIM)
+            claimed = await uow.store.claim_pending(min(CLAIM, free))
             wait = None if claimed else await uow.store.next_due()
         for claim in claimed:
-            await self.process(claim.conversation_id, claim.triggers, claim.version)
+            task = asyncio.create_task(self._update(claim), name=f"assist-update-{claim.conversation_id}")
+            self._running.add(task)
+            task.add_done_callback(self._finished)
         if wait is not None and wait < POLL_S:
             if self._timer is not None:
                 self._timer.cancel()
             self._timer = asyncio.get_running_loop().call_later(max(wait, 0.005), self.wake.set)
         return len(claimed)
 
+    async def _update(self, claim: Claim) -> None:
+        try:
+            await self.process(claim.conversation_id, claim.triggers, claim.version)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the claim's lease runs out and the update is tried again
+            log.warning("assist_update_failed", conversation_id=claim.conversation_id, error=repr(exc))
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self.wake.set()
+
+    async def settle(self) -> None:
+        """Wait for the updates under way (tests, and a drain before stopping)."""
+        while self._running:
+            await asyncio.gather(*list(self._running), return_exceptions=True)
+
+    async def stop(self) -> None:
+        """Let the updates under way finish within their budget, cancel the rest (their leases let
+        another replica take them), and stop the worker."""
+        if self._running:
+            await asyncio.wait(list(self._running), timeout=self.pace.budget_s)
+        for task in list(self._running):
+            task.cancel()
+        await self.settle()
+        if self._timer is not None:
+            self._timer.cancel()
+        await self.worker.close()
+
     # --- the update --------------------------------------------------------------------------------------
 
     async def process(self, conversation_id: str, triggers: list[str], version: int | None = None) -> dict[str, Any]:
         """One conversation's update: vectors and escalation signals for new customer messages, learned
-        replies, articles, suggested replies, and the summaries its triggers ask for. Model calls happen
-        between two transactions; the writes and events commit together."""
+        replies, articles, suggested replies, and the summaries its triggers ask for, over a bounded
+        transcript. The CPU work runs on the worker threads, within the update's time budget; model
+        calls happen between two transactions; the writes and events commit together."""
+        budget = Budget(self.pace.budget_s, conversation_id)
+        timings = Timings()
         async with self.runtime.transaction() as uow:
             await self.knowledge.refresh(uow.store)
-            t = await Transcript.load(uow.store, conversation_id)
+            t = await Transcript.load(uow.store, conversation_id, self.pace.limits)
         fresh = [m for m in t.customer_rows if m.message_id not in t.vectors]
-        if fresh:
-            vectors = await asyncio.to_thread(embedding.encoder().encode, [m.text for m in fresh])
-            t.vectors.update((m.message_id, v) for m, v in zip(fresh, vectors, strict=True))
-        detected = [(m, signals) for m in fresh if (signals := domain.escalation_signals(m.text))]
-        ents = t.entities()
+        with timings("articles"):
+            embedded = await self.embed(t, fresh, budget)
+        detected, ents = await budget.run(
+            self.worker,
+            read_messages,
+            [m for m in fresh if m.message_id in embedded],
+            [m.text for m in t.customer_rows],
+        )
         summary_for = [x for x in triggers if x.startswith("summary:")]
         case_for = [x for x in triggers if x.startswith("case:")]
-        summary = await self.summaries.summarise(t) if t.rows and summary_for else None
-        case = await self.summaries.draft_case(t, ents, case_for[-1].split(":")[1]) if t.rows and case_for else None
+        with timings("summary"):
+            summary = await self.summaries.summarise(t, budget) if t.rows and summary_for else None
+            case_kind = case_for[-1].split(":")[1] if case_for else ""
+            case = await self.summaries.draft_case(t, ents, case_kind, budget) if t.rows and case_for else None
         out: dict[str, Any] = {}
         async with self.runtime.transaction() as uow:
             store = uow.store
-            if fresh:
-                await store.set_message_vectors(
-                    conversation_id, [(m.message_id, t.vectors[m.message_id]) for m in fresh]
-                )
+            if embedded:
+                await store.set_message_vectors(conversation_id, [(i, t.vectors[i]) for i in embedded])
             for m, signals in detected:
                 await self.flag_escalation(uow, conversation_id, m, signals)
-            await self.knowledge.learn_replies(store, t, ents)
-            if t.customer_rows:
-                out["articles"] = await self.knowledge.surface(uow, t)
-                out["replies"] = await self.knowledge.suggest(uow, t, ents)
-            if summary is not None:
-                out["summary"] = await self.summaries.emit_summary(uow, t, summary, ents, summary_for[-1])
-            if case is not None:
-                out["case"] = await self.summaries.emit_case(uow, t, case, case_for[-1])
+            with timings("replies"):
+                await self.knowledge.learn_replies(store, t, ents)
+            if t.customer_vectors:
+                with timings("articles"):
+                    out["articles"] = await self.knowledge.surface(uow, t, self.worker)
+                with timings("replies"):
+                    out["replies"] = await self.knowledge.suggest(uow, t, ents)
+            with timings("summary"):
+                if summary is not None:
+                    out["summary"] = await self.summaries.emit_summary(uow, t, summary, ents, summary_for[-1])
+                if case is not None:
+                    out["case"] = await self.summaries.emit_case(uow, t, case, case_for[-1])
             if version is not None:
                 await store.finish_pending(conversation_id, version, triggers)
             if summary_for and not t.rows:
                 # Assigned before its first message got here: summarise when it does.
                 await store.keep_triggers(conversation_id, summary_for)
+            if len(embedded) < len(fresh):  # out of time: the older new messages on the next update
+                await self.schedule(uow, conversation_id, now=True)
+        kinds = [k for k in ("articles", "replies") if k in out] + (["summary"] if summary or case else [])
+        timings.observe(kinds)
+        log.info(
+            "assist_updated",
+            conversation_id=conversation_id,
+            duration_ms=round(budget.elapsed * 1000, 1),
+            compute_ms=round(budget.used * 1000, 1),
+            outputs=kinds,
+            embedded=len(embedded),
+            **({"cut": budget.cuts} if budget.cuts else {}),
+        )
         return out
+
+    async def embed(self, t: Transcript, fresh: list[Message], budget: Budget) -> list[str]:
+        """Vectors for new customer messages, the latest first, a chunk at a time while the budget
+        lasts (the latest chunk always); the ids embedded, which `t.vectors` now holds."""
+        done: list[str] = []
+        for chunk in chunks(fresh[::-1]):
+            if done and budget.spent:
+                budget.cut("embedding", f"{len(fresh) - len(done)} older new messages left for the next update")
+                break
+            vectors = await budget.run(self.worker, embedding.encode, [m.text for m in chunk])
+            t.vectors.update((m.message_id, v) for m, v in zip(chunk, vectors, strict=True))
+            done.extend(m.message_id for m in chunk)
+        return done
 
     async def flag_escalation(
         self, uow: Uow, conversation_id: str, message: Message, signals: list[domain.Signal]

@@ -7,6 +7,7 @@ import asyncio
 import functools
 import hashlib
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +16,7 @@ import yaml
 from numpy.typing import NDArray
 
 from assist import domain, embedding
+from assist.compute import Worker
 from assist.domain import Article, LibraryReply
 from assist.index import Index, article_vectors, reply_text
 from assist.store import AssistStore
@@ -32,8 +34,23 @@ MIN_ARTICLE_SIMILARITY = 0.2
 # that the encoder never saw and that set does not exercise yet.
 TEXT_WEIGHT = 0.5
 RETRIEVAL_MODEL = f"{embedding.MODEL}+postgres-fts (reciprocal rank fusion)"
+SUBJECT_CHARS = 1000  # the encoder reads 256 tokens; the subject's vectors are cached by its text
 
 Mode = Literal["hybrid", "text", "dense"]
+
+
+# one vector per item: a list of rows or a 2-D array
+Vectors = Sequence[NDArray[np.float32]] | NDArray[np.float32]
+
+
+async def article_vectors_of(articles: list[Article]) -> Vectors:
+    return await asyncio.to_thread(article_vectors, [(a.title, a.tags, a.body) for a in articles])
+
+
+async def reply_vectors_of(replies: list[LibraryReply]) -> Vectors:
+    return await asyncio.to_thread(
+        embedding.encoder().encode, [reply_text(r.title, r.examples, r.text) for r in replies]
+    )
 
 
 class Knowledge:
@@ -47,20 +64,37 @@ class Knowledge:
 
     # --- import -------------------------------------------------------------------------------------
 
-    async def upsert_articles(self, store: AssistStore, articles: list[Article]) -> list[bool]:
-        """Create or update articles with their vectors; True per article that was new."""
-        vectors = await asyncio.to_thread(article_vectors, [(a.title, a.tags, a.body) for a in articles])
+    async def upsert_articles(
+        self, store: AssistStore, articles: list[Article], vectors: Vectors | None = None
+    ) -> list[bool]:
+        """Create or update articles with their vectors (computed here unless given: compute them
+        before the transaction when it matters, so it holds its row locks for milliseconds, not for
+        the encoding); True per article that was new."""
+        if vectors is None:
+            vectors = await article_vectors_of(articles)
         created = [await store.upsert_article(a, v) for a, v in zip(articles, vectors, strict=True)]
         await store.bump_kb_version()
         return created
 
-    async def upsert_replies(self, store: AssistStore, replies: list[LibraryReply]) -> list[bool]:
-        vectors = await asyncio.to_thread(
-            embedding.encoder().encode, [reply_text(r.title, r.examples, r.text) for r in replies]
-        )
+    async def upsert_replies(
+        self, store: AssistStore, replies: list[LibraryReply], vectors: Vectors | None = None
+    ) -> list[bool]:
+        if vectors is None:
+            vectors = await reply_vectors_of(replies)
         created = [await store.upsert_library_reply(r, v) for r, v in zip(replies, vectors, strict=True)]
         await store.bump_kb_version()
         return created
+
+    @staticmethod
+    async def read_knowledge_base(folder: Path) -> tuple[list[Article], Vectors]:
+        """The folder's articles and their vectors, computed off the event loop and off any transaction."""
+        articles = await asyncio.to_thread(read_articles, folder)
+        return articles, await article_vectors_of(articles)
+
+    @staticmethod
+    async def read_reply_library(path: Path) -> tuple[list[LibraryReply], Vectors]:
+        replies = await asyncio.to_thread(read_replies, path)
+        return replies, await reply_vectors_of(replies)
 
     async def load_knowledge_base(self, store: AssistStore, folder: Path) -> int:
         articles = await asyncio.to_thread(read_articles, folder)
@@ -105,12 +139,15 @@ class Knowledge:
 
     # --- what a conversation gets -----------------------------------------------------------------------
 
-    async def surface(self, uow: UnitOfWork[AssistStore, Any], t: Transcript) -> list[dict[str, Any]]:
+    async def surface(
+        self, uow: UnitOfWork[AssistStore, Any], t: Transcript, worker: Worker | None = None
+    ) -> list[dict[str, Any]]:
         """As the customer writes, the articles most relevant to the conversation so far; sent only
         when the list changes."""
         vectors = list(t.customer_vectors[-5:])
         if t.subject:
-            vectors.insert(0, await asyncio.to_thread(_subject_vector, t.subject))
+            subject = t.subject[:SUBJECT_CHARS]
+            vectors.insert(0, await (worker.run if worker else asyncio.to_thread)(_subject_vector, subject))
         query_vector = domain.conversation_vector(vectors)
         texts = [*([t.subject] if t.subject else []), *[m.text for m in t.customer_rows[-5:]]]
         hits = await self.search(uow.store, " ".join(texts), SURFACED, None, query_vector, self.retrieval_mode)
@@ -177,7 +214,8 @@ class Knowledge:
         learned = False
         for m in t.rows:
             if m.sender == "customer":
-                context.append(t.vectors[m.message_id])
+                if (vector := t.vectors.get(m.message_id)) is not None:  # none yet: left for the next update
+                    context.append(vector)
                 continue
             if m.sender != "agent" or m.learned:
                 context = []

@@ -8,11 +8,12 @@ slow endpoint costs one timeout, not one per message.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import httpx
 import numpy as np
@@ -120,9 +121,10 @@ class Assistant:
         system: str,
         user: str,
         parse: Callable[[str], T],
-        embedded: Callable[[], T],
+        embedded: Callable[[], T | Awaitable[T]],
         embedded_model: str,
     ) -> Generated[T]:
+        """The remote provider's answer, or `embedded`'s (a plain or an async function)."""
         reason: str | None = None
         if self.remote is not None:
             if not self.remote_available:
@@ -145,7 +147,10 @@ class Assistant:
                         waited_ms=round((time.monotonic() - started) * 1000),
                         cooldown_s=self.cooldown_s,
                     )
-        return Generated(embedded(), EMBEDDED, embedded_model, reason)
+        value = embedded()
+        if inspect.isawaitable(value):
+            value = await value
+        return Generated(cast(T, value), EMBEDDED, embedded_model, reason)
 
 
 def _describe(exc: Exception, timeout_s: float) -> str:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from assist.followup import FollowUp
+from assist.compute import Worker
+from assist.followup import FollowUp, Pace
 from assist.knowledge import Knowledge, Mode
 from assist.providers import Assistant
 from assist.summaries import Summaries
@@ -23,12 +24,15 @@ class AssistService:
         assistant: Assistant,
         debounce_s: float = 0.3,
         max_wait_s: float = 2.0,
+        pace: Pace | None = None,
+        threads: int = 2,
     ) -> None:
         self.runtime = runtime
         self.assistant = assistant
+        self.worker = Worker(threads)
         self.knowledge = Knowledge()
-        self.summaries = Summaries(assistant, self.knowledge.index)
-        self.followup = FollowUp(runtime, self.knowledge, self.summaries, debounce_s, max_wait_s)
+        self.summaries = Summaries(assistant, self.knowledge.index, self.worker)
+        self.followup = FollowUp(runtime, self.knowledge, self.summaries, debounce_s, max_wait_s, self.worker, pace)
 
     @property
     def retrieval_mode(self) -> Mode:

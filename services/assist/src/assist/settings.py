@@ -1,3 +1,4 @@
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -11,6 +12,17 @@ class AssistSettings(ServiceSettings):
     debounce_ms: int = 300
     # ...or, in a steady stream, at least this often.
     max_wait_ms: int = 2000
+    # One conversation update's time budget: past it, what is left takes the cheaper path (older new
+    # messages embedded on the next update, the opening sentences instead of TextRank), and is counted.
+    update_budget_ms: int = Field(1000, ge=10)
+    # Conversations updated at once (each in its own task: a slow one never holds the others back).
+    update_concurrency: int = Field(4, ge=1, le=64)
+    # Worker threads for the updates' CPU work (embedding, TextRank, patterns), off the event loop.
+    compute_threads: int = Field(2, ge=1, le=32)
+    # The transcript an update reads: its latest this many messages...
+    transcript_messages: int = Field(200, ge=1)
+    # ...and at most this many characters of them (a longer message is cut to its first ones).
+    transcript_chars: int = Field(64_000, ge=1000)
     # An OpenAI-compatible endpoint (OpenAI, vLLM, llama.cpp, Ollama, LiteLLM); empty = embedded only.
     llm_base_url: str = ""
     llm_api_key: str = ""

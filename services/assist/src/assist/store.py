@@ -122,6 +122,19 @@ class LastSuggested:
 
 
 @dataclass(frozen=True)
+class Holder:
+    """An agent who holds (`released_at` None) or held a conversation."""
+
+    agent_id: str
+    first_at: datetime
+    released_at: datetime | None
+
+    @property
+    def holds(self) -> bool:
+        return self.released_at is None
+
+
+@dataclass(frozen=True)
 class Claim:
     conversation_id: str
     triggers: list[str]
@@ -223,15 +236,23 @@ class AssistStore(Protocol):
         """False if the message is known already."""
         ...
 
-    async def list_messages(self, conversation_id: str) -> list[Message]:
-        """The transcript, by time posted (then id)."""
+    async def list_messages(self, conversation_id: str, limit: int | None = None) -> list[Message]:
+        """The transcript, by time posted (then id): its latest `limit` messages, or all."""
         ...
 
     async def count_messages(self, conversation_id: str) -> int: ...
     async def set_message_vectors(self, conversation_id: str, vectors: list[tuple[str, Vector]]) -> None: ...
     async def mark_learned(self, conversation_id: str, message_id: str) -> None: ...
     async def add_conversation_agent(self, conversation_id: str, agent_id: str) -> bool:
-        """True the first time this agent works the conversation."""
+        """The agent holds the conversation (again); True the first time this agent works it."""
+        ...
+
+    async def release_conversation_agent(self, conversation_id: str, agent_id: str) -> None:
+        """The agent no longer holds the conversation (and is known to have held it)."""
+        ...
+
+    async def find_holder(self, conversation_id: str, agent_id: str) -> Holder | None:
+        """The agent's hold on the conversation, current or past; None if it never held it."""
         ...
 
     # --- the debounce queue
@@ -440,10 +461,10 @@ class PgAssistStore:
             )
         )
 
-    async def list_messages(self, conversation_id: str) -> list[Message]:
+    async def list_messages(self, conversation_id: str, limit: int | None = None) -> list[Message]:
         return [
             Message(r["message_id"], r["sender"], r["text"], _vector(r["vector"]), r["learned"], r["suggestion_id"])
-            for r in await self.conn.fetch(Q.transcript, conversation_id)
+            for r in await self.conn.fetch(Q.transcript, conversation_id, limit)
         ]
 
     async def count_messages(self, conversation_id: str) -> int:
@@ -459,6 +480,13 @@ class PgAssistStore:
 
     async def add_conversation_agent(self, conversation_id: str, agent_id: str) -> bool:
         return bool(await self.conn.fetchval(Q.add_conversation_agent, conversation_id, agent_id))
+
+    async def release_conversation_agent(self, conversation_id: str, agent_id: str) -> None:
+        await self.conn.execute(Q.release_conversation_agent, conversation_id, agent_id)
+
+    async def find_holder(self, conversation_id: str, agent_id: str) -> Holder | None:
+        r = await self.conn.fetchrow(Q.get_conversation_agent, conversation_id, agent_id)
+        return None if r is None else Holder(**dict(r))
 
     async def schedule(self, conversation_id: str, debounce_s: float, max_wait_s: float, triggers: list[str]) -> None:
         await self.conn.execute(Q.schedule, conversation_id, debounce_s, max_wait_s, triggers)
@@ -564,7 +592,7 @@ class FakeAssistStore:
     surfaced: dict[str, list[str]] = field(default_factory=dict)
     conversations: dict[str, Conversation] = field(default_factory=dict)
     messages: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-    agents: set[tuple[str, str]] = field(default_factory=set)
+    agents: dict[tuple[str, str], Holder] = field(default_factory=dict)
     pending: dict[str, _Pending] = field(default_factory=dict)
     summaries: dict[str, Summary] = field(default_factory=dict)
     cases: dict[str, CaseSummaryRecord] = field(default_factory=dict)
@@ -775,8 +803,10 @@ class FakeAssistStore:
         }
         return True
 
-    async def list_messages(self, conversation_id: str) -> list[Message]:
+    async def list_messages(self, conversation_id: str, limit: int | None = None) -> list[Message]:
         rows = sorted(self.messages.get(conversation_id, {}).values(), key=lambda m: (m["posted_at"], m["message_id"]))
+        if limit is not None:
+            rows = rows[max(len(rows) - limit, 0) :]
         return [
             Message(m["message_id"], m["sender"], m["text"], _vector(m["vector"]), m["learned"], m["suggestion_id"])
             for m in rows
@@ -796,10 +826,17 @@ class FakeAssistStore:
             m["learned"] = True
 
     async def add_conversation_agent(self, conversation_id: str, agent_id: str) -> bool:
-        if (conversation_id, agent_id) in self.agents:
-            return False
-        self.agents.add((conversation_id, agent_id))
-        return True
+        old = self.agents.get((conversation_id, agent_id))
+        self.agents[(conversation_id, agent_id)] = Holder(agent_id, old.first_at if old else self.now(), None)
+        return old is None
+
+    async def release_conversation_agent(self, conversation_id: str, agent_id: str) -> None:
+        old = self.agents.get((conversation_id, agent_id))
+        now = self.now()
+        self.agents[(conversation_id, agent_id)] = Holder(agent_id, old.first_at if old else now, now)
+
+    async def find_holder(self, conversation_id: str, agent_id: str) -> Holder | None:
+        return self.agents.get((conversation_id, agent_id))
 
     # --- the debounce queue
 

@@ -3,20 +3,29 @@ suggested replies."""
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
 from assist import domain
+from assist.compute import Budget, Worker
 from assist.index import Index
-from assist.providers import Assistant, Generated, parse_json_object
+from assist.providers import EMBEDDED, Assistant, Generated, parse_json_object
 from assist.store import AssistStore
 from assist.transcript import Transcript
 from shared import contracts as c
 from shared.messaging import UnitOfWork
 
+T = TypeVar("T")
+
 SUMMARY_MODEL = "textrank"
 CASE_MODEL = "textrank+rules"
+# What an update out of time makes instead (compute.Budget): no pairwise comparison of sentences.
+QUICK_SUMMARY_MODEL = "opening-sentences"
+QUICK_CASE_MODEL = "rules"
 
 
 def parts(trigger: str) -> tuple[str, str, str]:
@@ -27,25 +36,45 @@ def parts(trigger: str) -> tuple[str, str, str]:
 
 
 class Summaries:
-    def __init__(self, assistant: Assistant, index: Index) -> None:
+    def __init__(self, assistant: Assistant, index: Index, worker: Worker | None = None) -> None:
         self.assistant = assistant
         self.index = index
+        self.worker = worker or Worker()
 
     def _intent(self, t: Transcript) -> str:
         vectors = t.customer_vectors
         return self.index.intent(np.stack(vectors)) if vectors else "general_inquiry"
 
-    async def summarise(self, t: Transcript) -> tuple[Generated[str], str]:
-        """The summary (by the configured provider, or TextRank) and the conversation's intent."""
+    async def _run(self, budget: Budget | None, fn: Callable[[], T]) -> T:
+        return await (budget.run(self.worker, fn) if budget else self.worker.run(fn))
+
+    def _rank(self, budget: Budget | None, step: str) -> bool:
+        """Whether there is time left for TextRank; once the budget is spent, the cut is recorded."""
+        if budget is None or not budget.spent:
+            return True
+        budget.cut(step, "the customer's opening sentences instead of TextRank")
+        return False
+
+    async def summarise(self, t: Transcript, budget: Budget | None = None) -> tuple[Generated[str], str]:
+        """The summary (by the configured provider, or TextRank on a worker thread) and the
+        conversation's intent."""
+        messages = t.messages
+
+        async def embedded() -> str:
+            rank = self._rank(budget, "summary")
+            return await self._run(budget, functools.partial(domain.summarise, messages, rank=rank))
+
         generated = await self.assistant.generate(
             "summary",
             "You summarise customer-service conversations for the next agent. Answer with at most three "
             "plain sentences. Keep order numbers, amounts, emails and dates exactly as written.",
             t.prompt(),
             lambda text: text.strip()[:600],
-            lambda: domain.summarise(t.messages),
+            embedded,
             SUMMARY_MODEL,
         )
+        if generated.provider == EMBEDDED and budget is not None and "summary" in budget.cuts:
+            generated = dataclasses.replace(generated, model=QUICK_SUMMARY_MODEL)
         return generated, self._intent(t)
 
     async def emit_summary(
@@ -66,7 +95,7 @@ class Summaries:
             model=generated.model,
             intent=intent,
             trigger=kind,
-            message_count=len(t.rows),
+            message_count=t.total,
         )
         uow.emit(
             c.SummaryReady(
@@ -77,15 +106,21 @@ class Summaries:
                 model=generated.model,
                 intent=intent,
                 trigger=kind,
-                message_count=len(t.rows),
+                message_count=t.total,
                 **({"agent_id": agent_id} if agent_id else {}),
                 **({"fallback": generated.fallback} if generated.fallback else {}),
             )
         )
         return generated.value
 
-    async def draft_case(self, t: Transcript, ents: dict[str, list[str]], kind: str) -> Generated[dict[str, Any]]:
-        embedded = domain.case_summary(t.messages, self._intent(t), ents, kind, t.customer_name)
+    async def draft_case(
+        self, t: Transcript, ents: dict[str, list[str]], kind: str, budget: Budget | None = None
+    ) -> Generated[dict[str, Any]]:
+        rank = self._rank(budget, "case_summary")
+        embedded = await self._run(
+            budget,
+            functools.partial(domain.case_summary, t.messages, self._intent(t), ents, kind, t.customer_name, rank=rank),
+        )
 
         def parse(text: str) -> dict[str, Any]:
             doc = parse_json_object(text)
@@ -105,16 +140,16 @@ class Summaries:
             t.prompt(),
             parse,
             lambda: embedded,
-            CASE_MODEL,
+            CASE_MODEL if rank else QUICK_CASE_MODEL,
         )
 
     async def emit_case(
         self, uow: UnitOfWork[AssistStore, Any], t: Transcript, generated: Generated[dict[str, Any]], trigger: str
     ) -> dict[str, Any]:
         _, kind, agent_id = parts(trigger)
-        draft = {**generated.value, "message_count": len(t.rows)}
+        draft = {**generated.value, "message_count": t.total}
         previous = await uow.store.find_case_summary(t.conversation_id)
-        if previous and previous.draft.get("message_count") == len(t.rows) and previous.trigger == kind:
+        if previous and previous.draft.get("message_count") == t.total and previous.trigger == kind:
             return dict(previous.draft)  # the same transcript, drafted already (e.g. released, then ended)
         await uow.store.upsert_case_summary(
             t.conversation_id, draft, kind, agent_id or None, generated.provider, generated.model

@@ -103,8 +103,11 @@ VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING
 RETURNING true;
 
 -- name: transcript
-SELECT message_id, sender, text, vector, learned, suggestion_id FROM messages
-WHERE conversation_id = $1 ORDER BY posted_at, message_id;
+-- The latest $2 messages (all when $2 is null), in the order they were posted.
+SELECT message_id, sender, text, vector, learned, suggestion_id FROM (
+    SELECT message_id, sender, text, vector, learned, suggestion_id, posted_at FROM messages
+    WHERE conversation_id = $1 ORDER BY posted_at DESC, message_id DESC LIMIT $2
+) latest ORDER BY posted_at, message_id;
 
 -- name: message_count
 SELECT count(*) FROM messages WHERE conversation_id = $1;
@@ -116,7 +119,17 @@ UPDATE messages SET vector = $3 WHERE conversation_id = $1 AND message_id = $2;
 UPDATE messages SET learned = true WHERE conversation_id = $1 AND message_id = $2;
 
 -- name: add_conversation_agent
-INSERT INTO conversation_agents (conversation_id, agent_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true;
+-- True when the row is new (xmax is 0 for an inserted row, not for one updated on conflict).
+INSERT INTO conversation_agents (conversation_id, agent_id) VALUES ($1, $2)
+ON CONFLICT (conversation_id, agent_id) DO UPDATE SET released_at = NULL
+RETURNING xmax = 0;
+
+-- name: release_conversation_agent
+INSERT INTO conversation_agents (conversation_id, agent_id, released_at) VALUES ($1, $2, now())
+ON CONFLICT (conversation_id, agent_id) DO UPDATE SET released_at = now();
+
+-- name: get_conversation_agent
+SELECT agent_id, first_at, released_at FROM conversation_agents WHERE conversation_id = $1 AND agent_id = $2;
 
 -- name: schedule
 -- Trailing debounce with a ceiling: due $2 s from now, but no later than $3 s after the burst began.
