@@ -96,3 +96,24 @@ ACCESS: dict[str, Access] = {
     "presence": Access("presence", consumes=(PRESENCE_COMMANDS, ROUTING), produces=(PRESENCE,)),
     "assist": Access("assist", consumes=(CONVERSATIONS, MESSAGES, ROUTING), produces=(ASSIST,)),
 }
+
+# Kafka principals that are not services: trusted back-end clients with their own credentials
+# (DESIGN.md's trust boundary; people's devices go through the gateway instead).
+CLIENTS: dict[str, Access] = {
+    # a channel adapter (web chat, telephony, email): publishes arrivals and customers' messages,
+    # reads the conversation's messages back (agents' replies) from assigned partitions
+    "channel": Access("channel", consumes=(), produces=(CONVERSATIONS, MESSAGES), reads=(MESSAGES,)),
+    # a device or agent client beside the gateway (the demo's devices): heartbeats and sign-ins
+    "devices": Access("devices", consumes=(), produces=(PRESENCE_COMMANDS,)),
+    # the operators' CLI: on-behalf commands, reading any topic and its dead letters, replaying a dead
+    # letter to its original topic
+    "operator": Access(
+        "operator",
+        consumes=(),
+        produces=tuple(t.name for t in TOPICS),
+        reads=tuple(name for t in TOPICS for name in (t.name, dlq(t.name))),
+    ),
+}
+
+# Every Kafka principal whose ACLs come from this module: the services, then the other clients.
+PRINCIPALS: dict[str, Access] = {**ACCESS, **CLIENTS}

@@ -19,6 +19,7 @@ import yaml
 from aiokafka import AIOKafkaProducer
 
 from shared import contracts as c
+from shared.kafka_security import aiokafka_options
 from shared.settings import EMBEDDED_KAFKA
 
 DEMO_CONFIG = Path(__file__).resolve().parents[3] / "deploy/demo/switchboard.yaml"
@@ -45,7 +46,7 @@ async def keep_devices_alive(bootstrap: str, prefix: str, every_s: float, stop: 
     """Sign the demo agents in, then beat for their demo device until `stop` is set; a broker that
     is briefly away is retried, not fatal."""
     agents = demo_agents()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, **aiokafka_options())
     await producer.start()
     try:
         await _send(producer, prefix, [c.AgentSignedIn(agent_id=a, device_id=DEVICE) for a in agents])
