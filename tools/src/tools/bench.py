@@ -202,6 +202,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             from tools.bench_browser import browser_scenario
 
             report["browser"] = await browser_scenario(infra)
+        if args.scenario in ("all", "faults"):
+            # the long fault-injection and rolling-restart runs, on their own Kafka and PostgreSQL
+            from tools import faults
+
+            report["faults"] = await faults.run(long=True)
+        if args.scenario in ("all", "fuzz"):
+            # property-based fuzzing of every consumer: 10,000 hostile batches (own event loop)
+            from tools import fuzz
+
+            report["fuzz"] = await asyncio.to_thread(fuzz.run, 10_000)
         return report
     finally:
         infra.close()
@@ -242,9 +252,9 @@ async def scenario(
             argv = stack.service_argv(svc, port)
             if args.profile:
                 # py-spy launched with the process (attaching needs ptrace rights we may not have)
-                out = Path(args.profile) / f"{svc}.txt"
-                out.parent.mkdir(parents=True, exist_ok=True)
-                argv = [args.py_spy, "record", "--format", "raw", "--rate", "200", "-o", str(out), "--", *argv]
+                folded = Path(args.profile) / f"{svc}.txt"
+                folded.parent.mkdir(parents=True, exist_ok=True)
+                argv = [args.py_spy, "record", "--format", "raw", "--rate", "200", "-o", str(folded), "--", *argv]
             procs[svc] = subprocess.Popen(
                 argv,
                 env=env,
