@@ -5,10 +5,10 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen --quiet
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap up down clean env logs status test test-unit test-e2e lint format bench asyncapi web
+.PHONY: help bootstrap up down clean env logs status test test-unit test-e2e lint format bench asyncapi web k8s-check image-check settings-doc roll
 
 help:
-	@echo "make up | down | clean | env | logs | status | test | test-unit | test-e2e | lint | bench | asyncapi | web"
+	@echo "make up | down | clean | env | logs | status | test | test-unit | test-e2e | lint | bench | asyncapi | web | k8s-check | image-check | settings-doc | roll"
 
 bootstrap:  ## install uv (from PyPI) when missing, then the workspace's locked dependencies
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || \
@@ -55,8 +55,20 @@ format: bootstrap
 bench: bootstrap  ## load test on the embedded stack; prints one JSON document
 	@$(RUN) python -m tools.bench $(BENCH_ARGS)
 
+settings-doc: bootstrap  ## rewrite the table of every environment setting in docs/configuration.md
+	@$(RUN) python -m tools.settings_doc
+
+roll: bootstrap  ## restart `make up`'s services one by one (SIGTERM, wait healthy, next)
+	@$(RUN) python -m tools.stack roll
+
 asyncapi: bootstrap  ## write each service's AsyncAPI document under deploy/asyncapi/
 	@$(RUN) python -m tools.asyncapi deploy/asyncapi
 
 web:  ## rebuild the browser pages' bundle (Node and npm needed; the built files are committed)
 	@cd services/sessions/web && npm ci --no-audit --no-fund && npm run typecheck && npm run build
+
+k8s-check: bootstrap  ## render every Kubernetes overlay and validate it offline (built-in kinds and the operators' CRDs)
+	@$(RUN) python -m tools.k8s check
+
+image-check: bootstrap  ## lint the Dockerfile and prove its runtime install: empty venv, no dev packages, a service healthy
+	@$(RUN) python -m tools.image_check all
