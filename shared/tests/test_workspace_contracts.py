@@ -107,6 +107,12 @@ def test_a_supervisor_action_with_what_it_needs_is_accepted_and_keyed_by_the_age
 # --- bounds on text a person types --------------------------------------------------------------
 
 
+def test_a_copied_presence_reason_is_never_refused() -> None:
+    """presence composes reasons from bounded parts (a reason typed + ": restored after reconnect",
+    a list of channels) that can exceed one typed reason: sessions copies them as they are."""
+    c.PresenceUpdated(**AGENT, status="away", source="device", reason="x" * 500 + ": restored after reconnect")
+
+
 @pytest.mark.parametrize(
     ("model", "kwargs", "field", "limit"),
     [
@@ -126,7 +132,6 @@ def test_a_supervisor_action_with_what_it_needs_is_accepted_and_keyed_by_the_age
             8000,
         ),
         (c.SessionClosed, {**AGENT, "session_id": "s-1"}, "note", 2000),
-        (c.PresenceUpdated, {**AGENT, "status": "away", "source": "manual"}, "reason", 500),
         (c.EscalationDetected, {"conversation_id": "c-1", "signals": ["upset"]}, "excerpt", 300),
     ],
 )
