@@ -247,6 +247,8 @@ class Runtime(Generic[S, B]):
             self.running_state = "running"
             return
         tracing.configure(self.settings, self.name)
+        # production refusals that need no database come first: they hold even when it is unreachable
+        await production.enforce(self.settings, None)
         self._pool = await db.create_pool(
             self.database_url,
             self.schema,
