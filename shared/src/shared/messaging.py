@@ -458,22 +458,19 @@ class OutboxRelay:
 
     async def _publish(self, row: Any, *, confirm: bool) -> Any:
         headers = {"content-type": CONTENT_TYPE, **(row["headers"] or {})}
+        return await self._send(row["topic"], row["payload"], row["key"], headers, confirm=confirm)
+
+    async def _send(self, topic: str, value: bytes, key: str | None, headers: dict[str, str], *, confirm: bool) -> Any:
+        """One record through the relay's own producer (the broker's without a factory): the
+        delivery future, or its result when `confirm`."""
+        encoded_key = key.encode() if key is not None else None
         producer = await self._producer_ready()
         if producer is not None:
             fut = await producer.send(
-                row["topic"],
-                row["payload"],
-                key=row["key"].encode() if row["key"] is not None else None,
-                headers=[(k, str(v).encode()) for k, v in headers.items()],
+                topic, value, key=encoded_key, headers=[(k, str(v).encode()) for k, v in headers.items()]
             )
             return await fut if confirm else fut
-        return await self.broker.publish(
-            row["payload"],
-            topic=row["topic"],
-            key=row["key"].encode() if row["key"] is not None else None,
-            headers=headers,
-            no_confirm=not confirm,
-        )
+        return await self.broker.publish(value, topic=topic, key=encoded_key, headers=headers, no_confirm=not confirm)
 
     async def _relay_once(self, conn: Conn) -> int:
         """Publish one chunk in order; returns the rows it took off the pending list (published or dead)."""
@@ -572,11 +569,11 @@ class OutboxRelay:
             "size_bytes": len(row["payload"]),
             "reason": reason,
         }
-        await self.broker.publish(
+        await self._send(
+            row["topic"] + topics.DLQ_SUFFIX,
             json.dumps(notice).encode(),
-            topic=row["topic"] + topics.DLQ_SUFFIX,
-            key=row["key"].encode() if row["key"] is not None else None,
-            headers={
+            row["key"],
+            {
                 "content-type": "application/json",
                 "dlq.consumer": f"{self.schema}:outbox",
                 "dlq.kind": "outbox_oversize",
@@ -587,6 +584,7 @@ class OutboxRelay:
                 "dlq.event_id": notice["event_id"] or "",
                 "dlq.time": datetime.now(UTC).isoformat(),
             },
+            confirm=True,
         )
         await conn.execute(Q.bury_outbox, row["id"], reason)
         self.dead += 1
