@@ -46,6 +46,7 @@ def run(factory: str, argv: list[str] | None = None) -> None:
         port=args.port if args.port is not None else settings.http_port,
         log_level="warning",
         lifespan="on",
+        loop=settings.event_loop,
         ws="auto",
         ws_max_size=WS_MAX_SIZE,
         timeout_keep_alive=KEEP_ALIVE_S,

@@ -441,14 +441,14 @@ class OutboxRelay:
                     self.last_cycle_at = time.monotonic()
                     # a cycle begun after drain() was called sees every row committed before it
                     final = self._draining
+                    # cleared before reading: a commit notified while this cycle runs wakes the next
+                    self._wake.clear()
                     sent = await self._relay_once(conn)
-                    if sent < self.batch:
-                        if final:
-                            return
-                        self._wake.clear()
-                        if sent == 0:
-                            with contextlib.suppress(TimeoutError):
-                                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+                    if sent < self.batch and final:
+                        return
+                    if sent == 0:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._wake.wait(), timeout=1.0)
             finally:
                 await conn.remove_listener(channel, self._notified)
                 await conn.execute(Q.advisory_unlock, lock)
@@ -706,6 +706,7 @@ class Consumer:
             title=f"{service}:{topic}",
             description=f"{service} consumes {topic}: types {', '.join(sorted(handlers))}",
         )
+        take_available(self.subscriber, settings.batch_timeout_ms, settings.max_batch)
 
         # AsyncAPI documents each record as the topic's envelope; SkipValidation keeps FastStream
         # from validating bodies (`process` parses the raw records itself: poison -> DLQ).
@@ -998,6 +999,23 @@ def _header(rec: ConsumerRecord[Any, Any], name: str) -> str | None:
         if key == name:
             return value.decode(errors="replace") if value is not None else None
     return None
+
+
+def take_available(subscriber: Any, idle_wait_ms: int, max_records: int) -> None:
+    """Make a batch subscriber take what has arrived, at once, and never wait on a clock.
+
+    FastStream's batch poll (`getmany(timeout_ms=batch_timeout_ms)`) returns as soon as records are
+    there, but after an empty poll it sleeps `batch_timeout_ms` more: a record arriving in that
+    sleep waits for it, on every hop of a conversation's path. Here an empty poll just polls again,
+    and the poll itself waits up to `idle_wait_ms` for the first record to arrive (returning the
+    moment one does). Batches form only under load: whatever arrived while the last batch was
+    being handled, up to `max_records`."""
+
+    async def get_msg(consumer: Any) -> tuple[ConsumerRecord[Any, Any], ...]:
+        fetched = await consumer.getmany(timeout_ms=idle_wait_ms, max_records=max_records)
+        return tuple(rec for recs in fetched.values() for rec in recs)
+
+    subscriber.get_msg = get_msg
 
 
 def declare_publishers(broker: KafkaBroker, names: topics.TopicNames, produced: dict[str, str]) -> None:

@@ -28,9 +28,12 @@ class ServiceSettings(BaseSettings):
     db_pool_max: int = 8
     log_level: str = Field("INFO", validation_alias=AliasChoices("log_level", "LOG_LEVEL"))
     log_format: str = Field("auto", validation_alias=AliasChoices("log_format", "LOG_FORMAT"))
-    # consumer behaviour
+    # consumer behaviour: a poll takes what has arrived at once (up to max_batch); with nothing there
+    # it waits up to batch_timeout_ms for the first record (shared.messaging.take_available)
     max_batch: int = 500
-    batch_timeout_ms: int = 20
+    batch_timeout_ms: int = 200
+    # uvicorn's loop: auto (uvloop when installed), uvloop or asyncio
+    event_loop: str = Field("auto", validation_alias=AliasChoices("event_loop", "SWITCHBOARD_EVENT_LOOP"))
     transient_retries: int = 3
     max_consecutive_failures: int = 10
     # test hook: exit hard right after the outbox commit, before the relay publishes it

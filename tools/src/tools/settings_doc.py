@@ -56,7 +56,11 @@ MEANINGS: dict[str, str] = {
     "log_level": "DEBUG, INFO, WARNING or ERROR",
     "log_format": "json, console, or auto (JSON when standard error is not a terminal)",
     "max_batch": "most records handled in one batch (one transaction) per consumer",
-    "batch_timeout_ms": "how long a consumer waits for records when none are there",
+    "batch_timeout_ms": (
+        "longest one poll waits for the first record when none are there (records already there are taken at "
+        "once, and a record arriving during the wait ends it)"
+    ),
+    "event_loop": "the event loop the service runs on: auto (uvloop when installed), uvloop or asyncio",
     "transient_retries": "retries of a record whose handling fails unexpectedly, before it is dead-lettered",
     "max_consecutive_failures": "consecutive infrastructure failures (database or broker unreachable) after "
     "which the process exits for its orchestrator to restart it; bad records never count",

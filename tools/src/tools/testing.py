@@ -136,7 +136,6 @@ class Deployment:
             "topic_prefix": self.prefix,
             "db_user": stack.service_role(service),
             "db_password": stack.DB_PASSWORD,
-            "batch_timeout_ms": 10,
             "log_level": os.environ.get("LOG_LEVEL", "WARNING"),
         }
         values.update(overrides)
