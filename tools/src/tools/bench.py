@@ -6,16 +6,23 @@ arrival->session.started latency (p50/p95/p99), sustained throughput, capacity v
 service's peak RSS, and the floor: a raw aiokafka produce->consume hop on the same broker and a
 single-row PostgreSQL commit. Ratios are to that floor.
 
-python -m tools.bench [--scenario all|peak|throughput|scale|assist|browser] [--rate 1000] [--duration 10]
-                      [--agents 1000] [--handle-time 0.5] [--scale-rate 100] [--peak-rate 28] [--peak-duration 60]
+python -m tools.bench [--scenario all|peak|throughput|replicas|scale|assist|browser|faults|fuzz]
+                      [--rate 1000] [--duration 10] [--agents 1000] [--handle-time 0.5] [--scale-rate 100]
+                      [--peak-rate 28] [--peak-duration 60] [--replica SERVICE=N ...] [--profile DIR]
 
 Scenarios: `peak` (a real centre's busiest minute: 28 arrivals/s, 1,000 agents, 60 s; arrival->offer
 percentiles against the floor measured at idle before the load, each stage of the path, CPU ms per
-conversation per service), `throughput` (the rate above with the floor measured beside it) and `scale` (the same
+conversation per service), `throughput` (the rate above with the floor measured beside it), `replicas` (the
+throughput load again with two processes of the service that used the most CPU per conversation: the
+figure at 1 and at 2 replicas) and `scale` (the same
 load at 1,000 and at 10,000 agents, arrival->offer latency of both and their ratio) and `assist`
 (tools/bench_assist.py: recall@3, hit@3 and per-message latency on the evaluation set) and `browser`
 (tools/bench_browser.py: the agent workspace in Chromium with 10 sessions of 200 messages: first
 render and session switch, in main-thread milliseconds).
+
+Every load scenario also says where the work went, per conversation: CPU milliseconds of each service
+(replicas summed), of the broker and of PostgreSQL when they run here; events published per topic
+(end offsets before and after); statements each service's database role ran (pg_stat_statements).
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ import asyncpg
 import orjson
 import psutil
 import yaml
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared import contracts as c
@@ -157,6 +164,105 @@ class RssSampler:
             await asyncio.sleep(1.0)
 
 
+class InfraCpu:
+    """CPU seconds of the broker and of PostgreSQL (postmaster and backends) when they run on this
+    machine: found by the ports they listen on (empty for a remote cluster)."""
+
+    def __init__(self, infra: testing.Infrastructure) -> None:
+        ports = {"kafka": _port_of(infra.bootstrap), "postgres": _port_of(infra.admin_url.split("@")[-1])}
+        self.procs: dict[str, psutil.Process] = {}
+        with contextlib.suppress(psutil.Error, OSError):
+            for conn in psutil.net_connections(kind="tcp"):
+                if conn.status != psutil.CONN_LISTEN or conn.pid is None:
+                    continue
+                for name, port in ports.items():
+                    if port and conn.laddr.port == port and conn.laddr.ip.startswith("127."):
+                        self.procs[name] = psutil.Process(conn.pid)
+
+    def cpu_seconds(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name, proc in self.procs.items():
+            try:
+                family = [proc, *proc.children(recursive=True)] if name == "postgres" else [proc]
+                total = 0.0
+                for p in family:
+                    with contextlib.suppress(psutil.Error):
+                        t = p.cpu_times()
+                        total += t.user + t.system
+                out[name] = total
+            except psutil.Error:
+                continue
+        return out
+
+
+def _port_of(address: str) -> int | None:
+    host_port = address.split(",")[0].split("/")[0]
+    try:
+        return int(host_port.rsplit(":", 1)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+async def topic_offsets(dep: testing.Deployment) -> dict[str, int]:
+    """Records in each of the deployment's topics so far (the sum of its partitions' end offsets)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=dep.infra.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()  # fetches the cluster's metadata: every topic's partitions
+        parts = [
+            (spec.name, TopicPartition(dep.topic(spec.name), p))
+            for spec in topics.TOPICS
+            for p in consumer.partitions_for_topic(dep.topic(spec.name)) or ()
+        ]
+        ends = await consumer.end_offsets([tp for _, tp in parts]) if parts else {}
+        out: collections.Counter[str] = collections.Counter()
+        for topic, tp in parts:
+            out[topic] += ends.get(tp, 0)
+        return dict(out)
+    finally:
+        await consumer.stop()
+
+
+class StatementCounter:
+    """Statements each service's database role ran during the load (pg_stat_statements, when the
+    server preloads it: the embedded PostgreSQL does), counted per conversation."""
+
+    def __init__(self, conn: asyncpg.Connection | None) -> None:
+        self.conn = conn
+
+    @classmethod
+    async def start(cls, dep: testing.Deployment) -> StatementCounter:
+        conn = await asyncpg.connect(dep.database_url)
+        try:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            await conn.execute("SELECT pg_stat_statements_reset()")
+        except asyncpg.PostgresError:
+            await conn.close()
+            return cls(None)
+        return cls(conn)
+
+    async def per_conversation(self, n: int) -> dict[str, Any]:
+        if self.conn is None:
+            return {"unavailable": "PostgreSQL does not preload pg_stat_statements"}
+        try:
+            rows = await self.conn.fetch(
+                "SELECT r.rolname AS role, sum(s.calls)::bigint AS calls, sum(s.total_exec_time) AS exec_ms "
+                "FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid "
+                "WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "GROUP BY r.rolname"
+            )
+        finally:
+            await self.conn.close()
+        roles = {stack.service_role(svc): svc for svc in stack.SERVICES}
+        out: dict[str, Any] = {}
+        for r in rows:
+            if r["role"] in roles:
+                out[roles[r["role"]]] = round(r["calls"] / n, 1)
+        out["total"] = round(sum(v for k, v in out.items()), 1)
+        out["server_exec_ms_total"] = round(sum(r["exec_ms"] for r in rows if r["role"] in roles) / n, 2)
+        return out
+
+
 def bench_config(agents: int) -> dict[str, Any]:
     demo = yaml.safe_load((stack.ROOT / "deploy/demo/switchboard.yaml").read_text())
     routing = demo["routing"]
@@ -179,6 +285,27 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             )
         if args.scenario in ("all", "throughput"):
             report["throughput"] = await scenario(infra, args, args.agents, args.rate, floor=True)
+        if args.scenario in ("all", "replicas"):
+            # the busiest service (most CPU per conversation in the throughput run) at 1 and 2 replicas,
+            # side by side at the throughput scenario's load
+            base = report.get("throughput") or await scenario(infra, args, args.agents, args.rate, floor=False)
+            per = {k: v for k, v in base["cpu_ms_per_conversation"].items() if k != "total"}
+            busiest = max(per, key=lambda k: per[k])
+            two = await scenario(infra, args, args.agents, args.rate, floor=False, replicas_of={busiest: 2})
+            report["replicas"] = {
+                "service": busiest,
+                "throughput_sessions_per_s": {
+                    "1": base["throughput_sessions_per_s"],
+                    "2": two["throughput_sessions_per_s"],
+                },
+                "cpu_ms_per_conversation": {"1": base["cpu_ms_per_conversation"], "2": two["cpu_ms_per_conversation"]},
+                "arrival_to_offer_p99_ms": {
+                    "1": base["arrival_to_offer"]["p99_ms"],
+                    "2": two["arrival_to_offer"]["p99_ms"],
+                },
+                "capacity_violations": base["capacity_violations"]["violations"]
+                + two["capacity_violations"]["violations"],
+            }
         if args.scenario in ("all", "scale"):
             small = await scenario(infra, args, 1_000, args.scale_rate, floor=False)
             large = await scenario(infra, args, 10_000, args.scale_rate, floor=False)
@@ -226,6 +353,7 @@ async def scenario(
     *,
     duration: float | None = None,
     floor_n: int = 2000,
+    replicas_of: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     if duration is not None:
         args = argparse.Namespace(**{**vars(args), "duration": duration})
@@ -235,8 +363,12 @@ async def scenario(
     procs: dict[str, subprocess.Popen[bytes]] = {}
     logs = stack.ROOT / ".state" / "bench"
     logs.mkdir(parents=True, exist_ok=True)
+    replicas = {**dict(args.replica), **(replicas_of or {})}
     try:
-        for svc in stack.SERVICES:
+        for name in (
+            f"{svc}#{i}" if i > 1 else svc for svc in stack.SERVICES for i in range(1, replicas.get(svc, 1) + 1)
+        ):
+            svc = name.split("#")[0]
             env = {
                 **os.environ,
                 "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap,
@@ -252,42 +384,69 @@ async def scenario(
             argv = stack.service_argv(svc, port)
             if args.profile:
                 # py-spy launched with the process (attaching needs ptrace rights we may not have)
-                folded = Path(args.profile) / f"{svc}.txt"
+                folded = Path(args.profile) / f"{name.replace('#', '-')}.txt"
                 folded.parent.mkdir(parents=True, exist_ok=True)
                 argv = [args.py_spy, "record", "--format", "raw", "--rate", "200", "-o", str(folded), "--", *argv]
-            procs[svc] = subprocess.Popen(
+            log_file = logs / f"{name.replace('#', '-')}.log"
+            procs[name] = subprocess.Popen(
                 argv,
                 env=env,
                 stdin=subprocess.DEVNULL,
-                stdout=open(logs / f"{svc}.log", "wb"),
+                stdout=open(log_file, "wb"),
                 stderr=subprocess.STDOUT,
             )
-            procs[svc].port = port  # type: ignore[attr-defined]
-        for svc, p in procs.items():
-            stack.wait_for(lambda port=p.port: stack._healthy(port), svc, 120, logs / f"{svc}.log")  # type: ignore[attr-defined]
+            procs[name].port = port  # type: ignore[attr-defined]
+            procs[name].log = log_file  # type: ignore[attr-defined]
+        for name, p in procs.items():
+            stack.wait_for(lambda port=p.port: stack._healthy(port), name, 120, p.log)  # type: ignore[attr-defined]
         sampler = RssSampler(procs)
         sampler_task = asyncio.create_task(sampler.run())
+        infra_procs = InfraCpu(infra)
 
         # The floor is measured with the services up but idle, before any load: a raw Kafka hop and a
         # one-row commit on the same broker and database, at the scenario's rate (at most 1,000/s).
         floor_kafka = await kafka_floor(infra.bootstrap, n=floor_n, rate=min(rate, 1000.0)) if floor else None
         floor_pg = await postgres_floor(dep.database_url, n=floor_n) if floor else None
 
+        statements = await StatementCounter.start(dep)
+        offsets_before = await topic_offsets(dep)
         cpu_before = sampler.cpu_seconds()
+        infra_before = infra_procs.cpu_seconds()
         bench_cpu0 = psutil.Process().cpu_times()
+        wall0 = time.perf_counter()
         result = await load(dep, args, agents, rate)
+        wall = time.perf_counter() - wall0
         sampler_task.cancel()
         cpu_after = sampler.cpu_seconds()
+        infra_after = infra_procs.cpu_seconds()
         bench_cpu1 = psutil.Process().cpu_times()
+        offsets_after = await topic_offsets(dep)
+        # per service, replicas summed
+        per_svc_s: dict[str, float] = collections.defaultdict(float)
+        for name in cpu_after:
+            per_svc_s[name.split("#")[0]] += cpu_after[name] - cpu_before[name]
         result["cpu_seconds_during_load"] = {
-            **{k: round(cpu_after[k] - cpu_before[k], 2) for k in cpu_after},
+            **{k: round(v, 2) for k, v in per_svc_s.items()},
+            **{k: round(infra_after[k] - infra_before[k], 2) for k in infra_after},
             "load_generator_and_client": round(
                 bench_cpu1.user + bench_cpu1.system - bench_cpu0.user - bench_cpu0.system, 2
             ),
+            "wall_seconds": round(wall, 2),
+            "cores": os.cpu_count(),
         }
         n_done = max(1, result["sessions_started"])
-        per_service = {k: round((cpu_after[k] - cpu_before[k]) * 1000 / n_done, 2) for k in cpu_after}
+        per_service = {k: round(v * 1000 / n_done, 2) for k, v in per_svc_s.items()}
         result["cpu_ms_per_conversation"] = {**per_service, "total": round(sum(per_service.values()), 2)}
+        result["infra_cpu_ms_per_conversation"] = {
+            k: round((infra_after[k] - infra_before[k]) * 1000 / n_done, 2) for k in infra_after
+        }
+        events = {t: offsets_after.get(t, 0) - offsets_before.get(t, 0) for t in offsets_after}
+        result["events_per_conversation"] = {
+            **{t: round(n / n_done, 2) for t, n in sorted(events.items()) if n},
+            "total": round(sum(events.values()) / n_done, 2),
+        }
+        result["statements_per_conversation"] = await statements.per_conversation(n_done)
+        result["replicas"] = {svc: replicas.get(svc, 1) for svc in stack.SERVICES}
         violations = await capacity_violations(dep)
         out: dict[str, Any] = {
             "scenario": {
@@ -340,6 +499,10 @@ def peak(run: dict[str, Any]) -> dict[str, Any]:
         "sessions_started": run["sessions_started"],
         "timed_out": run["timed_out"],
         "cpu_ms_per_conversation": run["cpu_ms_per_conversation"],
+        "infra_cpu_ms_per_conversation": run["infra_cpu_ms_per_conversation"],
+        "cpu_seconds_during_load": run["cpu_seconds_during_load"],
+        "events_per_conversation": run["events_per_conversation"],
+        "statements_per_conversation": run["statements_per_conversation"],
         "capacity_violations": run["capacity_violations"],
     }
 
@@ -531,13 +694,32 @@ async def capacity_violations(dep: testing.Deployment) -> dict[str, Any]:
         await conn.close()
 
 
+def _replica(text: str) -> tuple[str, int]:
+    svc, _, n = text.partition("=")
+    if svc not in stack.SERVICES or not n.isdigit() or int(n) < 1:
+        raise argparse.ArgumentTypeError(f"expected SERVICE=N with SERVICE one of {', '.join(stack.SERVICES)}")
+    return svc, int(n)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(prog="make bench")
     p.add_argument("--rate", type=float, default=float(os.environ.get("BENCH_RATE", 1000)))
     p.add_argument("--duration", type=float, default=float(os.environ.get("BENCH_DURATION", 10)))
     p.add_argument("--agents", type=int, default=int(os.environ.get("BENCH_AGENTS", 1000)))
     p.add_argument("--handle-time", type=float, default=float(os.environ.get("BENCH_HANDLE_TIME", 0.5)))
-    p.add_argument("--scenario", choices=["all", "peak", "throughput", "scale", "assist", "browser"], default="all")
+    p.add_argument(
+        "--scenario",
+        choices=["all", "peak", "throughput", "replicas", "scale", "assist", "browser", "faults", "fuzz"],
+        default="all",
+    )
+    p.add_argument(
+        "--replica",
+        type=_replica,
+        action="append",
+        default=[],
+        metavar="SERVICE=N",
+        help="run N processes of SERVICE (one consumer group) in every load scenario; repeatable",
+    )
     p.add_argument("--peak-rate", type=float, default=float(os.environ.get("BENCH_PEAK_RATE", 28)))
     p.add_argument("--peak-duration", type=float, default=float(os.environ.get("BENCH_PEAK_DURATION", 60)))
     p.add_argument(

@@ -735,7 +735,8 @@ def start_postgres(layout: Layout) -> None:
                 "-t",
                 "60",
                 "-o",
-                f"-p {layout.pg_port}",
+                # pg_stat_statements: statements per service role (make bench, operators' diagnosis)
+                f"-p {layout.pg_port} -c shared_preload_libraries=pg_stat_statements",
                 "start",
             ]
         ),
