@@ -164,6 +164,9 @@ class RssSampler:
             await asyncio.sleep(1.0)
 
 
+LOCAL_ADDRESSES = frozenset({"127.0.0.1", "::ffff:127.0.0.1", "::1", "0.0.0.0", "::"})
+
+
 class InfraCpu:
     """CPU seconds of the broker and of PostgreSQL (postmaster and backends) when they run on this
     machine: found by the ports they listen on (empty for a remote cluster)."""
@@ -176,7 +179,7 @@ class InfraCpu:
                 if conn.status != psutil.CONN_LISTEN or conn.pid is None:
                     continue
                 for name, port in ports.items():
-                    if port and conn.laddr.port == port and conn.laddr.ip.startswith("127."):
+                    if port and conn.laddr.port == port and conn.laddr.ip in LOCAL_ADDRESSES:
                         self.procs[name] = psutil.Process(conn.pid)
 
     def cpu_seconds(self) -> dict[str, float]:
@@ -184,7 +187,9 @@ class InfraCpu:
         for name, proc in self.procs.items():
             try:
                 family = [proc, *proc.children(recursive=True)] if name == "postgres" else [proc]
-                total = 0.0
+                # backends that ended count in the postmaster's children times
+                ended = proc.cpu_times()
+                total = ended.children_user + ended.children_system if name == "postgres" else 0.0
                 for p in family:
                     with contextlib.suppress(psutil.Error):
                         t = p.cpu_times()
@@ -205,14 +210,17 @@ def _port_of(address: str) -> int | None:
 
 async def topic_offsets(dep: testing.Deployment) -> dict[str, int]:
     """Records in each of the deployment's topics so far (the sum of its partitions' end offsets)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=dep.infra.bootstrap)
     consumer = AIOKafkaConsumer(bootstrap_servers=dep.infra.bootstrap, enable_auto_commit=False)
+    await admin.start()
     await consumer.start()
     try:
-        await consumer.topics()  # fetches the cluster's metadata: every topic's partitions
+        names = {dep.topic(spec.name): spec.name for spec in topics.TOPICS}
         parts = [
-            (spec.name, TopicPartition(dep.topic(spec.name), p))
-            for spec in topics.TOPICS
-            for p in consumer.partitions_for_topic(dep.topic(spec.name)) or ()
+            (names[desc["topic"]], TopicPartition(desc["topic"], p["partition"]))
+            for desc in await admin.describe_topics(list(names))
+            if desc.get("error_code", 0) == 0 and desc["topic"] in names
+            for p in desc["partitions"]
         ]
         ends = await consumer.end_offsets([tp for _, tp in parts]) if parts else {}
         out: collections.Counter[str] = collections.Counter()
@@ -221,6 +229,7 @@ async def topic_offsets(dep: testing.Deployment) -> dict[str, int]:
         return dict(out)
     finally:
         await consumer.stop()
+        await admin.close()
 
 
 class StatementCounter:
