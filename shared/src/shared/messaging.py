@@ -2,10 +2,10 @@
 
 - `UnitOfWork`: a use case's transaction; events it emits go to the outbox in that transaction.
 - `OutboxRelay`: publishes the outbox in order, one active relay per schema, rows deleted after
-  the broker confirmed them (at-least-once; consumers dedupe on the event id). A row the broker can
-  never take (larger than the producer's `max_request_size` or the topic's `max.message.bytes`) is
-  marked dead in the outbox (`dead_at`, `dead_reason`), announced by a small record on TOPIC.dlq,
-  and the relay goes on with the next rows.
+  the broker confirmed them, by the relay's next read (at-least-once; consumers dedupe on the event
+  id). A row the broker can never take (larger than the producer's `max_request_size` or the
+  topic's `max.message.bytes`) is marked dead in the outbox (`dead_at`, `dead_reason`), announced
+  by a small record on TOPIC.dlq, and the relay goes on with the next rows.
 - `Consumer`: a batch subscriber whose records are parsed, deduplicated through the inbox and
   handled in one transaction per batch; offsets are committed only after that transaction.
 
@@ -71,6 +71,9 @@ CONTENT_TYPE = "application/cloudevents+json"
 MAX_MESSAGE_BYTES = 1_048_576
 # What a dead letter keeps of a record too large to be dead-lettered whole.
 DLQ_TRUNCATED_BYTES = 64 * 1024
+# Published rows the relay deletes within its next read (more: a DELETE of their own first, so the
+# read's exclusion list stays short).
+SWEEP_WITH_READ = 64
 # How long the relay trusts a topic's max.message.bytes before reading it again.
 TOPIC_LIMIT_TTL_S = 300.0
 
@@ -361,6 +364,8 @@ class OutboxRelay:
         self.last_cycle_at = time.monotonic()
         self._draining = False
         self._topic_limits: dict[str, tuple[int | None, float]] = {}
+        # published rows not deleted yet: deleted by the next cycle's read, in the same statement
+        self._unswept: list[int] = []
 
     def start(self) -> None:
         self._draining = False
@@ -445,6 +450,7 @@ class OutboxRelay:
                     self._wake.clear()
                     sent = await self._relay_once(conn)
                     if sent < self.batch and final:
+                        await self._sweep(conn)
                         return
                     if sent == 0:
                         with contextlib.suppress(TimeoutError):
@@ -472,9 +478,22 @@ class OutboxRelay:
             return await fut if confirm else fut
         return await self.broker.publish(value, topic=topic, key=encoded_key, headers=headers, no_confirm=not confirm)
 
+    async def _sweep(self, conn: Conn) -> None:
+        """Delete the rows published since the last read (they would only be published again)."""
+        if self._unswept:
+            await conn.execute(Q.delete_outbox, self._unswept)
+            self._unswept = []
+
     async def _relay_once(self, conn: Conn) -> int:
-        """Publish one chunk in order; returns the rows it took off the pending list (published or dead)."""
-        rows = await conn.fetch(Q.list_outbox, self.batch)
+        """Publish one chunk in order; returns the rows it took off the pending list (published or dead).
+
+        The rows published are deleted by the next cycle's read, in the same statement: a commit costs
+        the relay one round trip (not a read, a delete and an empty read). Until then they stay in the
+        outbox, and a relay that dies in between publishes them again (consumers dedupe)."""
+        if len(self._unswept) > SWEEP_WITH_READ:
+            await self._sweep(conn)
+        rows = await conn.fetch(Q.sweep_and_list_outbox, self.batch, self._unswept)
+        self._unswept = []
         if not rows:
             return 0
         if self.crash_before_publish:
@@ -524,8 +543,7 @@ class OutboxRelay:
             if row["id"] in dead:
                 await self._bury(conn, row, dead[row["id"]])
         done = [r["id"] for r in rows if r["id"] not in dead]
-        if done:
-            await conn.execute(Q.delete_outbox, done)
+        self._unswept = done
         self.published += len(done)
         OUTBOX_PUBLISHED.labels(self.schema).inc(len(done))
         return len(rows)

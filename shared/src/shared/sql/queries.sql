@@ -10,15 +10,20 @@ ON CONFLICT DO NOTHING RETURNING event_id;
 -- name: insert_outbox
 INSERT INTO outbox (topic, key, payload, headers) VALUES ($1, $2, $3, $4);
 
--- name: list_outbox
--- Pending rows in order; dead rows (the broker can never take them) are skipped.
-SELECT id, topic, key, payload, headers FROM outbox WHERE dead_at IS NULL ORDER BY id LIMIT $1;
-
 -- name: bury_outbox
 UPDATE outbox SET dead_at = now(), dead_reason = $2 WHERE id = $1;
 
 -- name: delete_outbox
 DELETE FROM outbox WHERE id = ANY($1::bigint[]);
+
+-- name: sweep_and_list_outbox
+-- Deletes $2 (rows the relay published since its last read) and lists the pending rows in order
+-- (dead rows, which the broker can never take, skipped), in one round trip. The SELECT sees the
+-- statement's snapshot, before the delete, hence the exclusion (a few ids: the relay sweeps a long
+-- list with delete_outbox instead).
+WITH swept AS (DELETE FROM outbox WHERE id = ANY($2::bigint[]))
+SELECT id, topic, key, payload, headers FROM outbox
+WHERE dead_at IS NULL AND id <> ALL($2::bigint[]) ORDER BY id LIMIT $1;
 
 -- name: prune_inbox
 -- One bounded chunk of inbox rows older than $1 seconds (inbox_received_at index); returns how many.
