@@ -721,6 +721,9 @@ class Consumer:
             batch_timeout_ms=settings.batch_timeout_ms,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
+            # `process` parses the raw records itself (once: orjson, then the contract); FastStream's
+            # own JSON decoding of every record would be thrown away
+            decoder=_undecoded,
             title=f"{service}:{topic}",
             description=f"{service} consumes {topic}: types {', '.join(sorted(handlers))}",
         )
@@ -1016,6 +1019,11 @@ def _header(rec: ConsumerRecord[Any, Any], name: str) -> str | None:
     for key, value in rec.headers or ():
         if key == name:
             return value.decode(errors="replace") if value is not None else None
+    return None
+
+
+async def _undecoded(message: Any) -> None:
+    """A subscriber's decoder that leaves the records as they are (see `Consumer`)."""
     return None
 
 
