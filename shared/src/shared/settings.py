@@ -28,9 +28,11 @@ class ServiceSettings(BaseSettings):
     db_pool_max: int = 8
     log_level: str = Field("INFO", validation_alias=AliasChoices("log_level", "LOG_LEVEL"))
     log_format: str = Field("auto", validation_alias=AliasChoices("log_format", "LOG_FORMAT"))
-    # consumer behaviour: a poll takes what has arrived at once (up to max_batch); with nothing there
-    # it waits up to batch_timeout_ms for the first record (shared.messaging.take_available)
+    # most records handled in one batch (one transaction) per consumer: a poll takes what has arrived
+    # at once, up to this (shared.messaging.take_available)
     max_batch: int = 500
+    # longest one poll waits for the first record when none are there (a record arriving ends the
+    # wait; records already there are taken at once)
     batch_timeout_ms: int = 200
     # uvicorn's loop: auto (uvloop when installed), uvloop or asyncio
     event_loop: str = Field("auto", validation_alias=AliasChoices("event_loop", "SWITCHBOARD_EVENT_LOOP"))
