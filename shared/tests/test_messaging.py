@@ -337,3 +337,38 @@ async def test_a_record_too_large_to_dead_letter_whole_is_dead_lettered_truncate
     [(value, headers)] = p.dlq.sent
     assert len(value) == messaging.DLQ_TRUNCATED_BYTES and headers["dlq.truncated_from_bytes"] == "600000"
     assert headers["dlq.reason"] == "record is 600,000 bytes; records are limited to 524,288 bytes"
+
+
+class _Polls:
+    """An aiokafka consumer's getmany as a batch subscriber sees it: what has arrived, up to max_records."""
+
+    def __init__(self) -> None:
+        self.waiting: list[ConsumerRecord[Any, Any]] = []
+        self.calls: list[tuple[int, int]] = []
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[str, list[ConsumerRecord[Any, Any]]]:
+        self.calls.append((timeout_ms, max_records))
+        taken, self.waiting = self.waiting[:max_records], self.waiting[max_records:]
+        return {"tp": taken} if taken else {}
+
+
+async def test_a_poll_takes_what_has_arrived_and_an_empty_poll_never_sleeps(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+
+    async def sleep(seconds: float, *_: Any) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr("anyio.sleep", sleep)  # FastStream's get_msg sleeps batch_timeout_ms after an empty poll
+    monkeypatch.setattr("asyncio.sleep", sleep)
+    broker = KafkaBroker("127.0.0.1:9")
+    subscriber = broker.subscriber("t", group_id="g", batch=True, max_records=3, batch_timeout_ms=5000)
+    messaging.take_available(subscriber, idle_wait_ms=50, max_records=3)
+    polls = _Polls()
+
+    assert await subscriber.get_msg(polls) == ()  # nothing there: the poll's own wait, no sleep after it
+    assert polls.calls == [(50, 3)] and slept == []
+
+    polls.waiting = [ConsumerRecord("t", 0, offset, 0, 0, None, b"{}", None, 0, 2, []) for offset in range(5)]
+    assert [r.offset for r in await subscriber.get_msg(polls)] == [0, 1, 2]  # what is there, up to max_records
+    assert [r.offset for r in await subscriber.get_msg(polls)] == [3, 4]
+    assert slept == []
