@@ -93,3 +93,41 @@ async def test_a_relay_drains_what_is_pending_and_stops(deployment: Deployment) 
     finally:
         await broker.stop()
         await pool.close()
+
+
+async def test_a_connection_goes_back_to_the_pool_without_a_round_trip_unless_it_holds_session_state(
+    deployment: Deployment,
+) -> None:
+    url = stack.service_database_url(deployment.database_url, "presence")
+    pool = await db.create_pool(url, "presence", max_size=1)
+    ran: list[str] = []
+    try:
+        async with pool.acquire() as conn:
+            conn.add_query_logger(lambda q: ran.append(q.query))
+            async with conn.transaction():
+                await conn.execute("SET LOCAL statement_timeout = 1234")
+        async with pool.acquire() as conn:  # the same connection (max_size 1)
+            assert ran == ["BEGIN;", "SET LOCAL statement_timeout = 1234", "COMMIT;"]  # no reset query
+            ran.clear()
+            tx = conn.transaction()
+            await tx.start()  # left open: the release still rolls it back
+            await conn.execute("CREATE TEMP TABLE rolled_back (one int)")
+        async with pool.acquire() as conn:
+            assert not any("RESET" in q for q in ran)
+            assert await conn.fetchval("SELECT to_regclass('rolled_back')") is None
+            # session state, marked: the full reset on release (LISTEN, advisory lock, SET)
+            db.keeps_session_state(conn)
+            await conn.execute("LISTEN hygiene")
+            await conn.fetchval("SELECT pg_try_advisory_lock(42)")
+            await conn.execute("SET statement_timeout = 1234")
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM pg_listening_channels()") == 0
+            assert (
+                await conn.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+                )
+                == 0
+            )
+            assert await conn.fetchval("SHOW statement_timeout") != "1234ms"
+    finally:
+        await pool.close()

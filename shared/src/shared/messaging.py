@@ -58,7 +58,7 @@ from pydantic import SkipValidation
 
 from shared import contracts, topics
 from shared.contracts import CloudEvent, InvalidEvent, Payload
-from shared.db import Conn
+from shared.db import Conn, keeps_session_state
 from shared.kafka_security import aiokafka_options, faststream_security
 from shared.settings import ServiceSettings
 from shared.tx import Database, OutboxRow, Q, Tx
@@ -432,6 +432,7 @@ class OutboxRelay:
 
     async def _hold_lock_and_relay(self) -> None:
         async with self.pool.acquire() as conn:
+            keeps_session_state(conn)  # the advisory lock and LISTEN are the session's
             lock = _lock_key(f"outbox:{self.schema}")
             if not await conn.fetchval(Q.try_advisory_lock, lock):
                 if not self._draining:  # another replica relays; stand by (drain() wakes it)
