@@ -14,12 +14,14 @@ import pytest
 
 from sessions.config import OfferNotifications, SessionProfile
 from sessions.domain import (
+    Assigned,
     Assignment,
     ConversationInfo,
     Disposition,
     Draft,
     Message,
     Offer,
+    Posted,
     Presence,
     Session,
     SupervisorAction,
@@ -545,3 +547,176 @@ async def test_assist_output_is_remembered_per_conversation_until_it_ends(store:
     assert await store.find_conversation_pane("c-2") == {}
     await store.forget_conversation("c-1")
     assert await store.find_conversation_pane("c-1") == {}
+
+
+# --- the hot path's combined statements (issue 13) ------------------------------------------------------
+
+
+async def test_sequence_numbers_of_several_agents_are_reserved_at_once(store: SessionsStore) -> None:
+    await store.bump_seq("a-2", 4)
+    assert await store.bump_seqs({"a-2": 2, "a-1": 3}) == {"a-1": 3, "a-2": 6}
+    assert await store.bump_seqs({}) == {}
+    assert (await store.get_seq("a-1"), await store.get_seq("a-2")) == (3, 6)
+
+
+async def test_a_received_offer_shows_the_work_offered_and_answers_the_agents_profile(store: SessionsStore) -> None:
+    await store.upsert_profile("default", SessionProfile(max_tabs=7))
+    await store.upsert_profile("quiet", SessionProfile(offer_notifications=OfferNotifications(sound="none")))
+    await store.assign_profile("a-2", "quiet")
+    await store.upsert_waiting_work("c-1", "chat", "general", "waiting", EXPIRES)
+    offer = Offer("o-1", "a-1", "c-1", "chat", EXPIRES, "billing", "Ada", {"customer": {"name": "Ada"}})
+    profile = await store.receive_offer(offer, EXPIRES + timedelta(seconds=5))
+    assert profile == SessionProfile(max_tabs=7)  # a new agent has the default profile
+    assert await store.find_offer("o-1") == offer
+    assert await store.find_focus("a-1") == "home"  # the agent exists, with its Home
+    home = await store.find_session("a-1", "home")
+    assert home is not None and home.status == "open"
+    [work] = await store.list_waiting_work(None)
+    assert (work.queue, work.state, work.queued_at) == ("billing", "offered", EXPIRES)  # waiting since queued
+    assert await store.receive_offer(offer, EXPIRES) is None  # recorded already
+    quiet = await store.receive_offer(Offer("o-2", "a-2", "c-2", "chat", EXPIRES, "general"), EXPIRES)
+    assert quiet is not None and quiet.offer_notifications.sound == "none"
+    [new] = [w for w in await store.list_waiting_work(None) if w.conversation_id == "c-2"]
+    assert (new.state, new.queued_at) == ("offered", EXPIRES)
+
+
+async def test_only_the_agents_pending_unexpired_offer_is_answered(store: SessionsStore) -> None:
+    await store.insert_offer(Offer("o-1", "a-1", "c-1", "chat", EXPIRES))
+    before = EXPIRES - timedelta(seconds=1)
+    assert await store.answer_offer("o-1", "a-2", "accepted", before) is None  # not a-2's
+    assert await store.answer_offer("o-1", "a-1", "accepted", EXPIRES) is None  # expired
+    assert await store.answer_offer("o-9", "a-1", "accepted", before) is None
+    found = await store.find_offer("o-1")
+    assert found is not None and found.status == "pending"
+    answered = await store.answer_offer("o-1", "a-1", "accepted", before)
+    assert answered == Offer("o-1", "a-1", "c-1", "chat", EXPIRES, status="accepted")
+    assert await store.answer_offer("o-1", "a-1", "rejected", before) is None  # no longer pending
+
+
+async def test_an_assignment_is_recorded_with_what_is_known_of_the_conversation(store: SessionsStore) -> None:
+    await store.insert_offer(Offer("o-1", "a-2", "c-1", "chat", EXPIRES))
+    await store.upsert_waiting_work("c-1", "chat", "general", "offered", EXPIRES)
+    empty = await store.assign(Assignment("c-9", "a-2", "chat", queue="general"), None, 50)
+    assert empty == Assigned(None, {}, [], [])
+    await store.ensure_agent("a-1")
+    await open_with_anchor(store, "a-1", "c-1")
+    await store.merge_conversation_pane("c-1", {"summary": {"summary": "a"}})
+    await store.add_escalation("c-1", ["upset"])
+    for i in range(1, 4):
+        await store.insert_message(message("c-1", f"m-{i}", f"text {i}", seconds=i))
+    held = await store.assign(Assignment("c-1", "a-2", "chat", {"customer": {}}, queue="general"), "o-1", 2)
+    assert held.session is not None and (held.session.agent_id, held.session.session_id) == ("a-1", "conv-c-1")
+    assert (held.said, held.signals) == ({"summary": {"summary": "a"}}, ["upset"])
+    assert held.earlier == [message("c-1", f"m-{i}", f"text {i}", i, ordinal=i) for i in (2, 3)]
+    offer = await store.find_offer("o-1")
+    assert offer is not None and offer.status == "assigned"
+    assert await store.list_waiting_work(None) == []
+    assert await store.find_assignment("c-1") == Assignment("c-1", "a-2", "chat", {"customer": {}}, queue="general")
+    assert await store.find_focus("a-2") == "home"  # the agent exists
+
+
+async def test_a_session_opens_or_reopens_in_focus_with_its_anchor(store: SessionsStore) -> None:
+    await store.ensure_agent("a-1")
+    session = conversation_session("a-1", "c-1")
+    anchor = Tab(session.session_id, "anchor", "conversation", "Ada Lovelace", True, {"conversation_id": "c-1"})
+    assert not await store.open_session(session, anchor)
+    found = await store.find_session("a-1", "conv-c-1")
+    assert found is not None and (found.status, found.focused_tab, found.title) == ("open", "anchor", "Ada Lovelace")
+    assert await store.list_tabs("a-1") == [anchor]
+    assert await store.find_focus("a-1") == "conv-c-1"
+    await store.set_focused_tab("a-1", "conv-c-1", "kb-1")
+    await store.set_focus("a-1", "home")
+    closed = await store.close_session("a-1", "conv-c-1", disposition="resolved", note="done")
+    assert closed is not None and (closed.status, closed.disposition, closed.note) == ("closed", "resolved", "done")
+    assert await store.close_session("a-1", "conv-c-1") is None  # not open
+    assert await store.open_session(session, anchor)  # reopened
+    reopened = await store.find_session("a-1", "conv-c-1")
+    assert reopened is not None
+    assert (reopened.status, reopened.focused_tab, reopened.disposition) == ("open", "anchor", None)
+    assert await store.list_tabs("a-1") == [anchor]  # the anchor once
+    assert await store.find_focus("a-1") == "conv-c-1"
+
+
+async def test_home_takes_the_focus_only_from_the_session_that_had_it(store: SessionsStore) -> None:
+    await store.ensure_agent("a-1")
+    await store.set_focus("a-1", "conv-c-1")
+    assert not await store.unfocus("a-1", "conv-c-2")
+    assert await store.find_focus("a-1") == "conv-c-1"
+    assert await store.unfocus("a-1", "conv-c-1")
+    assert await store.find_focus("a-1") == "home"
+    assert not await store.unfocus("a-9", "home")
+
+
+async def test_a_posted_message_comes_with_its_holder_and_the_holders_focus(store: SessionsStore) -> None:
+    alone = await store.post_message(message("c-1", "m-1"))
+    assert alone == Posted(message("c-1", "m-1", ordinal=1), None, None)
+    await store.ensure_agent("a-1")
+    await open_with_anchor(store, "a-1", "c-1")
+    await store.set_focus("a-1", "conv-c-1")
+    posted = await store.post_message(message("c-1", "m-2", seconds=1))
+    assert posted is not None and posted.message == message("c-1", "m-2", seconds=1, ordinal=2)
+    assert posted.session is not None and (posted.session.agent_id, posted.session.session_id) == ("a-1", "conv-c-1")
+    assert posted.focus == "conv-c-1"
+    assert await store.post_message(message("c-1", "m-2")) is None  # stored already
+
+
+async def test_a_release_ends_the_waiting_and_presence_makes_the_agent(store: SessionsStore) -> None:
+    await store.upsert_waiting_work("c-1", "chat", "general", "waiting", EXPIRES)
+    await store.release_assignment("c-1", "a-1")  # held by nobody: the waiting ends all the same
+    assert await store.list_waiting_work(None) == []
+    await store.upsert_presence(Presence("a-1", "available", "manual", EXPIRES))
+    assert await store.find_focus("a-1") == "home"
+    assert await store.find_session("a-1", "home") is not None
+
+
+async def test_only_an_open_offer_is_withdrawn(store: SessionsStore) -> None:
+    for offer_id, status in (("o-1", "pending"), ("o-2", "accepted"), ("o-3", "rejected")):
+        await store.insert_offer(Offer(offer_id, "a-1", f"c-{offer_id}", "chat", EXPIRES, status=status))
+    withdrawn = await store.withdraw_offer("o-1")
+    assert withdrawn is not None and (withdrawn.agent_id, withdrawn.status) == ("a-1", "withdrawn")
+    assert await store.withdraw_offer("o-1") is None  # withdrawn already
+    assert await store.withdraw_offer("o-2") is not None
+    assert await store.withdraw_offer("o-3") is None
+    assert await store.withdraw_offer("o-9") is None
+    found = await store.find_offer("o-3")
+    assert found is not None and found.status == "rejected"
+
+
+async def test_closing_the_session_in_focus_gives_home_the_focus(store: SessionsStore) -> None:
+    await store.ensure_agent("a-1")
+    await open_with_anchor(store, "a-1", "c-1")
+    await open_with_anchor(store, "a-1", "c-2")
+    await store.set_focus("a-1", "conv-c-2")
+    closed = await store.close_and_unfocus("a-1", "conv-c-1", disposition="resolved", note="n", reason="forced")
+    assert closed is not None and not closed.unfocused  # c-2 has the focus: it stays there
+    assert (closed.session.session_id, closed.session.conversation_id, closed.session.status) == (
+        "conv-c-1",
+        "c-1",
+        "closed",
+    )
+    assert (closed.session.disposition, closed.session.note, closed.session.close_reason) == ("resolved", "n", "forced")
+    assert await store.find_focus("a-1") == "conv-c-2"
+    assert await store.close_and_unfocus("a-1", "conv-c-1") is None  # not open: nothing changes
+    again = await store.close_and_unfocus("a-1", "conv-c-2")
+    assert again is not None and again.unfocused
+    assert await store.find_focus("a-1") == "home"
+
+
+async def test_a_pane_change_reaches_the_open_session_holding_the_conversation(store: SessionsStore) -> None:
+    assert await store.merge_open_pane("c-1", {"summary": {"summary": "a"}}, remember=True) is None  # held by nobody
+    assert await store.merge_open_pane("c-1", {"replies": {"replies": [1]}}) is None
+    assert await store.find_conversation_pane("c-1") == {"summary": {"summary": "a"}}  # remembered only when asked
+    await store.upsert_profile("tight", SessionProfile(pane_tools=["summary"]))
+    await store.assign_profile("a-1", "tight")
+    await open_with_anchor(store, "a-1", "c-1")
+    change = await store.merge_open_pane("c-1", {"articles": {"articles": []}}, remember=True)
+    assert change is not None
+    assert (change.session.agent_id, change.session.session_id) == ("a-1", "conv-c-1")
+    assert change.session.pane == {"articles": {"articles": []}}
+    assert (change.tools, change.focused_kind) == (["summary"], "conversation")
+    again = await store.merge_open_pane("c-1", {"summary": {"summary": "b"}})
+    assert again is not None and again.session.pane == {"articles": {"articles": []}, "summary": {"summary": "b"}}
+    assert await store.find_conversation_pane("c-1") == {"summary": {"summary": "a"}, "articles": {"articles": []}}
+    await open_with_anchor(store, "a-2", "c-2")
+    other = await store.merge_open_pane("c-2", {"summary": {}})
+    assert other is not None and other.tools == list(SessionProfile().pane_tools)  # the defaults without a profile

@@ -37,6 +37,24 @@ class Session:
 
 
 @dataclass(frozen=True)
+class Closed:
+    """A session just closed; `unfocused` when it had the agent's focus (Home has it now)."""
+
+    session: Session
+    unfocused: bool
+
+
+@dataclass(frozen=True)
+class PaneChange:
+    """A session's pane just changed: the session with its whole pane, the pane tools of its agent's
+    profile and the kind of its focused tab."""
+
+    session: Session
+    tools: list[str]
+    focused_kind: str | None = None
+
+
+@dataclass(frozen=True)
 class Tab:
     session_id: str
     tab_id: str
@@ -99,6 +117,27 @@ class Message:
     suggestion_id: str | None = None
     command_id: str | None = None
     ordinal: int = 0
+
+
+@dataclass(frozen=True)
+class Assigned:
+    """What sessions holds of a conversation as it is assigned: its open session (whoever's it is),
+    what assist said of it and the escalation signals seen so far."""
+
+    session: Session | None
+    said: dict[str, Any] = field(default_factory=dict)
+    signals: list[str] = field(default_factory=list)
+    earlier: list[Message] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Posted:
+    """A message as stored, with the open session holding its conversation (if any) and the focus of
+    that session's agent."""
+
+    message: Message
+    session: Session | None = None
+    focus: str | None = None
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from sessions.domain import (
     Draft,
     Message,
     Offer,
+    PaneChange,
     Presence,
     Session,
     SupervisorAction,
@@ -44,11 +45,12 @@ def reject(ev: c.CloudEvent, agent_id: str, reason: str, **extra: Any) -> Reject
 async def stamp_sequence(uow: Uow, events: list[c.CloudEvent]) -> None:
     """Sequencer: number each agent's sessions.v1 events (data.seq), one row lock per agent."""
     mine = [ev for ev in events if ev.type in c.TYPES_BY_TOPIC[c.topics.SESSIONS]]
+    if not mine:
+        return
     counts = Counter(ev.data["agent_id"] for ev in mine)
-    next_seq: dict[str, int] = {}
-    for agent_id in sorted(counts):  # a fixed lock order: no deadlock between two batches
-        last = await uow.store.bump_seq(agent_id, counts[agent_id])
-        next_seq[agent_id] = last - counts[agent_id] + 1
+    # one statement for the batch's agents, locked in sorted order: no deadlock between two batches
+    last = await uow.store.bump_seqs(dict(counts))
+    next_seq = {agent_id: last[agent_id] - n + 1 for agent_id, n in counts.items()}
     for ev in mine:
         agent_id = ev.data["agent_id"]
         ev.data["seq"] = next_seq[agent_id]
@@ -89,19 +91,18 @@ async def _open_session(
     anchor_kind: str,
     target: dict[str, Any],
     record: dict[str, Any] | None = None,
+    earlier: list[Message] | None = None,
 ) -> None:
+    """Open (or reopen) the session in the agent's focus; a conversation's earlier messages follow
+    (`earlier` when the caller read them already)."""
     store = uow.store
     icon = domain.icon(title)
-    if await store.reopen_session(agent_id, session_id):
+    session = Session(agent_id, session_id, kind, title, icon, conversation_id, channel, focused_tab=ANCHOR)
+    anchor = Tab(session_id, ANCHOR, anchor_kind, title, anchor=True, target=target)
+    if await store.open_session(session, anchor):  # reopened: it takes the new title
         await store.retitle_session(agent_id, session_id, title, icon, record)
         if not (await profile(store, agent_id)).remember_tabs:
             await store.forget_app_tabs(agent_id, session_id)
-    else:
-        await store.insert_session(
-            Session(agent_id, session_id, kind, title, icon, conversation_id, channel, focused_tab=ANCHOR)
-        )
-        await store.insert_tab(agent_id, Tab(session_id, ANCHOR, anchor_kind, title, anchor=True, target=target))
-    await store.set_focused_tab(agent_id, session_id, ANCHOR)
     uow.emit(
         c.SessionStarted(
             agent_id=agent_id,
@@ -124,16 +125,19 @@ async def _open_session(
         )
     )
     if conversation_id:
-        await _deliver_earlier_messages(uow, agent_id, session_id, conversation_id)
-    await store.set_focus(agent_id, session_id)
+        if earlier is None:
+            earlier = await store.list_messages_before(conversation_id, None, domain.TRANSCRIPT_PAGE)
+        _deliver_earlier_messages(uow, agent_id, session_id, conversation_id, earlier)
     uow.emit(c.SessionFocused(agent_id=agent_id, session_id=session_id, conversation_id=conversation_id))
 
 
-async def _deliver_earlier_messages(uow: Uow, agent_id: str, session_id: str, conversation_id: str) -> None:
+def _deliver_earlier_messages(
+    uow: Uow, agent_id: str, session_id: str, conversation_id: str, earlier: list[Message]
+) -> None:
     """Flow 8: the new holder's stream carries what was said before it held the conversation (the
     customer's first words, a previous agent's replies), so a client reading only its agent's stream
     shows the whole conversation; older pages come with conversation.history."""
-    for m in await uow.store.list_messages_before(conversation_id, None, domain.TRANSCRIPT_PAGE):
+    for m in earlier:
         uow.emit(
             c.MessageReceived(
                 agent_id=agent_id,
@@ -164,18 +168,10 @@ async def _close_transferred(uow: Uow, session: Session) -> None:
     )
 
 
-async def _refocus_home_if(uow: Uow, agent_id: str, session_id: str) -> None:
-    """The closed session was in focus: Home takes it."""
-    if await uow.store.find_focus(agent_id) == session_id:
-        await uow.store.set_focus(agent_id, HOME)
-        uow.emit(c.SessionFocused(agent_id=agent_id, session_id=HOME))
-
-
 # --- routing.v1 --------------------------------------------------------------------------------
 
 
 async def on_work_offered(uow: Uow, ev: c.CloudEvent, data: c.WorkOffered) -> None:
-    await uow.store.ensure_agent(data.agent_id)
     conversation = data.conversation
     title = domain.title_for(conversation, None) if not domain.needs_visitor_number(conversation) else "Visitor"
     offer = Offer(
@@ -188,9 +184,9 @@ async def on_work_offered(uow: Uow, ev: c.CloudEvent, data: c.WorkOffered) -> No
         title=title,
         conversation=conversation,
     )
-    await uow.store.upsert_waiting_work(data.conversation_id, data.channel, data.queue, "offered", ev.time)
-    if await uow.store.insert_offer(offer):
-        notify = (await profile(uow.store, data.agent_id)).offer_notifications
+    agent_profile = await uow.store.receive_offer(offer, ev.time)
+    if agent_profile is not None:  # a new offer (not a redelivered one)
+        notify = agent_profile.offer_notifications
         uow.emit(
             c.OfferReceived(
                 agent_id=data.agent_id,
@@ -207,10 +203,9 @@ async def on_work_offered(uow: Uow, ev: c.CloudEvent, data: c.WorkOffered) -> No
 
 
 async def on_work_offer_expired(uow: Uow, ev: c.CloudEvent, data: c.WorkOfferExpired) -> None:
-    offer = await uow.store.find_offer(data.offer_id)
-    if offer is None or offer.status not in ("pending", "accepted"):
+    offer = await uow.store.withdraw_offer(data.offer_id)
+    if offer is None:  # answered, assigned or withdrawn already
         return
-    await uow.store.set_offer_status(data.offer_id, "withdrawn")
     uow.emit(
         c.OfferWithdrawn(
             agent_id=offer.agent_id,
@@ -225,14 +220,12 @@ async def on_work_offer_expired(uow: Uow, ev: c.CloudEvent, data: c.WorkOfferExp
 
 async def on_work_assigned(uow: Uow, ev: c.CloudEvent, data: c.WorkAssigned) -> None:
     store = uow.store
-    await store.ensure_agent(data.agent_id)
-    if data.offer_id and await store.find_offer(data.offer_id) is not None:
-        await store.set_offer_status(data.offer_id, "assigned")
-    await store.remove_waiting_work(data.conversation_id)
-    await store.upsert_assignment(
-        Assignment(data.conversation_id, data.agent_id, data.channel, data.conversation, queue=data.queue)
+    held = await store.assign(
+        Assignment(data.conversation_id, data.agent_id, data.channel, data.conversation, queue=data.queue),
+        data.offer_id,
+        domain.TRANSCRIPT_PAGE,
     )
-    existing = await store.find_open_session(data.conversation_id)
+    existing = held.session
     if existing is not None:
         if existing.agent_id == data.agent_id:
             return  # already open (a redelivered assignment): one session per conversation
@@ -242,10 +235,11 @@ async def on_work_assigned(uow: Uow, ev: c.CloudEvent, data: c.WorkAssigned) -> 
     if domain.needs_visitor_number(data.conversation):
         visitor = await store.next_visitor_number(data.agent_id)
     title = domain.title_for(data.conversation, visitor)
+    session_id = domain.session_id_for(data.conversation_id)
     await _open_session(
         uow,
         data.agent_id,
-        domain.session_id_for(data.conversation_id),
+        session_id,
         "conversation",
         title,
         conversation_id=data.conversation_id,
@@ -253,29 +247,23 @@ async def on_work_assigned(uow: Uow, ev: c.CloudEvent, data: c.WorkAssigned) -> 
         anchor_kind="conversation",
         target={"conversation_id": data.conversation_id},
         record=data.conversation.get("record"),
+        earlier=held.earlier,
     )
-    session = await store.find_open_session(data.conversation_id)
-    assert session is not None
-    said = await store.find_conversation_pane(data.conversation_id)
-    if said:  # what assist said before this agent held it: the pane shows it from the start
-        pane = await store.merge_pane(session.agent_id, session.session_id, said)
-        tools: list[str] = list((await profile(store, session.agent_id)).pane_tools)
-        await _pane_updated(uow, session, pane, tools, next(iter(said)))
-    signals = await store.find_escalation(data.conversation_id)
-    if signals:  # flagged while it waited: the new holder's pane shows it from the start
-        await _flag_escalation(uow, session, {"signals": signals, "message_id": None, "excerpt": None})
+    if held.said:  # what assist said before this agent held it: the pane shows it from the start
+        change = await store.merge_open_pane(data.conversation_id, held.said)
+        if change is not None:
+            _pane_updated(uow, change, next(iter(held.said)))
+    if held.signals:  # flagged while it waited: the new holder's pane shows it from the start
+        flag = {"signals": held.signals, "message_id": None, "excerpt": None}
+        await _flag_escalation(uow, data.conversation_id, flag)
 
 
 async def on_work_released(uow: Uow, ev: c.CloudEvent, data: c.WorkReleased) -> None:
     await uow.store.release_assignment(data.conversation_id, data.agent_id)
-    await uow.store.remove_waiting_work(data.conversation_id)
     if data.reason != "transferred":
         return
     # transferred away: the agent's session for it closes (its record stays in the closed list)
-    session = await uow.store.find_open_session(data.conversation_id)
-    if session is not None and session.agent_id == data.agent_id:
-        await _close_transferred(uow, session)
-        await _refocus_home_if(uow, data.agent_id, session.session_id)
+    await _close(uow, data.agent_id, domain.session_id_for(data.conversation_id), reason="transferred")
 
 
 async def on_pick_refused(uow: Uow, ev: c.CloudEvent, data: c.WorkPickRefused) -> None:
@@ -307,7 +295,6 @@ async def on_work_overflowed(uow: Uow, ev: c.CloudEvent, data: c.WorkOverflowed)
 
 
 async def on_presence_changed(uow: Uow, ev: c.CloudEvent, data: c.PresenceChanged) -> None:
-    await uow.store.ensure_agent(data.agent_id)
     await uow.store.upsert_presence(
         Presence(
             data.agent_id,
@@ -355,7 +342,7 @@ async def on_conversation_ended(uow: Uow, ev: c.CloudEvent, data: c.Conversation
 async def on_message_posted(uow: Uow, ev: c.CloudEvent, data: c.MessagePosted) -> None:
     """Every message joins its conversation's transcript (once); the agent holding the conversation
     receives it, in order, and its unread count rises unless it is the agent's own or in focus."""
-    message = await uow.store.insert_message(
+    posted = await uow.store.post_message(
         Message(
             data.conversation_id,
             data.message_id,
@@ -368,9 +355,9 @@ async def on_message_posted(uow: Uow, ev: c.CloudEvent, data: c.MessagePosted) -
             command_id=data.command_id,
         )
     )
-    if message is None:
+    if posted is None:
         return  # posted again under another event id: delivered already
-    session = await uow.store.find_open_session(data.conversation_id)
+    message, session = posted.message, posted.session
     if session is None:
         return
     uow.emit(
@@ -390,7 +377,7 @@ async def on_message_posted(uow: Uow, ev: c.CloudEvent, data: c.MessagePosted) -
     )
     if data.sender_id == session.agent_id:
         return
-    if await uow.store.find_focus(session.agent_id) == session.session_id:
+    if posted.focus == session.session_id:
         return  # the agent is looking at it
     unread = await uow.store.bump_unread(session.agent_id, session.session_id)
     uow.emit(
@@ -409,25 +396,20 @@ async def on_assist(uow: Uow, ev: c.CloudEvent, data: Any) -> None:
     often before anyone accepts), and placed in the pane of the agent holding it, if any."""
     kind = domain.PANE_KINDS[ev.type]
     content = {k: v for k, v in ev.data.items() if k != "conversation_id"}
-    await uow.store.merge_conversation_pane(data.conversation_id, {kind: content})
-    session = await uow.store.find_open_session(data.conversation_id)
-    if session is None:
+    change = await uow.store.merge_open_pane(data.conversation_id, {kind: content}, remember=True)
+    if change is None or kind not in change.tools:
         return
-    pane = await uow.store.merge_pane(session.agent_id, session.session_id, {kind: content})
-    tools: list[str] = list((await profile(uow.store, session.agent_id)).pane_tools)
-    if kind not in tools:
-        return
-    await _pane_updated(uow, session, pane, tools, kind)
+    _pane_updated(uow, change, kind)
 
 
-async def _pane_updated(uow: Uow, session: Session, pane: dict[str, Any], tools: list[str], updated: str) -> None:
-    tab = await uow.store.find_tab(session.agent_id, session.session_id, session.focused_tab or "")
+def _pane_updated(uow: Uow, change: PaneChange, updated: str) -> None:
+    session = change.session
     uow.emit(
         c.PaneUpdated(
             agent_id=session.agent_id,
             session_id=session.session_id,
             conversation_id=session.conversation_id,
-            pane=domain.pane_view(pane, tools, tab.kind if tab else None),
+            pane=domain.pane_view(session.pane, change.tools, change.focused_kind),
             updated=updated,
         )
     )
@@ -436,37 +418,38 @@ async def _pane_updated(uow: Uow, session: Session, pane: dict[str, Any], tools:
 async def on_escalation_detected(uow: Uow, ev: c.CloudEvent, data: c.EscalationDetected) -> None:
     """The conversation's escalation flags (the supervisor overview); the holding agent's pane shows them."""
     signals = await uow.store.add_escalation(data.conversation_id, list(data.signals))
-    session = await uow.store.find_open_session(data.conversation_id)
-    if session is not None:
-        await _flag_escalation(
-            uow, session, {"signals": signals, "message_id": data.message_id, "excerpt": data.excerpt}
-        )
+    await _flag_escalation(
+        uow, data.conversation_id, {"signals": signals, "message_id": data.message_id, "excerpt": data.excerpt}
+    )
 
 
-async def _flag_escalation(uow: Uow, session: Session, flag: dict[str, Any]) -> None:
-    pane = await uow.store.merge_pane(session.agent_id, session.session_id, {domain.ESCALATION: flag})
-    tools: list[str] = list((await profile(uow.store, session.agent_id)).pane_tools)
-    await _pane_updated(uow, session, pane, tools, domain.ESCALATION)
+async def _flag_escalation(uow: Uow, conversation_id: str, flag: dict[str, Any]) -> None:
+    """The flag joins the pane of the session holding the conversation, if any."""
+    change = await uow.store.merge_open_pane(conversation_id, {domain.ESCALATION: flag})
+    if change is not None:
+        _pane_updated(uow, change, domain.ESCALATION)
 
 
 # --- sessions.commands.v1 ----------------------------------------------------------------------
 
 
-async def _own_offer(uow: Uow, ev: c.CloudEvent, data: c.AcceptOffer | c.RejectOffer) -> Offer:
+async def _answer_offer(uow: Uow, ev: c.CloudEvent, data: c.AcceptOffer | c.RejectOffer, status: str) -> Offer:
+    """The agent's own pending offer takes `status`, in one statement; otherwise the reason why not."""
+    now = _now()
+    answered = await uow.store.answer_offer(data.offer_id, data.agent_id, status, now)
+    if answered is not None:
+        return answered
     offer = await uow.store.find_offer(data.offer_id)
     if offer is None or offer.agent_id != data.agent_id:
         raise reject(ev, data.agent_id, f"no offer {data.offer_id!r} for {data.agent_id}")
     if offer.status != "pending":
         raise reject(ev, data.agent_id, f"offer {data.offer_id!r} is {offer.status}, no longer open")
-    if offer.expires_at <= _now():
-        raise reject(ev, data.agent_id, f"offer {data.offer_id!r} expired at {offer.expires_at.isoformat()}")
-    return offer
+    raise reject(ev, data.agent_id, f"offer {data.offer_id!r} expired at {offer.expires_at.isoformat()}")
 
 
 async def on_accept_offer(uow: Uow, ev: c.CloudEvent, data: c.AcceptOffer) -> None:
     _authorise(ev, data)
-    offer = await _own_offer(uow, ev, data)
-    await uow.store.set_offer_status(data.offer_id, "accepted")
+    offer = await _answer_offer(uow, ev, data, "accepted")
     uow.emit(
         c.OfferAccepted(
             agent_id=data.agent_id,
@@ -480,8 +463,7 @@ async def on_accept_offer(uow: Uow, ev: c.CloudEvent, data: c.AcceptOffer) -> No
 
 async def on_reject_offer(uow: Uow, ev: c.CloudEvent, data: c.RejectOffer) -> None:
     _authorise(ev, data)
-    offer = await _own_offer(uow, ev, data)
-    await uow.store.set_offer_status(data.offer_id, "rejected")
+    offer = await _answer_offer(uow, ev, data, "rejected")
     uow.emit(
         c.OfferRejected(
             agent_id=data.agent_id,
@@ -549,40 +531,56 @@ async def _not_open(uow: Uow, ev: c.CloudEvent, agent_id: str, session_id: str) 
 
 
 async def on_close_session(uow: Uow, ev: c.CloudEvent, data: c.CloseSession) -> None:
+    """A confirmed close without a disposition is one statement; the reasons for a refusal, and the
+    disposition's check, are read only when needed."""
     _authorise(ev, data)
-    await uow.store.ensure_agent(data.agent_id)
-    session = await uow.store.find_session(data.agent_id, data.session_id)
-    refusal = domain.close_refusal(session, data.session_id, data.confirmed)
-    if refusal:
-        raise reject(ev, data.agent_id, refusal)
-    assert session is not None
-    known = [d.code for d in await uow.store.list_dispositions()]
-    if known and data.disposition is not None and data.disposition not in known:
-        raise reject(
-            ev, data.agent_id, f"unknown disposition {data.disposition!r}; known dispositions: {', '.join(known)}"
+    store = uow.store
+    if data.disposition is not None or not data.confirmed or data.session_id == HOME:
+        refusal = domain.close_refusal(
+            await store.find_session(data.agent_id, data.session_id), data.session_id, data.confirmed
         )
-    await _close(uow, session, disposition=data.disposition, note=data.note)
+        if refusal:
+            raise reject(ev, data.agent_id, refusal)
+        known = [d.code for d in await store.list_dispositions()] if data.disposition is not None else []
+        if known and data.disposition not in known:
+            raise reject(
+                ev, data.agent_id, f"unknown disposition {data.disposition!r}; known dispositions: {', '.join(known)}"
+            )
+    if await _close(uow, data.agent_id, data.session_id, disposition=data.disposition, note=data.note) is None:
+        session = await store.find_session(data.agent_id, data.session_id)  # none open: say why
+        refusal = domain.close_refusal(session, data.session_id, data.confirmed)
+        raise reject(ev, data.agent_id, refusal or f"session {data.session_id!r} is not open")
 
 
 async def _close(
-    uow: Uow, session: Session, *, disposition: str | None = None, note: str | None = None, reason: str | None = None
-) -> None:
-    """Close the session (routing releases the capacity on session.closed); Home takes the focus."""
-    await uow.store.close_session(
-        session.agent_id, session.session_id, disposition=disposition, note=note, reason=reason
-    )
+    uow: Uow,
+    agent_id: str,
+    session_id: str,
+    *,
+    disposition: str | None = None,
+    note: str | None = None,
+    reason: str | None = None,
+) -> Session | None:
+    """Close the open session (routing releases the capacity on session.closed); Home takes the focus
+    if it had it. None when it was not open."""
+    closed = await uow.store.close_and_unfocus(agent_id, session_id, disposition=disposition, note=note, reason=reason)
+    if closed is None:
+        return None
+    session = closed.session
     uow.emit(
         c.SessionClosed(
             agent_id=session.agent_id,
             session_id=session.session_id,
             conversation_id=session.conversation_id,
             channel=session.channel,
-            reason=reason,
-            disposition=disposition,
-            note=note,
+            reason=session.close_reason,
+            disposition=session.disposition,
+            note=session.note,
         )
     )
-    await _refocus_home_if(uow, session.agent_id, session.session_id)
+    if closed.unfocused:
+        uow.emit(c.SessionFocused(agent_id=agent_id, session_id=HOME))
+    return session
 
 
 async def on_focus_session(uow: Uow, ev: c.CloudEvent, data: c.FocusSession) -> None:
@@ -899,7 +897,7 @@ async def _carry_out(uow: Uow, ev: c.CloudEvent, data: c.SupervisorAct, session:
             )
         )
     elif data.action == "force_close":
-        await _close(uow, session, reason="forced")
+        await _close(uow, session.agent_id, session.session_id, reason="forced")
 
 
 # --- read side and configuration ---------------------------------------------------------------

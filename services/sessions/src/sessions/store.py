@@ -10,12 +10,16 @@ from typing import Any, Protocol
 from sessions.config import SessionProfile
 from sessions.domain import (
     HOME,
+    Assigned,
     Assignment,
+    Closed,
     ConversationInfo,
     Disposition,
     Draft,
     Message,
     Offer,
+    PaneChange,
+    Posted,
     Presence,
     Session,
     SupervisorAction,
@@ -39,7 +43,9 @@ class SessionsStore(Protocol):
         """The agent exists, with its Home session."""
         ...
 
-    async def upsert_presence(self, presence: Presence) -> None: ...
+    async def upsert_presence(self, presence: Presence) -> None:
+        """The agent's presence (the agent, with its Home, exists from then on)."""
+        ...
 
     async def find_presence(self, agent_id: str) -> Presence | None: ...
 
@@ -59,6 +65,14 @@ class SessionsStore(Protocol):
         """The agent's last sequence number (0 before its first event)."""
         ...
 
+    async def bump_seqs(self, counts: dict[str, int]) -> dict[str, int]:
+        """`bump_seq` for each agent of `counts`, in one go, locking the agents in sorted order."""
+        ...
+
+    async def unfocus(self, agent_id: str, session_id: str) -> bool:
+        """Home takes the agent's focus if `session_id` had it; True when it did."""
+        ...
+
     # offers
     async def insert_offer(self, offer: Offer) -> bool:
         """Record an offer once; False when it was recorded already."""
@@ -67,6 +81,21 @@ class SessionsStore(Protocol):
     async def find_offer(self, offer_id: str) -> Offer | None: ...
 
     async def set_offer_status(self, offer_id: str, status: str) -> None: ...
+
+    async def receive_offer(self, offer: Offer, queued_at: datetime) -> SessionProfile | None:
+        """work.offered: the agent (with its Home) exists, the work shows as offered since `queued_at`
+        (if it was not waiting already), the offer is recorded once. Returns the agent's profile when
+        the offer is new (the defaults without one), None when it was recorded already."""
+        ...
+
+    async def answer_offer(self, offer_id: str, agent_id: str, status: str, now: datetime) -> Offer | None:
+        """The agent's offer, pending and not expired at `now`, takes `status`; returns it (None when
+        there is no such offer: nothing changed)."""
+        ...
+
+    async def withdraw_offer(self, offer_id: str) -> Offer | None:
+        """A pending or accepted offer is withdrawn; returns it (None when there is no such offer open)."""
+        ...
 
     async def list_pending_offers(self, agent_id: str) -> list[Offer]:
         """Offers pending or accepted (not yet assigned), oldest first."""
@@ -79,6 +108,11 @@ class SessionsStore(Protocol):
 
     async def reopen_session(self, agent_id: str, session_id: str) -> bool:
         """Reopen a closed session; False when there is none closed."""
+        ...
+
+    async def open_session(self, session: Session, anchor: Tab) -> bool:
+        """Reopen the closed session or insert it with its `anchor` tab; either way the anchor has the
+        session's focus and the session the agent's. True when it was reopened."""
         ...
 
     async def find_session(self, agent_id: str, session_id: str) -> Session | None: ...
@@ -107,8 +141,21 @@ class SessionsStore(Protocol):
         disposition: str | None = None,
         note: str | None = None,
         reason: str | None = None,
-    ) -> None:
-        """Close an open session, with the wrap-up (disposition, note) and why, if not the agent's choice."""
+    ) -> Session | None:
+        """Close an open session, with the wrap-up (disposition, note) and why, if not the agent's choice;
+        returns it closed (None when it was not open)."""
+        ...
+
+    async def close_and_unfocus(
+        self,
+        agent_id: str,
+        session_id: str,
+        *,
+        disposition: str | None = None,
+        note: str | None = None,
+        reason: str | None = None,
+    ) -> Closed | None:
+        """`close_session`, and Home takes the agent's focus if the closed session had it."""
         ...
 
     async def retitle_session(
@@ -123,6 +170,14 @@ class SessionsStore(Protocol):
 
     async def merge_pane(self, agent_id: str, session_id: str, patch: dict[str, Any]) -> dict[str, Any]:
         """Replace the pane's tools named in `patch`; returns the whole pane."""
+        ...
+
+    async def merge_open_pane(
+        self, conversation_id: str, patch: dict[str, Any], *, remember: bool = False
+    ) -> PaneChange | None:
+        """`merge_pane` on the open session holding the conversation (and, when `remember`,
+        `merge_conversation_pane`); returns that session with its whole pane, its agent's pane tools and
+        its focused tab's kind (None when no session holds the conversation)."""
         ...
 
     # tabs
@@ -157,7 +212,13 @@ class SessionsStore(Protocol):
     async def find_assignment(self, conversation_id: str) -> Assignment | None: ...
 
     async def release_assignment(self, conversation_id: str, agent_id: str) -> None:
-        """Released, if that agent still holds it."""
+        """Released, if that agent still holds it; the conversation's work no longer waits either way."""
+        ...
+
+    async def assign(self, assignment: Assignment, offer_id: str | None, earlier: int) -> Assigned:
+        """work.assigned: the agent (with its Home) exists, its offer is assigned, the work no longer
+        waits, the assignment is recorded (`upsert_assignment`); returns the conversation's open
+        session, what assist said of it, its escalation signals and its newest `earlier` messages."""
         ...
 
     async def list_assignments(self, agent_id: str) -> list[Assignment]:
@@ -167,6 +228,10 @@ class SessionsStore(Protocol):
     # transcripts
     async def insert_message(self, message: Message) -> Message | None:
         """Store a message as its conversation's next one (`ordinal` set); None when stored already."""
+        ...
+
+    async def post_message(self, message: Message) -> Posted | None:
+        """`insert_message`, with the open session holding the conversation and its agent's focus."""
         ...
 
     async def list_recent_messages(self, conversation_ids: list[str], limit: int) -> dict[str, list[Message]]:
@@ -287,6 +352,14 @@ class PgSessionsStore:
     async def get_seq(self, agent_id: str) -> int:
         return int(await self.conn.fetchval(Q.get_seq, agent_id) or 0)
 
+    async def bump_seqs(self, counts: dict[str, int]) -> dict[str, int]:
+        agents = sorted(counts)
+        rows = await self.conn.fetch(Q.bump_seqs, agents, [counts[a] for a in agents])
+        return {r["agent_id"]: int(r["seq"]) for r in rows}
+
+    async def unfocus(self, agent_id: str, session_id: str) -> bool:
+        return await self.conn.fetchval(Q.unfocus, agent_id, session_id) is not None
+
     async def insert_offer(self, offer: Offer) -> bool:
         inserted = await self.conn.fetchval(
             Q.insert_offer,
@@ -309,6 +382,31 @@ class PgSessionsStore:
     async def set_offer_status(self, offer_id: str, status: str) -> None:
         await self.conn.execute(Q.set_offer_status, offer_id, status)
 
+    async def receive_offer(self, offer: Offer, queued_at: datetime) -> SessionProfile | None:
+        o = offer
+        row = await self.conn.fetchrow(
+            Q.receive_offer,
+            o.offer_id,
+            o.agent_id,
+            o.conversation_id,
+            o.channel,
+            o.queue,
+            o.title,
+            o.conversation,
+            o.status,
+            o.expires_at,
+            queued_at,
+        )
+        return None if row is None else SessionProfile.model_validate(row[0])
+
+    async def answer_offer(self, offer_id: str, agent_id: str, status: str, now: datetime) -> Offer | None:
+        row = await self.conn.fetchrow(Q.answer_offer, offer_id, agent_id, status, now)
+        return Offer(**dict(row)) if row else None
+
+    async def withdraw_offer(self, offer_id: str) -> Offer | None:
+        row = await self.conn.fetchrow(Q.withdraw_offer, offer_id)
+        return Offer(**dict(row)) if row else None
+
     async def list_pending_offers(self, agent_id: str) -> list[Offer]:
         return [Offer(**dict(r)) for r in await self.conn.fetch(Q.list_pending_offers, agent_id)]
 
@@ -329,6 +427,25 @@ class PgSessionsStore:
 
     async def reopen_session(self, agent_id: str, session_id: str) -> bool:
         return await self.conn.fetchval(Q.reopen_session, agent_id, session_id) is not None
+
+    async def open_session(self, session: Session, anchor: Tab) -> bool:
+        s = session
+        return bool(
+            await self.conn.fetchval(
+                Q.open_session,
+                s.agent_id,
+                s.session_id,
+                s.kind,
+                s.conversation_id,
+                s.channel,
+                s.title,
+                s.icon,
+                anchor.tab_id,
+                anchor.kind,
+                anchor.target,
+                anchor.title,
+            )
+        )
 
     async def find_session(self, agent_id: str, session_id: str) -> Session | None:
         row = await self.conn.fetchrow(Q.get_session, agent_id, session_id)
@@ -355,8 +472,25 @@ class PgSessionsStore:
         disposition: str | None = None,
         note: str | None = None,
         reason: str | None = None,
-    ) -> None:
-        await self.conn.execute(Q.close_session, agent_id, session_id, disposition, note, reason)
+    ) -> Session | None:
+        row = await self.conn.fetchrow(Q.close_session, agent_id, session_id, disposition, note, reason)
+        return Session(**dict(row)) if row else None
+
+    async def close_and_unfocus(
+        self,
+        agent_id: str,
+        session_id: str,
+        *,
+        disposition: str | None = None,
+        note: str | None = None,
+        reason: str | None = None,
+    ) -> Closed | None:
+        row = await self.conn.fetchrow(Q.close_and_unfocus, agent_id, session_id, disposition, note, reason)
+        if row is None:
+            return None
+        found = dict(row)
+        unfocused = found.pop("unfocused")
+        return Closed(Session(**found), unfocused)
 
     async def retitle_session(
         self, agent_id: str, session_id: str, title: str, icon: str, record: dict[str, Any] | None
@@ -375,6 +509,17 @@ class PgSessionsStore:
     async def merge_pane(self, agent_id: str, session_id: str, patch: dict[str, Any]) -> dict[str, Any]:
         pane: dict[str, Any] = await self.conn.fetchval(Q.merge_pane, agent_id, session_id, patch)
         return pane
+
+    async def merge_open_pane(
+        self, conversation_id: str, patch: dict[str, Any], *, remember: bool = False
+    ) -> PaneChange | None:
+        row = await self.conn.fetchrow(Q.merge_open_pane, conversation_id, patch, remember)
+        if row is None:
+            return None
+        found = dict(row)
+        settings, focused_kind = found.pop("settings"), found.pop("focused_kind")
+        tools = SessionProfile.model_validate(settings or {}).pane_tools
+        return PaneChange(Session(**found), list(tools), focused_kind)
 
     async def insert_tab(self, agent_id: str, tab: Tab) -> None:
         await self.conn.execute(
@@ -421,6 +566,17 @@ class PgSessionsStore:
     async def release_assignment(self, conversation_id: str, agent_id: str) -> None:
         await self.conn.execute(Q.release_assignment, conversation_id, agent_id)
 
+    async def assign(self, assignment: Assignment, offer_id: str | None, earlier: int) -> Assigned:
+        a = assignment
+        row = await self.conn.fetchrow(
+            Q.assign, a.conversation_id, a.agent_id, a.channel, a.conversation, a.queue, offer_id, earlier
+        )
+        assert row is not None  # the query always answers one row
+        found = dict(row)
+        said, signals, messages = found.pop("said"), found.pop("signals"), found.pop("earlier")
+        session = Session(**found) if found["session_id"] is not None else None
+        return Assigned(session, said or {}, list(signals or []), [_message(m) for m in messages or []])
+
     async def list_assignments(self, agent_id: str) -> list[Assignment]:
         return [Assignment(**dict(r)) for r in await self.conn.fetch(Q.list_assignments, agent_id)]
 
@@ -439,6 +595,26 @@ class PgSessionsStore:
             m.command_id,
         )
         return None if ordinal is None else replace(m, ordinal=ordinal)
+
+    async def post_message(self, message: Message) -> Posted | None:
+        m = message
+        row = await self.conn.fetchrow(
+            Q.post_message,
+            m.conversation_id,
+            m.message_id,
+            m.sender,
+            m.sender_id,
+            m.visibility,
+            m.text,
+            m.time,
+            m.suggestion_id,
+            m.command_id,
+        )
+        if row is None:
+            return None
+        found = dict(row)
+        stored, focus = replace(m, ordinal=found.pop("ordinal")), found.pop("focus")
+        return Posted(stored, Session(**found) if found["session_id"] is not None else None, focus)
 
     async def list_recent_messages(self, conversation_ids: list[str], limit: int) -> dict[str, list[Message]]:
         recent: dict[str, list[Message]] = {}
@@ -537,6 +713,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _message(doc: dict[str, Any]) -> Message:
+    """A message read as JSON (its time an ISO string in the session's time zone)."""
+    return Message(**{**doc, "time": datetime.fromisoformat(doc["time"]).astimezone(UTC)})
+
+
 class FakeSessionsStore:
     """The store in plain dicts (MemoryDatabase copies `vars(self)` to roll transactions back)."""
 
@@ -569,6 +750,7 @@ class FakeSessionsStore:
         return {"focused_session": HOME, "visitor_counter": 0, "profile": profile}
 
     async def upsert_presence(self, presence: Presence) -> None:
+        await self.ensure_agent(presence.agent_id)
         self.presence[presence.agent_id] = replace(presence, closed_channels=list(presence.closed_channels))
 
     async def find_presence(self, agent_id: str) -> Presence | None:
@@ -595,6 +777,15 @@ class FakeSessionsStore:
     async def get_seq(self, agent_id: str) -> int:
         return self.seq.get(agent_id, 0)
 
+    async def bump_seqs(self, counts: dict[str, int]) -> dict[str, int]:
+        return {agent_id: await self.bump_seq(agent_id, counts[agent_id]) for agent_id in sorted(counts)}
+
+    async def unfocus(self, agent_id: str, session_id: str) -> bool:
+        if await self.find_focus(agent_id) != session_id:
+            return False
+        await self.set_focus(agent_id, HOME)
+        return True
+
     async def insert_offer(self, offer: Offer) -> bool:
         if offer.offer_id in self.offers:
             return False
@@ -607,6 +798,28 @@ class FakeSessionsStore:
     async def set_offer_status(self, offer_id: str, status: str) -> None:
         if offer_id in self.offers:
             self.offers[offer_id] = replace(self.offers[offer_id], status=status)
+
+    async def receive_offer(self, offer: Offer, queued_at: datetime) -> SessionProfile | None:
+        profile = self.agents[offer.agent_id]["profile"] if offer.agent_id in self.agents else "default"
+        await self.ensure_agent(offer.agent_id)
+        await self.upsert_waiting_work(offer.conversation_id, offer.channel, offer.queue or "", "offered", queued_at)
+        if not await self.insert_offer(offer):
+            return None
+        return SessionProfile.model_validate(self.profiles.get(profile, {}))
+
+    async def answer_offer(self, offer_id: str, agent_id: str, status: str, now: datetime) -> Offer | None:
+        offer = self.offers.get(offer_id)
+        if offer is None or offer.agent_id != agent_id or offer.status != "pending" or offer.expires_at <= now:
+            return None
+        self.offers[offer_id] = offer = replace(offer, status=status)
+        return offer
+
+    async def withdraw_offer(self, offer_id: str) -> Offer | None:
+        offer = self.offers.get(offer_id)
+        if offer is None or offer.status not in ("pending", "accepted"):
+            return None
+        self.offers[offer_id] = offer = replace(offer, status="withdrawn")
+        return offer
 
     async def list_pending_offers(self, agent_id: str) -> list[Offer]:
         return [o for o in self.offers.values() if o.agent_id == agent_id and o.status in ("pending", "accepted")]
@@ -639,6 +852,15 @@ class FakeSessionsStore:
             session, status="open", closed_at=None, disposition=None, note=None, close_reason=None
         )
         return True
+
+    async def open_session(self, session: Session, anchor: Tab) -> bool:
+        reopened = await self.reopen_session(session.agent_id, session.session_id)
+        if reopened:
+            self._update(session.agent_id, session.session_id, focused_tab=anchor.tab_id)
+        elif await self.insert_session(replace(session, focused_tab=anchor.tab_id)):
+            await self.insert_tab(session.agent_id, replace(anchor, session_id=session.session_id, anchor=True))
+        await self.set_focus(session.agent_id, session.session_id)
+        return reopened
 
     async def find_session(self, agent_id: str, session_id: str) -> Session | None:
         return self.sessions.get((agent_id, session_id))
@@ -680,18 +902,33 @@ class FakeSessionsStore:
         disposition: str | None = None,
         note: str | None = None,
         reason: str | None = None,
-    ) -> None:
+    ) -> Session | None:
         session = self.sessions.get((agent_id, session_id))
-        if session is not None and session.status == "open":
-            self._update(
-                agent_id,
-                session_id,
-                status="closed",
-                closed_at=_now(),
-                disposition=disposition,
-                note=note,
-                close_reason=reason,
-            )
+        if session is None or session.status != "open":
+            return None
+        return self._update(
+            agent_id,
+            session_id,
+            status="closed",
+            closed_at=_now(),
+            disposition=disposition,
+            note=note,
+            close_reason=reason,
+        )
+
+    async def close_and_unfocus(
+        self,
+        agent_id: str,
+        session_id: str,
+        *,
+        disposition: str | None = None,
+        note: str | None = None,
+        reason: str | None = None,
+    ) -> Closed | None:
+        closed = await self.close_session(agent_id, session_id, disposition=disposition, note=note, reason=reason)
+        if closed is None:
+            return None
+        return Closed(closed, await self.unfocus(agent_id, session_id))
 
     async def retitle_session(
         self, agent_id: str, session_id: str, title: str, icon: str, record: dict[str, Any] | None
@@ -714,6 +951,19 @@ class FakeSessionsStore:
         pane = {**session.pane, **patch}
         self._update(agent_id, session_id, pane=pane)
         return pane
+
+    async def merge_open_pane(
+        self, conversation_id: str, patch: dict[str, Any], *, remember: bool = False
+    ) -> PaneChange | None:
+        if remember:
+            await self.merge_conversation_pane(conversation_id, patch)
+        session = await self.find_open_session(conversation_id)
+        if session is None:
+            return None
+        pane = await self.merge_pane(session.agent_id, session.session_id, patch)
+        profile = await self.find_profile(session.agent_id) or SessionProfile()
+        tab = await self.find_tab(session.agent_id, session.session_id, session.focused_tab or "")
+        return PaneChange(replace(session, pane=pane), list(profile.pane_tools), tab.kind if tab else None)
 
     async def insert_tab(self, agent_id: str, tab: Tab) -> None:
         if (agent_id, tab.session_id) not in self.sessions:
@@ -773,6 +1023,20 @@ class FakeSessionsStore:
         held = self.assignments.get(conversation_id)
         if held is not None and held.agent_id == agent_id:
             self.assignments[conversation_id] = replace(held, released=True)
+        self.waiting.pop(conversation_id, None)
+
+    async def assign(self, assignment: Assignment, offer_id: str | None, earlier: int) -> Assigned:
+        await self.ensure_agent(assignment.agent_id)
+        if offer_id is not None:
+            await self.set_offer_status(offer_id, "assigned")
+        self.waiting.pop(assignment.conversation_id, None)
+        await self.upsert_assignment(assignment)
+        return Assigned(
+            await self.find_open_session(assignment.conversation_id),
+            await self.find_conversation_pane(assignment.conversation_id),
+            await self.find_escalation(assignment.conversation_id),
+            await self.list_messages_before(assignment.conversation_id, None, earlier),
+        )
 
     async def list_assignments(self, agent_id: str) -> list[Assignment]:
         held = (a for a in self.assignments.values() if a.agent_id == agent_id and not a.released)
@@ -785,6 +1049,13 @@ class FakeSessionsStore:
         message = replace(message, ordinal=len(stored) + 1)
         stored.append(message)
         return message
+
+    async def post_message(self, message: Message) -> Posted | None:
+        stored = await self.insert_message(message)
+        if stored is None:
+            return None
+        session = await self.find_open_session(message.conversation_id)
+        return Posted(stored, session, await self.find_focus(session.agent_id) if session else None)
 
     async def list_recent_messages(self, conversation_ids: list[str], limit: int) -> dict[str, list[Message]]:
         return {

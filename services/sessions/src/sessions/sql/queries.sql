@@ -79,7 +79,9 @@ SELECT count(*) FROM sessions WHERE agent_id = $1 AND status = 'open' AND kind <
 
 -- name: close_session
 UPDATE sessions SET status = 'closed', closed_at = now(), disposition = $3, note = $4, close_reason = $5
-WHERE agent_id = $1 AND session_id = $2 AND status = 'open';
+WHERE agent_id = $1 AND session_id = $2 AND status = 'open'
+RETURNING agent_id, session_id, kind, title, icon, conversation_id, channel, status, unread, focused_tab, record,
+          pane, opened_at, closed_at, disposition, note, close_reason;
 
 -- name: retitle_session
 UPDATE sessions SET title = $3, icon = $4, record = $5 WHERE agent_id = $1 AND session_id = $2;
@@ -145,6 +147,8 @@ SELECT conversation_id, agent_id, channel, conversation, released, queue FROM as
 WHERE agent_id = $1 AND NOT released ORDER BY conversation_id;
 
 -- name: release_assignment
+-- Released if that agent still holds it; the work no longer waits either way.
+WITH w AS (DELETE FROM waiting_work WHERE conversation_id = $1)
 UPDATE assignments SET released = true WHERE conversation_id = $1 AND agent_id = $2;
 
 -- name: upsert_profile
@@ -161,6 +165,10 @@ SELECT p.settings FROM agents a JOIN profiles p ON p.name = a.profile WHERE a.ag
 SELECT name, settings FROM profiles ORDER BY name;
 
 -- name: upsert_presence
+-- The agent (with its Home) exists from its first presence on.
+WITH a AS (INSERT INTO agents (agent_id) VALUES ($1) ON CONFLICT (agent_id) DO NOTHING),
+     h AS (INSERT INTO sessions (agent_id, session_id, kind, title, icon) VALUES ($1, 'home', 'home', 'Home', 'Ho')
+           ON CONFLICT (agent_id, session_id) DO NOTHING)
 INSERT INTO presence (agent_id, status, base, closed_channels, colour, source, since)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (agent_id) DO UPDATE SET status = $2, base = $3, closed_channels = $4, colour = $5, source = $6,
@@ -273,3 +281,134 @@ SELECT signals FROM escalations WHERE conversation_id = $1;
 
 -- name: list_escalations
 SELECT conversation_id, signals FROM escalations ORDER BY conversation_id;
+
+-- Hot path (issue 13): one round trip per step of a conversation where several statements were.
+
+-- name: bump_seqs
+-- bump_seq for several agents at once ($1 sorted): rows are locked in that order, so two batches
+-- never deadlock on each other's agents.
+INSERT INTO agent_seq (agent_id, seq)
+SELECT agent_id, n FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS b (agent_id, n, i) ORDER BY i
+ON CONFLICT (agent_id) DO UPDATE SET seq = agent_seq.seq + EXCLUDED.seq
+RETURNING agent_id, seq;
+
+-- name: receive_offer
+-- work.offered: the agent has its Home, the work shows as offered, the offer is recorded once;
+-- returns the agent's profile settings ('{}' without one) when the offer is new, no row otherwise.
+-- (An agent inserted here is not visible to the last SELECT: it has the default profile.)
+WITH a AS (INSERT INTO agents (agent_id) VALUES ($2) ON CONFLICT (agent_id) DO NOTHING),
+     h AS (INSERT INTO sessions (agent_id, session_id, kind, title, icon) VALUES ($2, 'home', 'home', 'Home', 'Ho')
+           ON CONFLICT (agent_id, session_id) DO NOTHING),
+     w AS (INSERT INTO waiting_work (conversation_id, channel, queue, state, queued_at)
+           VALUES ($3, $4, $5, 'offered', $10)
+           ON CONFLICT (conversation_id) DO UPDATE SET channel = $4, queue = $5, state = 'offered'),
+     o AS (INSERT INTO offers (offer_id, agent_id, conversation_id, channel, queue, title, conversation, status,
+                               expires_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+           ON CONFLICT (offer_id) DO NOTHING
+           RETURNING offer_id)
+SELECT coalesce((SELECT p.settings FROM profiles p
+                 WHERE p.name = coalesce((SELECT profile FROM agents WHERE agent_id = $2), 'default')), '{}'::jsonb)
+FROM o;
+
+-- name: answer_offer
+-- The agent's pending offer, not expired at $4, takes status $3; no row when there is none.
+UPDATE offers SET status = $3
+WHERE offer_id = $1 AND agent_id = $2 AND status = 'pending' AND expires_at > $4
+RETURNING offer_id, agent_id, conversation_id, channel, expires_at, queue, title, conversation, status;
+
+-- name: withdraw_offer
+-- A pending or accepted offer is withdrawn; no row when there is none such.
+UPDATE offers SET status = 'withdrawn' WHERE offer_id = $1 AND status IN ('pending', 'accepted')
+RETURNING offer_id, agent_id, conversation_id, channel, expires_at, queue, title, conversation, status;
+
+-- name: assign
+-- work.assigned: the agent has its Home, its offer ($6) is assigned, the work no longer waits, the
+-- assignment is recorded; returns what assist said, the escalation signals seen so far and the newest
+-- $7 messages (oldest first), with the conversation's open session if there is one (its columns null
+-- otherwise).
+WITH a AS (INSERT INTO agents (agent_id) VALUES ($2) ON CONFLICT (agent_id) DO NOTHING),
+     h AS (INSERT INTO sessions (agent_id, session_id, kind, title, icon) VALUES ($2, 'home', 'home', 'Home', 'Ho')
+           ON CONFLICT (agent_id, session_id) DO NOTHING),
+     o AS (UPDATE offers SET status = 'assigned' WHERE offer_id = $6),
+     w AS (DELETE FROM waiting_work WHERE conversation_id = $1),
+     s AS (INSERT INTO assignments (conversation_id, agent_id, channel, conversation, queue)
+           VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (conversation_id) DO UPDATE SET agent_id = $2, channel = $3, conversation = $4, queue = $5,
+               assigned_at = now(), released = false)
+SELECT (SELECT pane FROM conversation_pane WHERE conversation_id = $1) AS said,
+       (SELECT signals FROM escalations WHERE conversation_id = $1) AS signals,
+       (SELECT jsonb_agg(to_jsonb(e) ORDER BY e.ordinal)
+        FROM (SELECT conversation_id, message_id, sender, text, time, sender_id, visibility, suggestion_id,
+                     command_id, ordinal
+              FROM messages WHERE conversation_id = $1 ORDER BY ordinal DESC LIMIT $7) e) AS earlier,
+       x.agent_id, x.session_id, x.kind, x.title, x.icon, x.conversation_id, x.channel, x.status, x.unread,
+       x.focused_tab, x.record, x.pane, x.opened_at, x.closed_at, x.disposition, x.note, x.close_reason
+FROM (VALUES (1)) AS one (n)
+LEFT JOIN sessions x ON x.conversation_id = $1 AND x.status = 'open';
+
+-- name: open_session
+-- Reopen the closed session or open a new one with its anchor tab ($8: kind $9, target $10, title $11);
+-- the anchor has the session's focus, the session the agent's; true when it was reopened.
+WITH r AS (UPDATE sessions SET status = 'open', closed_at = NULL, disposition = NULL, note = NULL,
+               close_reason = NULL, focused_tab = $8
+           WHERE agent_id = $1 AND session_id = $2 AND status = 'closed'
+           RETURNING session_id),
+     i AS (INSERT INTO sessions (agent_id, session_id, kind, conversation_id, channel, title, icon, focused_tab)
+           SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE NOT EXISTS (SELECT 1 FROM r)
+           ON CONFLICT DO NOTHING
+           RETURNING session_id),
+     t AS (INSERT INTO tabs (agent_id, session_id, tab_id, kind, title, anchor, target)
+           SELECT $1, $2, $8, $9, $11, true, $10 FROM i),
+     f AS (UPDATE agents SET focused_session = $2 WHERE agent_id = $1)
+SELECT EXISTS (SELECT 1 FROM r);
+
+-- name: close_and_unfocus
+-- close_session, and Home takes the agent's focus if the closed session had it (`unfocused`).
+WITH c AS (UPDATE sessions SET status = 'closed', closed_at = now(), disposition = $3, note = $4, close_reason = $5
+           WHERE agent_id = $1 AND session_id = $2 AND status = 'open'
+           RETURNING *),
+     f AS (UPDATE agents SET focused_session = 'home'
+           WHERE agent_id = $1 AND focused_session = $2 AND EXISTS (SELECT 1 FROM c)
+           RETURNING agent_id)
+SELECT agent_id, session_id, kind, title, icon, conversation_id, channel, status, unread, focused_tab, record, pane,
+       opened_at, closed_at, disposition, note, close_reason, EXISTS (SELECT 1 FROM f) AS unfocused
+FROM c;
+
+-- name: unfocus
+-- Home takes the focus if session $2 had it; a row when it did.
+UPDATE agents SET focused_session = 'home' WHERE agent_id = $1 AND focused_session = $2 RETURNING agent_id;
+
+-- name: post_message
+-- insert_message, returning with it the open session holding the conversation (its columns null
+-- when none) and that agent's focus; no row when the message was stored already.
+WITH m AS (
+    INSERT INTO messages (conversation_id, message_id, ordinal, sender, sender_id, visibility, text, time,
+                          suggestion_id, command_id)
+    SELECT $1, $2, coalesce(max(ordinal), 0) + 1, $3, $4, $5, $6, $7, $8, $9 FROM messages WHERE conversation_id = $1
+    ON CONFLICT (conversation_id, message_id) DO NOTHING
+    RETURNING ordinal
+)
+SELECT m.ordinal, a.focused_session AS focus,
+       x.agent_id, x.session_id, x.kind, x.title, x.icon, x.conversation_id, x.channel, x.status, x.unread,
+       x.focused_tab, x.record, x.pane, x.opened_at, x.closed_at, x.disposition, x.note, x.close_reason
+FROM m
+LEFT JOIN sessions x ON x.conversation_id = $1 AND x.status = 'open'
+LEFT JOIN agents a ON a.agent_id = x.agent_id;
+
+-- name: merge_open_pane
+-- Merge $2 into the pane of the open session holding conversation $1 (and, when $3, into the
+-- conversation's own); returns that session with its whole pane, its agent's profile settings and
+-- the kind of its focused tab; no row when no session holds the conversation.
+WITH c AS (INSERT INTO conversation_pane (conversation_id, pane) SELECT $1, $2 WHERE $3
+           ON CONFLICT (conversation_id) DO UPDATE SET pane = conversation_pane.pane || EXCLUDED.pane,
+               updated_at = now()),
+     s AS (UPDATE sessions SET pane = pane || $2 WHERE conversation_id = $1 AND status = 'open'
+           RETURNING agent_id, session_id, kind, title, icon, conversation_id, channel, status, unread, focused_tab,
+                     record, pane, opened_at, closed_at, disposition, note, close_reason)
+SELECT s.*,
+       (SELECT p.settings FROM agents a JOIN profiles p ON p.name = a.profile WHERE a.agent_id = s.agent_id)
+           AS settings,
+       (SELECT t.kind FROM tabs t
+        WHERE t.agent_id = s.agent_id AND t.session_id = s.session_id AND t.tab_id = s.focused_tab) AS focused_kind
+FROM s;
