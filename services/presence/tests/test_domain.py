@@ -61,3 +61,24 @@ def test_idle_needs_every_device_idle(idle: list[float | None], after: float | N
 def test_unknown_rules_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown presence rule"):
         domain.Rules.from_config({"when_tired": "away"})
+
+
+def test_a_new_load_asks_for_the_automatic_status_while_automation_applies() -> None:
+    busy = domain.AgentState("available", "available")
+    change = domain.after_load("a-1", busy, domain.Load(3, True, False), domain.Rules(), "capacity: 3 in use, full")
+    assert change == domain.StatusChange("a-1", "busy_dnd", False, None, "automatic", "capacity: 3 in use, full")
+    chosen = domain.AgentState("away", "away", manual=True)
+    inactive = domain.AgentState("inactive", "inactive")
+    for state in (chosen, inactive, domain.AgentState()):  # by hand, after a missed offer, offline
+        assert domain.after_load("a-1", state, domain.Load(1), domain.Rules(), "") is None
+
+
+def test_a_missed_or_rejected_offer_asks_for_the_profiles_status() -> None:
+    state = domain.AgentState("available", "available")
+    missed = domain.after_offer("a-1", state, domain.Rules(), "expired", "o-1")
+    assert missed == domain.StatusChange("a-1", "inactive", False, None, "system", "missed offer o-1")
+    assert domain.after_offer("a-1", state, domain.Rules(), "rejected", "o-1") is None
+    lenient = domain.Rules(missed_offer=None, rejected_offer="busy_dnd")
+    rejected = domain.after_offer("a-1", state, lenient, "rejected", "o-2")
+    assert rejected == domain.StatusChange("a-1", "busy_dnd", False, None, "automatic", "rejected offer o-2")
+    assert domain.after_offer("a-1", domain.AgentState(), domain.Rules(), "expired", "o-1") is None  # offline

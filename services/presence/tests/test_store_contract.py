@@ -53,8 +53,9 @@ async def test_an_agent_is_created_offline_on_first_sight(store: PresenceStore) 
 
 
 async def test_state_changes_are_read_back(store: PresenceStore) -> None:
+    await store.upsert_status(domain.Status("lunch", "away", "#f80", custom=True))
     await store.lock_agent("a-1")
-    await store.set_status("a-1", "lunch", "away", True)
+    assert await store.set_status("a-1", "lunch", True) == domain.Status("lunch", "away", "#f80")
     await store.remember_before("a-1", "busy", True, T0)
     await store.set_idle("a-1", True)
     await store.set_closed_channels("a-1", ["chat", "voice"])
@@ -73,7 +74,7 @@ async def test_state_changes_are_read_back(store: PresenceStore) -> None:
 
 
 async def test_updates_of_an_unknown_agent_change_nothing(store: PresenceStore) -> None:
-    await store.set_status("ghost", "busy", "busy", False)
+    assert await store.set_status("ghost", "busy", False) == domain.Status("busy", "busy")
     await store.set_idle("ghost", True)
     await store.remember_before("ghost", "busy", False, T0)
     await store.set_closed_channels("ghost", ["chat"])
@@ -81,10 +82,13 @@ async def test_updates_of_an_unknown_agent_change_nothing(store: PresenceStore) 
 
 
 async def test_history_is_newest_first_and_limited(store: PresenceStore) -> None:
-    await store.add_history("a-1", "available", "offline", "device", "signed in")
-    await store.add_history("a-2", "busy", "available", "automatic", None)
-    await store.add_history("a-1", "away", "available", "manual", "chosen")
-    await store.add_history("a-1", "available", "away", "manual", None)
+    await store.lock_agent("a-1")
+    await store.lock_agent("a-2")
+    await store.set_status("a-1", "available", False, previous="offline", source="device", reason="signed in")
+    await store.set_status("a-2", "busy", False, previous="available", source="automatic")
+    await store.set_status("a-1", "away", True, previous="available", source="manual", reason="chosen")
+    await store.set_status("a-1", "away", False)  # no source: not in the history
+    await store.set_status("a-1", "available", False, previous="away", source="manual")
     entries = await store.list_history("a-1", 2)
     assert [(e.status, e.previous, e.source, e.reason) for e in entries] == [
         ("available", "away", "manual", None),
@@ -95,11 +99,51 @@ async def test_history_is_newest_first_and_limited(store: PresenceStore) -> None
     assert await store.list_history("nobody", 10) == []
 
 
-async def test_load_is_replaced(store: PresenceStore) -> None:
+async def test_loads_are_kept_and_agents_locked_at_once(store: PresenceStore) -> None:
     assert await store.find_load("a-1") is None
-    await store.upsert_load("a-1", domain.Load(2, False, True))
-    await store.upsert_load("a-1", domain.Load(3, True, False))
+    locked = await store.lock_agents(["a-2", "a-1", "a-2"], {"a-1": domain.Load(2, False, True)})
+    assert locked == {"a-1": (domain.AgentState(), None), "a-2": (domain.AgentState(), None)}
+    assert await store.find_load("a-1") == domain.Load(2, False, True) and await store.find_load("a-2") is None
+    await store.set_status("a-1", "busy", False)
+    await store.lock_agents(["a-1"], {"a-1": domain.Load(3, True, False)})
+    await store.lock_agents(["a-1"], {"a-1": domain.Load(3, True, False)})
     assert await store.find_load("a-1") == domain.Load(3, True, False)
+    lenient = domain.Rules(full="busy")
+    await store.upsert_profile("desk", lenient)
+    await store.assign_agent("a-1", "desk", None)
+    locked = await store.lock_agents(["a-1", "a-3"], {"a-3": domain.Load(1, False, False)})
+    (state, rules), (other, none) = locked["a-1"], locked["a-3"]
+    assert (state.status, state.profile, rules) == ("busy", "desk", lenient)
+    assert (other, none) == (domain.AgentState(), None)
+    assert await store.find_load("a-1") == domain.Load(3, True, False)
+    assert await store.find_load("a-3") == domain.Load(1, False, False)
+    assert await store.lock_agents([], {}) == {}
+
+
+async def test_status_changes_of_a_batch_in_order(store: PresenceStore) -> None:
+    await store.upsert_status(domain.Status("lunch", "away", "#f80", custom=True))
+    await store.lock_agents(["a-1", "a-2"], {})
+    changes = [
+        domain.StatusChange("a-1", "busy", False, "offline", "automatic", "capacity: 1 in use"),
+        domain.StatusChange("a-2", "lunch", True, "offline", "manual"),
+        domain.StatusChange("a-1", "busy_dnd", False, "busy", "automatic", "capacity: 3 in use, full"),
+        domain.StatusChange("a-2", "available", False),  # no source: not in the history
+    ]
+    assert await store.set_statuses(changes) == [
+        domain.Status("busy", "busy"),
+        domain.Status("lunch", "away", "#f80"),
+        domain.Status("busy_dnd", "busy_dnd"),
+        domain.Status("available", "available"),
+    ]
+    one, two = await store.lock_agent("a-1"), await store.lock_agent("a-2")
+    assert (one.status, one.base, one.manual) == ("busy_dnd", "busy_dnd", False)
+    assert (two.status, two.manual) == ("available", False)
+    assert [(e.status, e.previous, e.reason) for e in await store.list_history("a-1", 5)] == [
+        ("busy_dnd", "busy", "capacity: 3 in use, full"),
+        ("busy", "offline", "capacity: 1 in use"),
+    ]
+    assert [(e.status, e.source) for e in await store.list_history("a-2", 5)] == [("lunch", "manual")]
+    assert await store.set_statuses([]) == []
 
 
 async def test_devices_live_signed_out_and_lost(store: PresenceStore) -> None:
@@ -165,7 +209,7 @@ async def test_profile_rules_round_trip(store: PresenceStore) -> None:
 
 async def test_assigning_agents_to_profiles_and_teams(store: PresenceStore) -> None:
     await store.lock_agent("a-1")
-    await store.set_status("a-1", "busy", "busy", False)
+    await store.set_status("a-1", "busy", False)
     await store.assign_agent("a-1", "desk", "tier-1")
     await store.assign_agent("a-2", "default", "tier-1")
     await store.assign_agent("a-0", "default", "tier-2")
@@ -200,13 +244,13 @@ async def test_the_presence_record_lists_every_device(store: PresenceStore) -> N
 async def test_every_agent_is_listed_with_its_latest_change(store: PresenceStore) -> None:
     assert await store.list_agents() == []
     await store.lock_agent("a-2")
+    await store.upsert_status(domain.Status("lunch", "away", custom=True))
     await store.lock_agent("a-1")
-    await store.set_status("a-1", "lunch", "away", True)
+    await store.set_status("a-1", "available", False, previous="offline", source="device")
+    await store.set_status("a-1", "lunch", True, previous="available", source="manual", reason="chosen")
     await store.set_closed_channels("a-1", ["voice"])
     await store.assign_agent("a-1", "default", "tier-1")
-    await store.add_history("a-1", "available", "offline", "device", None)
-    await store.add_history("a-1", "lunch", "available", "manual", "chosen")
-    await store.add_history("a-3", "busy", "available", "automatic", None)  # presence never saw a-3 itself
+    await store.set_status("a-3", "busy", False, previous="available", source="automatic")  # never seen: history only
     agents = await store.list_agents()
     assert [(a.agent_id, a.status, a.base, a.source, a.closed_channels, a.team) for a in agents] == [
         ("a-1", "lunch", "away", "manual", ("voice",), "tier-1"),

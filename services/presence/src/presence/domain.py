@@ -109,6 +109,18 @@ class TeamMember:
     updated_at: datetime
 
 
+@dataclass(frozen=True)
+class StatusChange:
+    """A change of an agent's status to record: with a `source`, it joins the history."""
+
+    agent_id: str
+    status: str
+    manual: bool
+    previous: str | None = None
+    source: str | None = None
+    reason: str | None = None
+
+
 def base_statuses() -> dict[str, Status]:
     return {b: Status(b, b) for b in BASE_PRESENCES}
 
@@ -125,6 +137,29 @@ def automatic_status(load: Load, rules: Rules = Rules()) -> str:
 def automation_applies(state: AgentState) -> bool:
     """Automation may change the status: not chosen by hand, not offline, not idle-away."""
     return not state.manual and state.status != "offline" and not state.idle
+
+
+def after_load(agent_id: str, state: AgentState, load: Load, rules: Rules, reason: str) -> StatusChange | None:
+    """The profile's automatic status for the agent's new load, if automation applies (None: no
+    rule applies; the status may be the agent's already)."""
+    if not automation_applies(state):
+        return None
+    if state.status == "inactive":
+        return None  # set by the system after a missed offer: it stays until the agent comes back by hand
+    return StatusChange(agent_id, automatic_status(load, rules), False, source="automatic", reason=reason)
+
+
+def after_offer(agent_id: str, state: AgentState, rules: Rules, cause: str, offer_id: str) -> StatusChange | None:
+    """A missed (expired) or rejected offer: the profile's status for it, if it has one and
+    automation applies."""
+    if not automation_applies(state):
+        return None
+    target = rules.missed_offer if cause == "expired" else rules.rejected_offer
+    if target is None:
+        return None
+    source = "system" if target == "inactive" else "automatic"
+    reason = f"{'missed' if cause == 'expired' else 'rejected'} offer {offer_id}"
+    return StatusChange(agent_id, target, False, source=source, reason=reason)
 
 
 def resolve_manual(name: str, statuses: dict[str, Status]) -> tuple[Status, bool] | str:

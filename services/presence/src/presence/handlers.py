@@ -23,4 +23,5 @@ def register(runtime: Runtime) -> None:
             "capacity.changed": service.on_capacity_changed,
             "work.offer_expired": service.on_offer_expired,
         },
+        after_batch=service.after_routing,
     )

@@ -21,10 +21,12 @@ log = structlog.get_logger("switchboard.presence")
 
 @dataclass
 class PresenceBatch:
-    """What one batch reads once: the statuses, and the automatic rules of each profile."""
+    """What one batch reads once (the statuses, and the automatic rules of each profile) and the
+    routing events it handles together at its end."""
 
     statuses: dict[str, domain.Status] | None = None
     rules: dict[str, domain.Rules] = field(default_factory=dict)
+    routed: list[c.CapacityChanged | c.WorkOfferExpired] = field(default_factory=list)
 
 
 Uow = UnitOfWork[PresenceStore, PresenceBatch]
@@ -65,13 +67,10 @@ async def change(
     force_event: bool = False,
 ) -> domain.AgentState:
     """Set the status, record it in the history and emit presence.changed when it differs."""
-    known = await statuses(uow)
-    st = known.get(status, domain.Status(status, status))
     if state.status == status and state.manual == manual and not force_event:
         return state
-    await uow.store.set_status(agent_id, status, st.base, manual)
     if state.status != status or force_event:
-        await uow.store.add_history(agent_id, status, state.status, source, reason)
+        st = await uow.store.set_status(agent_id, status, manual, previous=state.status, source=source, reason=reason)
         uow.emit(
             c.PresenceChanged(
                 agent_id=agent_id,
@@ -84,17 +83,9 @@ async def change(
                 colour=st.colour,
             )
         )
+    else:
+        st = await uow.store.set_status(agent_id, status, manual)
     return replace(state, status=status, base=st.base, manual=manual)
-
-
-async def automatic(uow: Uow, agent_id: str, state: domain.AgentState, reason: str) -> None:
-    """Apply the profile's automatic rule for the agent's current load, if automation applies."""
-    if not domain.automation_applies(state):
-        return
-    if state.status == "inactive":
-        return  # set by the system after a missed offer: it stays until the agent comes back by hand
-    status = domain.automatic_status(await load(uow, agent_id), await rules(uow, state.profile))
-    await change(uow, agent_id, state, status, source="automatic", reason=reason, manual=False)
 
 
 # --- presence.commands.v1 ----------------------------------------------------------------------
@@ -107,25 +98,32 @@ async def on_agent_signed_in(uow: Uow, ev: c.CloudEvent, data: c.AgentSignedIn) 
 
 async def on_agent_heartbeat(uow: Uow, ev: c.CloudEvent, data: c.AgentHeartbeat) -> None:
     await uow.store.device_seen(data.agent_id, data.device_id, data.idle_s, _now())
-    await _device_back(uow, data.agent_id, f"heartbeat from {data.device_id}")
-    await _idle_check(uow, data.agent_id)
+    state = await _device_back(uow, data.agent_id, f"heartbeat from {data.device_id}")
+    await _idle_check(uow, data.agent_id, state)
 
 
-async def _device_back(uow: Uow, agent_id: str, reason: str) -> None:
-    """A device is alive: an offline agent comes back, restoring its status after a short drop."""
+async def _device_back(uow: Uow, agent_id: str, reason: str) -> domain.AgentState:
+    """A device is alive: an offline agent comes back, restoring its status after a short drop.
+    Returns the agent's state after it (locked)."""
     state = await uow.store.lock_agent(agent_id)
     if state.status != "offline" or (state.manual and state.disconnected_at is None):
-        return  # online already, or offline by the agent's own choice
+        return state  # online already, or offline by the agent's own choice
     restored = domain.restore_after_reconnect(state, _now())
     await uow.store.remember_before(agent_id, None, False, None)
+    forgotten = replace(state, status_before=None, manual_before=False, disconnected_at=None)
     if restored is not None:
         status, manual = restored
-        await change(
-            uow, agent_id, state, status, source="device", reason=f"{reason}: restored after reconnect", manual=manual
+        return await change(
+            uow,
+            agent_id,
+            forgotten,
+            status,
+            source="device",
+            reason=f"{reason}: restored after reconnect",
+            manual=manual,
         )
-        return
     status = domain.automatic_status(await load(uow, agent_id), await rules(uow, state.profile))
-    await change(uow, agent_id, state, status, source="device", reason=reason, manual=False)
+    return await change(uow, agent_id, forgotten, status, source="device", reason=reason, manual=False)
 
 
 async def on_agent_signed_out(uow: Uow, ev: c.CloudEvent, data: c.AgentSignedOut) -> None:
@@ -196,38 +194,66 @@ async def on_presence_set(uow: Uow, ev: c.CloudEvent, data: c.SetPresence) -> No
 
 
 async def on_capacity_changed(uow: Uow, ev: c.CloudEvent, data: c.CapacityChanged) -> None:
-    await uow.store.upsert_load(data.agent_id, domain.Load(data.total_used, data.full, data.exclusive_held))
-    state = await uow.store.lock_agent(data.agent_id)
-    await automatic(uow, data.agent_id, state, f"capacity: {data.total_used} in use{', full' if data.full else ''}")
+    """Handled with the batch's other routing events (`after_routing`)."""
+    uow.batch.routed.append(data)
 
 
 async def on_offer_expired(uow: Uow, ev: c.CloudEvent, data: c.WorkOfferExpired) -> None:
-    if data.cause == "withdrawn":
+    """Handled with the batch's other routing events (`after_routing`); a withdrawn offer changes nothing."""
+    if data.cause != "withdrawn":
+        uow.batch.routed.append(data)
+
+
+async def after_routing(uow: Uow) -> None:
+    """The batch's routing events, in order, with two statements for all of them: the loads kept and
+    the agents locked at once, then every status change. Automatic rules apply to each event as it
+    comes, on the state the events before it left."""
+    routed, uow.batch.routed = uow.batch.routed, []
+    if not routed:
         return
-    state = await uow.store.lock_agent(data.agent_id)
-    if not domain.automation_applies(state):
+    loads = {d.agent_id: _load(d) for d in routed if isinstance(d, c.CapacityChanged)}
+    locked = await uow.store.lock_agents([d.agent_id for d in routed], loads)
+    states = {agent_id: state for agent_id, (state, _) in locked.items()}
+    changes: list[domain.StatusChange] = []
+    closed: list[tuple[str, ...]] = []
+    for d in routed:
+        state = states[d.agent_id]
+        profile_rules = locked[d.agent_id][1] or domain.Rules()
+        if isinstance(d, c.CapacityChanged):
+            reason = f"capacity: {d.total_used} in use{', full' if d.full else ''}"
+            target = domain.after_load(d.agent_id, state, _load(d), profile_rules, reason)
+        else:
+            target = domain.after_offer(d.agent_id, state, profile_rules, d.cause, d.offer_id)
+        if target is None or target.status == state.status:
+            continue  # automation applies only when not chosen by hand, so `manual` is false already
+        changes.append(replace(target, previous=state.status))
+        closed.append(state.closed_channels)
+        states[d.agent_id] = replace(state, status=target.status)
+    if not changes:
         return
-    r = await rules(uow, state.profile)
-    target = r.missed_offer if data.cause == "expired" else r.rejected_offer
-    if target is None:
-        return
-    source: Source = "system" if target == "inactive" else "automatic"
-    await change(
-        uow,
-        data.agent_id,
-        state,
-        target,
-        source=source,
-        manual=False,
-        reason=f"{'missed' if data.cause == 'expired' else 'rejected'} offer {data.offer_id}",
-    )
+    for change, st, channels in zip(changes, await uow.store.set_statuses(changes), closed, strict=True):
+        uow.emit(
+            c.PresenceChanged(
+                agent_id=change.agent_id,
+                status=change.status,
+                base=st.base,
+                previous=change.previous,
+                source=change.source or "automatic",
+                reason=change.reason,
+                closed_channels=list(channels),
+                colour=st.colour,
+            )
+        )
+
+
+def _load(data: c.CapacityChanged) -> domain.Load:
+    return domain.Load(data.total_used, data.full, data.exclusive_held)
 
 
 # --- devices and idle (timers) -----------------------------------------------------------------
 
 
-async def _idle_check(uow: Uow, agent_id: str) -> None:
-    state = await uow.store.lock_agent(agent_id)
+async def _idle_check(uow: Uow, agent_id: str, state: domain.AgentState) -> None:
     r = await rules(uow, state.profile)
     if r.idle_after_s is None or state.status == "offline":
         return

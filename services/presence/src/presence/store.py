@@ -35,7 +35,30 @@ class PresenceStore(Protocol):
         """The agent's state, locked for this transaction (a first sight creates it offline)."""
         ...
 
-    async def set_status(self, agent_id: str, status: str, base: str, manual: bool) -> None: ...
+    async def lock_agents(
+        self, agent_ids: Sequence[str], loads: dict[str, domain.Load]
+    ) -> dict[str, tuple[domain.AgentState, domain.Rules | None]]:
+        """Keep routing's capacity for the agents in `loads`; every agent's state locked as
+        `lock_agent` gives it (in agent order), with its profile's automatic rules (None: the defaults)."""
+        ...
+
+    async def set_status(
+        self,
+        agent_id: str,
+        status: str,
+        manual: bool,
+        *,
+        previous: str | None = None,
+        source: str | None = None,
+        reason: str | None = None,
+    ) -> domain.Status:
+        """Set the status, resolved to the configured status of that name (else a base presence, its
+        own base); with a `source`, record the change in the history. Returns the status resolved."""
+        ...
+
+    async def set_statuses(self, changes: Sequence[domain.StatusChange]) -> list[domain.Status]:
+        """`set_status` for each change, in order (an agent ends with its last); the statuses resolved."""
+        ...
 
     async def remember_before(
         self, agent_id: str, status: str | None, manual: bool, disconnected_at: datetime | None
@@ -47,17 +70,11 @@ class PresenceStore(Protocol):
 
     async def set_closed_channels(self, agent_id: str, channels: Sequence[str]) -> None: ...
 
-    async def add_history(
-        self, agent_id: str, status: str, previous: str | None, source: str, reason: str | None
-    ) -> None: ...
-
     async def list_history(self, agent_id: str, limit: int) -> list[domain.HistoryEntry]:
         """Newest first."""
         ...
 
     async def find_load(self, agent_id: str) -> domain.Load | None: ...
-
-    async def upsert_load(self, agent_id: str, load: domain.Load) -> None: ...
 
     async def device_seen(self, agent_id: str, device_id: str, idle_s: float | None, at: datetime) -> None:
         """The device is signed in and alive at `at` (it is no longer lost)."""
@@ -106,28 +123,76 @@ def _device(r: asyncpg.Record) -> domain.Device:
     return domain.Device(r["agent_id"], r["device_id"], r["signed_in"], r["last_seen"], r["idle_s"], r["lost"])
 
 
+def _state(r: asyncpg.Record) -> domain.AgentState:
+    return domain.AgentState(
+        r["status"],
+        r["base"],
+        r["manual"],
+        r["status_before"],
+        r["manual_before"],
+        r["disconnected_at"],
+        r["idle"],
+        tuple(r["closed_channels"]),
+        r["profile"],
+    )
+
+
 class PgPresenceStore:
     def __init__(self, conn: Conn) -> None:
         self.conn = conn
 
     async def lock_agent(self, agent_id: str) -> domain.AgentState:
-        await self.conn.execute(Q.ensure_agent, agent_id)
         r = await self.conn.fetchrow(Q.lock_agent, agent_id)
+        if r is None:  # created by another transaction since this statement's snapshot: now it is there
+            r = await self.conn.fetchrow(Q.lock_agent, agent_id)
         assert r is not None
-        return domain.AgentState(
-            r["status"],
-            r["base"],
-            r["manual"],
-            r["status_before"],
-            r["manual_before"],
-            r["disconnected_at"],
-            r["idle"],
-            tuple(r["closed_channels"]),
-            r["profile"],
-        )
+        return _state(r)
 
-    async def set_status(self, agent_id: str, status: str, base: str, manual: bool) -> None:
-        await self.conn.execute(Q.set_status, agent_id, status, base, manual)
+    async def lock_agents(
+        self, agent_ids: Sequence[str], loads: dict[str, domain.Load]
+    ) -> dict[str, tuple[domain.AgentState, domain.Rules | None]]:
+        ids = sorted(set(agent_ids))
+        loaded = sorted(loads)
+        args = (
+            ids,
+            loaded,
+            [loads[a].total_used for a in loaded],
+            [loads[a].full for a in loaded],
+            [loads[a].exclusive_held for a in loaded],
+        )
+        rows = await self.conn.fetch(Q.lock_agents, *args)
+        if len(rows) < len(ids):  # as in lock_agent: the loads are written, every row now visible
+            rows = await self.conn.fetch(Q.lock_agents, *args)
+        return {
+            r["agent_id"]: (_state(r), None if r["rules"] is None else domain.Rules.from_config(r["rules"]))
+            for r in rows
+        }
+
+    async def set_status(
+        self,
+        agent_id: str,
+        status: str,
+        manual: bool,
+        *,
+        previous: str | None = None,
+        source: str | None = None,
+        reason: str | None = None,
+    ) -> domain.Status:
+        r = await self.conn.fetchrow(Q.set_status, agent_id, status, manual, source, previous, reason)
+        assert r is not None
+        return domain.Status(status, r["base"], r["colour"])
+
+    async def set_statuses(self, changes: Sequence[domain.StatusChange]) -> list[domain.Status]:
+        rows = await self.conn.fetch(
+            Q.set_statuses,
+            [x.agent_id for x in changes],
+            [x.status for x in changes],
+            [x.manual for x in changes],
+            [x.previous for x in changes],
+            [x.source for x in changes],
+            [x.reason for x in changes],
+        )
+        return [domain.Status(x.status, r["base"], r["colour"]) for x, r in zip(changes, rows, strict=True)]
 
     async def remember_before(
         self, agent_id: str, status: str | None, manual: bool, disconnected_at: datetime | None
@@ -140,11 +205,6 @@ class PgPresenceStore:
     async def set_closed_channels(self, agent_id: str, channels: Sequence[str]) -> None:
         await self.conn.execute(Q.set_closed_channels, agent_id, list(channels))
 
-    async def add_history(
-        self, agent_id: str, status: str, previous: str | None, source: str, reason: str | None
-    ) -> None:
-        await self.conn.execute(Q.add_history, agent_id, status, previous, source, reason)
-
     async def list_history(self, agent_id: str, limit: int) -> list[domain.HistoryEntry]:
         rows = await self.conn.fetch(Q.list_history, agent_id, limit)
         return [domain.HistoryEntry(r["status"], r["previous"], r["source"], r["reason"], r["at"]) for r in rows]
@@ -152,9 +212,6 @@ class PgPresenceStore:
     async def find_load(self, agent_id: str) -> domain.Load | None:
         r = await self.conn.fetchrow(Q.find_load, agent_id)
         return domain.Load(r["total_used"], r["is_full"], r["exclusive_held"]) if r else None
-
-    async def upsert_load(self, agent_id: str, load: domain.Load) -> None:
-        await self.conn.execute(Q.upsert_load, agent_id, load.total_used, load.full, load.exclusive_held)
 
     async def device_seen(self, agent_id: str, device_id: str, idle_s: float | None, at: datetime) -> None:
         await self.conn.execute(Q.device_seen, agent_id, device_id, idle_s, at)
@@ -263,10 +320,40 @@ class FakePresenceStore:
     async def lock_agent(self, agent_id: str) -> domain.AgentState:
         return self._agent(agent_id).state
 
-    async def set_status(self, agent_id: str, status: str, base: str, manual: bool) -> None:
-        self._update(agent_id, status=status, base=base, manual=manual)
+    async def lock_agents(
+        self, agent_ids: Sequence[str], loads: dict[str, domain.Load]
+    ) -> dict[str, tuple[domain.AgentState, domain.Rules | None]]:
+        self.loads.update(loads)
+        out = {}
+        for agent_id in sorted(set(agent_ids)):
+            state = self._agent(agent_id).state
+            out[agent_id] = (state, self.profiles.get(state.profile))
+        return out
+
+    async def set_status(
+        self,
+        agent_id: str,
+        status: str,
+        manual: bool,
+        *,
+        previous: str | None = None,
+        source: str | None = None,
+        reason: str | None = None,
+    ) -> domain.Status:
+        known = self.statuses.get(status)
+        resolved = domain.Status(status, known.base if known else status, known.colour if known else None)
+        self._update(agent_id, status=status, base=resolved.base, manual=manual)
         if agent_id in self.agents:
             self.agents[agent_id].updated_at = _now()
+        if source is not None:
+            self.history.append((agent_id, domain.HistoryEntry(status, previous, source, reason, _now())))
+        return resolved
+
+    async def set_statuses(self, changes: Sequence[domain.StatusChange]) -> list[domain.Status]:
+        return [
+            await self.set_status(x.agent_id, x.status, x.manual, previous=x.previous, source=x.source, reason=x.reason)
+            for x in changes
+        ]
 
     async def remember_before(
         self, agent_id: str, status: str | None, manual: bool, disconnected_at: datetime | None
@@ -279,19 +366,11 @@ class FakePresenceStore:
     async def set_closed_channels(self, agent_id: str, channels: Sequence[str]) -> None:
         self._update(agent_id, closed_channels=tuple(channels))
 
-    async def add_history(
-        self, agent_id: str, status: str, previous: str | None, source: str, reason: str | None
-    ) -> None:
-        self.history.append((agent_id, domain.HistoryEntry(status, previous, source, reason, _now())))
-
     async def list_history(self, agent_id: str, limit: int) -> list[domain.HistoryEntry]:
         return [entry for agent, entry in reversed(self.history) if agent == agent_id][:limit]
 
     async def find_load(self, agent_id: str) -> domain.Load | None:
         return self.loads.get(agent_id)
-
-    async def upsert_load(self, agent_id: str, load: domain.Load) -> None:
-        self.loads[agent_id] = load
 
     async def device_seen(self, agent_id: str, device_id: str, idle_s: float | None, at: datetime) -> None:
         self.devices[agent_id, device_id] = domain.Device(agent_id, device_id, True, at, idle_s, False)
