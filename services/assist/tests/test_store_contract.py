@@ -17,10 +17,32 @@ import pytest
 
 from assist import domain, embedding
 from assist.domain import Article, LibraryReply
-from assist.store import AssistStore, Claim, FakeAssistStore, PgAssistStore
+from assist.store import (
+    AssistStore,
+    Claim,
+    Conversation,
+    FakeAssistStore,
+    Hold,
+    Holding,
+    NewMessage,
+    PgAssistStore,
+    Releasing,
+)
 from tools import testing
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
+
+
+async def hold(store: AssistStore, conversation_id: str, agent_id: str, trigger: str = "summary:new_agent:x") -> Hold:
+    (held,) = await store.hold_conversations([Holding(conversation_id, agent_id, trigger)], 2.0)
+    return held
+
+
+async def release(
+    store: AssistStore, conversation_id: str, agent_id: str | None, trigger: str, forget: bool = False
+) -> bool:
+    (written,) = await store.release_conversations([Releasing(conversation_id, agent_id, trigger, forget)], 2.0)
+    return written
 
 
 def vec(seed: int) -> np.ndarray:
@@ -61,6 +83,25 @@ async def test_the_first_arrival_of_a_conversation_wins(store: AssistStore) -> N
     assert await store.find_conversation("nope") is None
 
 
+async def test_a_batch_of_arrivals_is_added_at_once_first_wins(store: AssistStore) -> None:
+    await store.add_conversation("c-1", "chat", "Refund", None)
+    await store.add_conversations(
+        [
+            Conversation("c-1", "email", "Other", None),
+            Conversation("c-2", "voice", None, "Ada Lovelace"),
+            Conversation("c-2", "chat", "Again", None),
+            Conversation("c-3", "sms", "Hi", None),
+        ]
+    )
+    await store.add_conversations([])
+    found = [await store.find_conversation(f"c-{i}") for i in (1, 2, 3)]
+    assert found == [
+        Conversation("c-1", "chat", "Refund", None),
+        Conversation("c-2", "voice", None, "Ada Lovelace"),
+        Conversation("c-3", "sms", "Hi", None),
+    ]
+
+
 async def test_messages_are_kept_once_in_the_order_they_were_posted(store: AssistStore) -> None:
     assert await store.add_message("c-1", "m-b", "customer", "public", "second", T0 + timedelta(seconds=1), None)
     assert await store.add_message("c-1", "m-a", "agent", "public", "first", T0, "s-1")
@@ -98,28 +139,114 @@ async def test_message_vectors_and_learned_marks_are_kept(store: AssistStore) ->
     assert m2.vector is None and m2.learned and not m1.learned
 
 
+async def test_a_batch_of_messages_is_added_and_schedules_its_conversations(store: AssistStore) -> None:
+    await hold(store, "c-1", "agent-1", "summary:new_agent:agent-1")  # kept for a message
+    assert await store.add_message("c-3", "m-1", "customer", "public", "known", T0, None)
+    batch = [
+        NewMessage("c-1", "m-1", "customer", "public", "hi", T0),
+        NewMessage("c-1", "m-2", "agent", "public", "hello", T0 + timedelta(seconds=1), "s-1"),
+        NewMessage("c-1", "m-1", "customer", "public", "hi again", T0),  # twice in the batch: the first counts
+        NewMessage("c-3", "m-1", "customer", "public", "known already", T0),
+    ]
+    assert await store.add_messages(batch, 0.0, 2.0) == {("c-1", "m-1"), ("c-1", "m-2")}
+    assert [(m.message_id, m.text, m.suggestion_id) for m in await store.list_messages("c-1")] == [
+        ("m-1", "hi", None),
+        ("m-2", "hello", "s-1"),
+    ]
+    (claim,) = await store.claim_pending(10)  # c-3 had nothing new: not scheduled
+    assert (claim.conversation_id, claim.triggers) == ("c-1", ["summary:new_agent:agent-1"])
+    await store.finish_pending("c-1", claim.version, claim.triggers)
+    assert await store.add_messages(batch[:1], 0.0, 2.0) == set()
+    assert await store.claim_pending(10) == [] and await store.next_due() is None
+    assert await store.add_messages([NewMessage("c-2", "m-1", "customer", "public", "hi", T0)], 60.0, 90.0)
+    wait = await store.next_due()
+    assert wait is not None and 55 < wait <= 60
+    assert await store.add_messages([], 0.0, 2.0) == set()
+
+
 async def test_an_agent_joins_a_conversation_once(store: AssistStore) -> None:
-    assert await store.add_conversation_agent("c-1", "agent-1")
-    assert not await store.add_conversation_agent("c-1", "agent-1")
-    assert await store.add_conversation_agent("c-1", "agent-2")
-    assert await store.add_conversation_agent("c-2", "agent-1")
+    assert await hold(store, "c-1", "agent-1", "summary:new_agent:agent-1") == Hold(True, False)
+    assert await hold(store, "c-1", "agent-1", "summary:new_agent:agent-1") == Hold(False, False)
+    assert (await hold(store, "c-1", "agent-2")).first
+    assert (await hold(store, "c-2", "agent-1")).first
+
+
+async def test_a_first_hold_waits_for_the_first_message_or_is_due_at_once(store: AssistStore) -> None:
+    await hold(store, "c-1", "agent-1", "summary:new_agent:agent-1")
+    assert await store.claim_pending(10) == [] and await store.next_due() is None  # kept, never due by itself
+    await store.add_message("c-2", "m-1", "customer", "public", "hello", T0, None)
+    assert await hold(store, "c-2", "agent-1", "summary:new_agent:agent-1") == Hold(True, True)
+    # a hold again is not a first: nothing more is scheduled
+    await hold(store, "c-2", "agent-1", "summary:transferred:agent-1")
+    (claim,) = await store.claim_pending(10)
+    assert (claim.conversation_id, claim.triggers, claim.version) == ("c-2", ["summary:new_agent:agent-1"], 1)
+    await store.schedule("c-1", 0.0, 2.0, [])  # the first message: the kept trigger comes with it
+    (claim,) = await store.claim_pending(10)
+    assert (claim.conversation_id, claim.triggers) == ("c-1", ["summary:new_agent:agent-1"])
+
+
+async def test_a_release_drafts_when_written_and_a_silent_close_forgets(store: AssistStore) -> None:
+    await hold(store, "c-1", "agent-1", "summary:new_agent:agent-1")
+    assert not await release(store, "c-1", "agent-1", "case:transferred:agent-1", forget=False)
+    assert await store.claim_pending(10) == []
+    await store.schedule("c-1", 0.0, 2.0, [])
+    (claim,) = await store.claim_pending(10)
+    assert claim.triggers == ["summary:new_agent:agent-1"]  # kept through the transfer
+    holder = await store.find_holder("c-1", "agent-1")
+    assert holder is not None and not holder.holds
+    await hold(store, "c-2", "agent-1", "summary:new_agent:agent-1")
+    assert not await release(store, "c-2", None, "case:closed:", forget=True)
+    await store.schedule("c-2", 0.0, 2.0, [])
+    (claim,) = await store.claim_pending(10)
+    assert claim.triggers == []  # forgotten: the kept trigger went with it
+    await store.add_message("c-3", "m-1", "customer", "public", "hello", T0, None)
+    assert await release(store, "c-3", "agent-2", "case:closed:agent-2", forget=True)
+    (claim,) = await store.claim_pending(10)
+    assert (claim.conversation_id, claim.triggers) == ("c-3", ["case:closed:agent-2"])
+    holder = await store.find_holder("c-3", "agent-2")
+    assert holder is not None and not holder.holds  # released without an assignment seen first
+
+
+async def test_holds_and_releases_of_a_batch_are_answered_in_order(store: AssistStore) -> None:
+    await store.add_message("c-2", "m-1", "customer", "public", "hi", T0, None)
+    holds = [
+        Holding("c-1", "a-1", "summary:new_agent:a-1"),
+        Holding("c-2", "a-1", "summary:new_agent:a-1"),
+        Holding("c-3", "a-2", "summary:transferred:a-2", previous_agent_id="a-1"),
+    ]
+    assert await store.hold_conversations(holds, 2.0) == [Hold(True, False), Hold(True, True), Hold(True, False)]
+    before = await store.find_holder("c-3", "a-1")
+    assert before is not None and not before.holds  # the transfer let the agent before go
+    (claim,) = await store.claim_pending(10)
+    assert (claim.conversation_id, claim.triggers) == ("c-2", ["summary:new_agent:a-1"])
+    releases = [
+        Releasing("c-2", "a-1", "case:closed:a-1", forget=True),
+        Releasing("c-1", "a-1", "case:closed:a-1", forget=True),
+        Releasing("c-3", None, "case:escalated:"),
+    ]
+    assert await store.release_conversations(releases, 2.0) == [True, False, False]
+    assert await store.hold_conversations([], 2.0) == [] and await store.release_conversations([], 2.0) == []
+    await store.schedule("c-1", 0.0, 2.0, [])
+    await store.schedule("c-3", 0.0, 2.0, [])
+    claims = {c.conversation_id: c.triggers for c in await store.claim_pending(10)}
+    assert claims == {"c-1": [], "c-3": ["summary:transferred:a-2"]}  # c-1's kept trigger forgotten on close
 
 
 async def test_holders_are_known_while_they_hold_and_after(store: AssistStore) -> None:
     assert await store.find_holder("c-1", "agent-1") is None
-    await store.add_conversation_agent("c-1", "agent-1")
+    await hold(store, "c-1", "agent-1")
     held = await store.find_holder("c-1", "agent-1")
     assert held is not None and held.holds and held.agent_id == "agent-1"
-    await store.release_conversation_agent("c-1", "agent-1")  # transferred away
+    await release(store, "c-1", "agent-1", "case:transferred:agent-1")  # transferred away
     released = await store.find_holder("c-1", "agent-1")
     assert released is not None and not released.holds and released.first_at == held.first_at
     assert await store.find_holder("c-1", "agent-2") is None and await store.find_holder("c-2", "agent-1") is None
     # Transferred back: holds again, and it is not its first time.
-    assert not await store.add_conversation_agent("c-1", "agent-1")
+    assert not (await hold(store, "c-1", "agent-1")).first
     back = await store.find_holder("c-1", "agent-1")
     assert back is not None and back.holds
     # Released without an assignment seen first (assist started later): it held it.
-    await store.release_conversation_agent("c-3", "agent-9")
+    await release(store, "c-3", "agent-9", "case:closed:agent-9")
     late = await store.find_holder("c-3", "agent-9")
     assert late is not None and not late.holds
 
@@ -177,7 +304,7 @@ async def test_kept_triggers_wait_for_the_next_scheduling(store: AssistStore) ->
 async def test_claims_respect_the_limit_and_forgetting_removes(store: AssistStore) -> None:
     for i in range(3):
         await store.schedule(f"c-{i}", 0.0, 2.0, [])
-    await store.forget_pending("c-2")
+    assert not await release(store, "c-2", None, "", forget=True)
     first = await store.claim_pending(1)
     assert len(first) == 1
     rest = await store.claim_pending(10)

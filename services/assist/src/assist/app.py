@@ -9,7 +9,7 @@ import structlog
 from starlette.applications import Starlette
 
 from assist import config, handlers
-from assist.followup import POLL_S, Pace
+from assist.followup import POLL_S, AssistBatch, Pace
 from assist.http import routes
 from assist.metrics import register_metrics
 from assist.providers import Assistant, OpenAICompatible, Provider
@@ -55,12 +55,18 @@ def store_factory(database: Database | None) -> Callable[[Tx], AssistStore]:
 
 def build(
     settings: AssistSettings | None = None, database: Database | None = None
-) -> tuple[Runtime[AssistStore, None], AssistService]:
+) -> tuple[Runtime[AssistStore, AssistBatch], AssistService]:
     settings = settings or AssistSettings()
     config_file = settings.config_file or os.environ.get("SWITCHBOARD_CONFIG") or ""
     cfg = config.load(config_file)
-    runtime: Runtime[AssistStore, None] = Runtime(
-        "assist", settings, package="assist", produces=PRODUCES, store=store_factory(database), database=database
+    runtime: Runtime[AssistStore, AssistBatch] = Runtime(
+        "assist",
+        settings,
+        package="assist",
+        produces=PRODUCES,
+        store=store_factory(database),
+        batch=AssistBatch,
+        database=database,
     )
     assist = AssistService(
         runtime,

@@ -12,7 +12,7 @@ import structlog
 from assist import domain, embedding
 from assist.compute import Budget, Timings, Worker
 from assist.knowledge import Knowledge
-from assist.store import AssistStore, Claim, Message
+from assist.store import AssistStore, Claim, Conversation, Holding, Message, NewMessage, Releasing
 from assist.summaries import Summaries, record_feedback
 from assist.transcript import Limits, Transcript
 from shared import contracts as c
@@ -33,6 +33,30 @@ EMBED_CHUNK_CHARS = 2400
 ENCODER_CHARS = 1200
 
 Uow = UnitOfWork[AssistStore, Any]
+
+
+@dataclass
+class AssistBatch:
+    """What a batch of events writes at its end (`FollowUp.after_batch`), in order: the
+    conversations that arrived, the messages posted (with who sent each), the holds and releases."""
+
+    arrived: list[Conversation] = field(default_factory=list)
+    posted: list[tuple[NewMessage, str | None]] = field(default_factory=list)
+    routed: list[Holding | Releasing] = field(default_factory=list)
+
+
+def rounds(changes: list[Holding | Releasing]) -> list[list[Holding | Releasing]]:
+    """The changes in rounds that name each conversation at most once, a conversation's changes in
+    their order (one set-based statement may touch a row only once)."""
+    out: list[list[Holding | Releasing]] = []
+    last: dict[str, int] = {}
+    for change in changes:
+        n = last.get(change.conversation_id, -1) + 1
+        if n == len(out):
+            out.append([])
+        out[n].append(change)
+        last[change.conversation_id] = n
+    return out
 
 
 @dataclass(frozen=True)
@@ -92,60 +116,85 @@ class FollowUp:
     # --- the projection -------------------------------------------------------------------------------
 
     async def on_conversation_arrived(self, uow: Uow, ev: c.CloudEvent, data: c.ConversationArrived) -> None:
-        await uow.store.add_conversation(
-            data.conversation_id, data.channel, data.subject, data.customer.name if data.customer else None
-        )
+        """Written with the batch's other arrivals (`after_batch`)."""
+        customer_name = data.customer.name if data.customer else None
+        uow.batch.arrived.append(Conversation(data.conversation_id, data.channel, data.subject, customer_name))
+
+    async def after_batch(self, uow: Uow) -> None:
+        """The end of a batch: what its events asked for, a statement per kind (per round of the
+        holds and releases), instead of one per event."""
+        arrived, uow.batch.arrived = uow.batch.arrived, []
+        if arrived:
+            await uow.store.add_conversations(arrived)
+        await self._add_messages(uow)
+        routed, uow.batch.routed = uow.batch.routed, []
+        for changes in rounds(routed):
+            holds = [h for h in changes if isinstance(h, Holding)]
+            releases = [r for r in changes if isinstance(r, Releasing)]
+            due = False
+            if holds:  # a first hold is due at once where messages are there already
+                held = await uow.store.hold_conversations(holds, self.max_wait_s)
+                due = any(h.first and h.written for h in held)
+            if releases:
+                due = any(await uow.store.release_conversations(releases, self.max_wait_s)) or due
+            if due:
+                uow.flags.add(WAKE)
 
     async def on_message_posted(self, uow: Uow, ev: c.CloudEvent, data: c.MessagePosted) -> None:
+        """Written with the batch's other messages (`after_batch`)."""
         if data.visibility != "public" or not data.text.strip():
             return
-        added = await uow.store.add_message(
-            data.conversation_id,
-            data.message_id,
-            data.sender,
-            data.visibility,
-            data.text,
-            ev.time,
-            data.suggestion_id,
+        message = NewMessage(
+            data.conversation_id, data.message_id, data.sender, data.visibility, data.text, ev.time, data.suggestion_id
         )
-        if not added:
+        uow.batch.posted.append((message, data.sender_id))
+
+    async def _add_messages(self, uow: Uow) -> None:
+        """The batch's new messages in one statement, their conversations scheduled; an agent's
+        message sent from a suggestion decides it."""
+        posted, uow.batch.posted = uow.batch.posted, []
+        if not posted:
             return
-        if data.sender == "agent" and data.suggestion_id:
-            await record_feedback(uow.store, data.suggestion_id, None, data.text, data.sender_id, from_message=True)
-        await self.schedule(uow, data.conversation_id)
+        added = await uow.store.add_messages([m for m, _ in posted], self.debounce_s, self.max_wait_s)
+        if added:
+            uow.flags.add(WAKE)
+        for m, sender_id in posted:
+            key = (m.conversation_id, m.message_id)
+            if key not in added:
+                continue
+            added.discard(key)  # a message twice in the batch counts once
+            if m.sender == "agent" and m.suggestion_id:
+                await record_feedback(uow.store, m.suggestion_id, None, m.text, sender_id, from_message=True)
 
     async def on_work_assigned(self, uow: Uow, ev: c.CloudEvent, data: c.WorkAssigned) -> None:
         """The agent holds the conversation now (a transfer ends the previous agent's hold); a new
-        agent on the conversation gets a summary of it so far."""
-        if data.previous_agent_id and data.previous_agent_id != data.agent_id:
-            await uow.store.release_conversation_agent(data.conversation_id, data.previous_agent_id)
-        if await uow.store.add_conversation_agent(data.conversation_id, data.agent_id):
-            trigger = f"summary:{'transferred' if data.how == 'transferred' else 'new_agent'}:{data.agent_id}"
-            if await uow.store.count_messages(data.conversation_id):
-                await self.schedule(uow, data.conversation_id, [trigger], now=True)
-            else:  # most conversations are assigned before anyone writes: wait for the first message
-                await uow.store.keep_triggers(data.conversation_id, [trigger])
+        agent on the conversation gets a summary of it so far: at once when there are messages, else
+        (most conversations are assigned before anyone writes) after the first one."""
+        trigger = f"summary:{'transferred' if data.how == 'transferred' else 'new_agent'}:{data.agent_id}"
+        holding = Holding(data.conversation_id, data.agent_id, trigger, data.previous_agent_id)
+        uow.batch.routed.append(holding)
 
     async def on_work_released(self, uow: Uow, ev: c.CloudEvent, data: c.WorkReleased) -> None:
         """Hand-off (transfer) or close: the releasing agent no longer holds the conversation and gets
         a case-summary draft to review."""
-        await uow.store.release_conversation_agent(data.conversation_id, data.agent_id)
         trigger = "transferred" if data.reason == "transferred" else "closed"
-        await self.case_due(uow, data.conversation_id, trigger, data.agent_id)
+        self.case_due(uow, data.conversation_id, trigger, data.agent_id, releasing=data.agent_id)
 
     async def on_conversation_ended(self, uow: Uow, ev: c.CloudEvent, data: c.ConversationEnded) -> None:
-        await self.case_due(uow, data.conversation_id, "closed", "")
+        self.case_due(uow, data.conversation_id, "closed", "")
 
     async def on_work_overflowed(self, uow: Uow, ev: c.CloudEvent, data: c.WorkOverflowed) -> None:
         """Escalation to another queue: a draft so the next tier starts from the story so far."""
-        if data.to_queue and await uow.store.count_messages(data.conversation_id):
-            await self.schedule(uow, data.conversation_id, ["case:escalated:"], now=True)
+        if data.to_queue:
+            uow.batch.routed.append(Releasing(data.conversation_id, None, "case:escalated:"))
 
-    async def case_due(self, uow: Uow, conversation_id: str, trigger: str, agent_id: str) -> None:
-        if await uow.store.count_messages(conversation_id):
-            await self.schedule(uow, conversation_id, [f"case:{trigger}:{agent_id}"], now=True)
-        elif trigger == "closed":  # nothing was written (a call, say): nothing to draft or to wait for
-            await uow.store.forget_pending(conversation_id)
+    def case_due(
+        self, uow: Uow, conversation_id: str, trigger: str, agent_id: str, releasing: str | None = None
+    ) -> None:
+        """A case draft is due when something was written; on a close with nothing written (a call,
+        say) there is nothing to draft or to wait for. `releasing`: the agent who lets go of it."""
+        change = Releasing(conversation_id, releasing, f"case:{trigger}:{agent_id}", forget=trigger == "closed")
+        uow.batch.routed.append(change)
 
     # --- the debounce queue -------------------------------------------------------------------------------
 

@@ -11,9 +11,15 @@ def register(runtime: Runtime, follow: FollowUp) -> None:
     runtime.consume(
         topics.CONVERSATIONS,
         {"conversation.arrived": follow.on_conversation_arrived, "conversation.ended": follow.on_conversation_ended},
+        after_batch=follow.after_batch,
         on_committed=follow.on_committed,
     )
-    runtime.consume(topics.MESSAGES, {"message.posted": follow.on_message_posted}, on_committed=follow.on_committed)
+    runtime.consume(
+        topics.MESSAGES,
+        {"message.posted": follow.on_message_posted},
+        after_batch=follow.after_batch,
+        on_committed=follow.on_committed,
+    )
     runtime.consume(
         topics.ROUTING,
         {
@@ -21,5 +27,6 @@ def register(runtime: Runtime, follow: FollowUp) -> None:
             "work.released": follow.on_work_released,
             "work.overflowed": follow.on_work_overflowed,
         },
+        after_batch=follow.after_batch,
         on_committed=follow.on_committed,
     )

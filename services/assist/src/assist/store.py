@@ -35,6 +35,19 @@ class Conversation:
     customer_name: str | None
 
 
+@dataclass(frozen=True)
+class NewMessage:
+    """A message as the projection receives it."""
+
+    conversation_id: str
+    message_id: str
+    sender: str
+    visibility: str
+    text: str
+    posted_at: datetime
+    suggestion_id: str | None = None
+
+
 @dataclass(frozen=True, eq=False)
 class Message:
     message_id: str
@@ -135,6 +148,37 @@ class Holder:
 
 
 @dataclass(frozen=True)
+class Holding:
+    """An assignment to record: the agent holds the conversation (`previous_agent_id`, on a
+    transfer, no longer does); `trigger` is the update its first hold asks for."""
+
+    conversation_id: str
+    agent_id: str
+    trigger: str
+    previous_agent_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Hold:
+    """What an assignment found: the agent's first hold on the conversation, and whether the
+    conversation has messages."""
+
+    first: bool
+    written: bool
+
+
+@dataclass(frozen=True)
+class Releasing:
+    """A release to record: the agent (if any) no longer holds the conversation; `trigger` is due
+    if something was written, else with `forget` the conversation's pending update is dropped."""
+
+    conversation_id: str
+    agent_id: str | None
+    trigger: str
+    forget: bool = False
+
+
+@dataclass(frozen=True)
 class Claim:
     conversation_id: str
     triggers: list[str]
@@ -222,6 +266,10 @@ class AssistStore(Protocol):
         """The first arrival wins; a repeat is ignored."""
         ...
 
+    async def add_conversations(self, conversations: list[Conversation]) -> None:
+        """Several arrivals at once, in order (as `add_conversation` each)."""
+        ...
+
     async def find_conversation(self, conversation_id: str) -> Conversation | None: ...
     async def add_message(
         self,
@@ -236,6 +284,13 @@ class AssistStore(Protocol):
         """False if the message is known already."""
         ...
 
+    async def add_messages(
+        self, messages: list[NewMessage], debounce_s: float, max_wait_s: float
+    ) -> set[tuple[str, str]]:
+        """Several messages at once, in order (as `add_message` each), each conversation with a new
+        one scheduled (as `schedule` with no trigger); the (conversation, message) ids that were new."""
+        ...
+
     async def list_messages(self, conversation_id: str, limit: int | None = None) -> list[Message]:
         """The transcript, by time posted (then id): its latest `limit` messages, or all."""
         ...
@@ -243,12 +298,15 @@ class AssistStore(Protocol):
     async def count_messages(self, conversation_id: str) -> int: ...
     async def set_message_vectors(self, conversation_id: str, vectors: list[tuple[str, Vector]]) -> None: ...
     async def mark_learned(self, conversation_id: str, message_id: str) -> None: ...
-    async def add_conversation_agent(self, conversation_id: str, agent_id: str) -> bool:
-        """The agent holds the conversation (again); True the first time this agent works it."""
+    async def hold_conversations(self, holds: list[Holding], max_wait_s: float) -> list[Hold]:
+        """Record assignments (each conversation once), in order. The first time an agent holds a
+        conversation, its trigger is due at once when the conversation has messages (as `schedule`
+        with no debounce), else kept for its first message (as `keep_triggers`)."""
         ...
 
-    async def release_conversation_agent(self, conversation_id: str, agent_id: str) -> None:
-        """The agent no longer holds the conversation (and is known to have held it)."""
+    async def release_conversations(self, releases: list[Releasing], max_wait_s: float) -> list[bool]:
+        """Record releases (each conversation once), in order; per release, whether the conversation
+        has messages (then its trigger is due at once, as `schedule` with no debounce)."""
         ...
 
     async def find_holder(self, conversation_id: str, agent_id: str) -> Holder | None:
@@ -277,8 +335,6 @@ class AssistStore(Protocol):
         """Done with a claim: gone, unless it was scheduled again meanwhile (then it stays due
         without the triggers served)."""
         ...
-
-    async def forget_pending(self, conversation_id: str) -> None: ...
 
     # --- escalation signals
     async def flag_escalation(
@@ -441,6 +497,15 @@ class PgAssistStore:
     ) -> None:
         await self.conn.execute(Q.insert_conversation, conversation_id, channel, subject, customer_name)
 
+    async def add_conversations(self, conversations: list[Conversation]) -> None:
+        await self.conn.execute(
+            Q.insert_conversations,
+            [x.conversation_id for x in conversations],
+            [x.channel for x in conversations],
+            [x.subject for x in conversations],
+            [x.customer_name for x in conversations],
+        )
+
     async def find_conversation(self, conversation_id: str) -> Conversation | None:
         r = await self.conn.fetchrow(Q.get_conversation, conversation_id)
         return None if r is None else Conversation(**dict(r))
@@ -461,6 +526,23 @@ class PgAssistStore:
             )
         )
 
+    async def add_messages(
+        self, messages: list[NewMessage], debounce_s: float, max_wait_s: float
+    ) -> set[tuple[str, str]]:
+        rows = await self.conn.fetch(
+            Q.insert_messages_scheduled,
+            [m.conversation_id for m in messages],
+            [m.message_id for m in messages],
+            [m.sender for m in messages],
+            [m.visibility for m in messages],
+            [m.text for m in messages],
+            [m.posted_at for m in messages],
+            [m.suggestion_id for m in messages],
+            debounce_s,
+            max_wait_s,
+        )
+        return {(r["conversation_id"], r["message_id"]) for r in rows}
+
     async def list_messages(self, conversation_id: str, limit: int | None = None) -> list[Message]:
         return [
             Message(r["message_id"], r["sender"], r["text"], _vector(r["vector"]), r["learned"], r["suggestion_id"])
@@ -478,11 +560,27 @@ class PgAssistStore:
     async def mark_learned(self, conversation_id: str, message_id: str) -> None:
         await self.conn.execute(Q.mark_learned, conversation_id, message_id)
 
-    async def add_conversation_agent(self, conversation_id: str, agent_id: str) -> bool:
-        return bool(await self.conn.fetchval(Q.add_conversation_agent, conversation_id, agent_id))
+    async def hold_conversations(self, holds: list[Holding], max_wait_s: float) -> list[Hold]:
+        rows = await self.conn.fetch(
+            Q.hold_conversations,
+            [h.conversation_id for h in holds],
+            [h.agent_id for h in holds],
+            [h.previous_agent_id for h in holds],
+            [h.trigger for h in holds],
+            max_wait_s,
+        )
+        return [Hold(r["first"], r["written"]) for r in rows]
 
-    async def release_conversation_agent(self, conversation_id: str, agent_id: str) -> None:
-        await self.conn.execute(Q.release_conversation_agent, conversation_id, agent_id)
+    async def release_conversations(self, releases: list[Releasing], max_wait_s: float) -> list[bool]:
+        rows = await self.conn.fetch(
+            Q.release_conversations,
+            [r.conversation_id for r in releases],
+            [r.agent_id for r in releases],
+            [r.trigger for r in releases],
+            [r.forget for r in releases],
+            max_wait_s,
+        )
+        return [r["written"] for r in rows]
 
     async def find_holder(self, conversation_id: str, agent_id: str) -> Holder | None:
         r = await self.conn.fetchrow(Q.get_conversation_agent, conversation_id, agent_id)
@@ -506,9 +604,6 @@ class PgAssistStore:
 
     async def finish_pending(self, conversation_id: str, version: int, served: list[str]) -> None:
         await self.conn.execute(Q.finish_pending, conversation_id, version, served)
-
-    async def forget_pending(self, conversation_id: str) -> None:
-        await self.conn.execute(Q.forget_pending, conversation_id)
 
     async def flag_escalation(
         self, conversation_id: str, signals: list[domain.Signal], message_id: str
@@ -775,6 +870,10 @@ class FakeAssistStore:
     ) -> None:
         self.conversations.setdefault(conversation_id, Conversation(conversation_id, channel, subject, customer_name))
 
+    async def add_conversations(self, conversations: list[Conversation]) -> None:
+        for x in conversations:
+            self.conversations.setdefault(x.conversation_id, x)
+
     async def find_conversation(self, conversation_id: str) -> Conversation | None:
         return self.conversations.get(conversation_id)
 
@@ -803,6 +902,20 @@ class FakeAssistStore:
         }
         return True
 
+    async def add_messages(
+        self, messages: list[NewMessage], debounce_s: float, max_wait_s: float
+    ) -> set[tuple[str, str]]:
+        added: set[tuple[str, str]] = set()
+        for m in messages:
+            new = await self.add_message(
+                m.conversation_id, m.message_id, m.sender, m.visibility, m.text, m.posted_at, m.suggestion_id
+            )
+            if new:
+                added.add((m.conversation_id, m.message_id))
+        for conversation_id in dict.fromkeys(cid for cid, _ in added):
+            await self.schedule(conversation_id, debounce_s, max_wait_s, [])
+        return added
+
     async def list_messages(self, conversation_id: str, limit: int | None = None) -> list[Message]:
         rows = sorted(self.messages.get(conversation_id, {}).values(), key=lambda m: (m["posted_at"], m["message_id"]))
         if limit is not None:
@@ -825,12 +938,37 @@ class FakeAssistStore:
         if (m := self.messages.get(conversation_id, {}).get(message_id)) is not None:
             m["learned"] = True
 
-    async def add_conversation_agent(self, conversation_id: str, agent_id: str) -> bool:
-        old = self.agents.get((conversation_id, agent_id))
-        self.agents[(conversation_id, agent_id)] = Holder(agent_id, old.first_at if old else self.now(), None)
-        return old is None
+    async def hold_conversations(self, holds: list[Holding], max_wait_s: float) -> list[Hold]:
+        out = []
+        for h in holds:
+            if h.previous_agent_id and h.previous_agent_id != h.agent_id:
+                self._let_go(h.conversation_id, h.previous_agent_id)
+            old = self.agents.get((h.conversation_id, h.agent_id))
+            now = self.now()
+            self.agents[(h.conversation_id, h.agent_id)] = Holder(h.agent_id, old.first_at if old else now, None)
+            written = bool(self.messages.get(h.conversation_id))
+            if old is None:
+                if written:
+                    await self.schedule(h.conversation_id, 0.0, max_wait_s, [h.trigger])
+                else:
+                    await self.keep_triggers(h.conversation_id, [h.trigger])
+            out.append(Hold(old is None, written))
+        return out
 
-    async def release_conversation_agent(self, conversation_id: str, agent_id: str) -> None:
+    async def release_conversations(self, releases: list[Releasing], max_wait_s: float) -> list[bool]:
+        out = []
+        for r in releases:
+            if r.agent_id is not None:
+                self._let_go(r.conversation_id, r.agent_id)
+            written = bool(self.messages.get(r.conversation_id))
+            if written:
+                await self.schedule(r.conversation_id, 0.0, max_wait_s, [r.trigger])
+            elif r.forget:
+                self.pending.pop(r.conversation_id, None)
+            out.append(written)
+        return out
+
+    def _let_go(self, conversation_id: str, agent_id: str) -> None:
         old = self.agents.get((conversation_id, agent_id))
         now = self.now()
         self.agents[(conversation_id, agent_id)] = Holder(agent_id, old.first_at if old else now, now)
@@ -887,9 +1025,6 @@ class FakeAssistStore:
             return
         p.leased_until = None
         p.triggers = [t for t in p.triggers if t not in served]
-
-    async def forget_pending(self, conversation_id: str) -> None:
-        self.pending.pop(conversation_id, None)
 
     # --- escalation signals
 

@@ -94,6 +94,12 @@ ON CONFLICT (conversation_id) DO UPDATE SET article_ids = $2, at = now();
 INSERT INTO conversations (conversation_id, channel, subject, customer_name) VALUES ($1, $2, $3, $4)
 ON CONFLICT (conversation_id) DO NOTHING;
 
+-- name: insert_conversations
+-- A batch's arrivals in one statement, in order: the first arrival of a conversation wins.
+INSERT INTO conversations (conversation_id, channel, subject, customer_name)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+ON CONFLICT (conversation_id) DO NOTHING;
+
 -- name: get_conversation
 SELECT conversation_id, channel, subject, customer_name FROM conversations WHERE conversation_id = $1;
 
@@ -101,6 +107,25 @@ SELECT conversation_id, channel, subject, customer_name FROM conversations WHERE
 INSERT INTO messages (conversation_id, message_id, sender, visibility, text, posted_at, suggestion_id)
 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING
 RETURNING true;
+
+-- name: insert_messages_scheduled
+-- A batch's messages in one statement (one known already is skipped), and each conversation with a
+-- new message scheduled as schedule does, with no trigger ($8 the debounce, $9 the ceiling): once
+-- per conversation, which within one transaction (one now()) is what once per message would do.
+WITH added AS (
+    INSERT INTO messages (conversation_id, message_id, sender, visibility, text, posted_at, suggestion_id)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[])
+    ON CONFLICT DO NOTHING
+    RETURNING conversation_id, message_id
+), due AS (
+    INSERT INTO pending (conversation_id, due_at, first_at, triggers)
+    SELECT DISTINCT conversation_id, now() + make_interval(secs => $8), now(), '{}'::text[] FROM added
+    ON CONFLICT (conversation_id) DO UPDATE SET
+        due_at = LEAST(now() + make_interval(secs => $8), pending.first_at + make_interval(secs => $9)),
+        triggers = ARRAY(SELECT DISTINCT t FROM unnest(pending.triggers || '{}'::text[]) t),
+        version = pending.version + 1
+)
+SELECT conversation_id, message_id FROM added;
 
 -- name: transcript
 -- The latest $2 messages (all when $2 is null), in the order they were posted.
@@ -118,15 +143,71 @@ UPDATE messages SET vector = $3 WHERE conversation_id = $1 AND message_id = $2;
 -- name: mark_learned
 UPDATE messages SET learned = true WHERE conversation_id = $1 AND message_id = $2;
 
--- name: add_conversation_agent
--- True when the row is new (xmax is 0 for an inserted row, not for one updated on conflict).
-INSERT INTO conversation_agents (conversation_id, agent_id) VALUES ($1, $2)
-ON CONFLICT (conversation_id, agent_id) DO UPDATE SET released_at = NULL
-RETURNING xmax = 0;
+-- name: hold_conversations
+-- work.assigned for a batch's conversations (each once) in one round trip, answered in input order.
+-- The agent holds the conversation (again) and, on a transfer, the agent before no longer does. The
+-- first time this agent holds it (the row is new: xmax is 0 for an inserted row, not for one updated
+-- on conflict) its trigger is due at once if the conversation has messages (as schedule with no
+-- debounce, $5 the ceiling), else kept for its first message (as keep_triggers).
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY
+        AS i(conversation_id, agent_id, previous_agent_id, trigger, n)
+), let_go AS (
+    INSERT INTO conversation_agents (conversation_id, agent_id, released_at)
+    SELECT conversation_id, previous_agent_id, now() FROM input
+    WHERE previous_agent_id IS NOT NULL AND previous_agent_id <> agent_id
+    ON CONFLICT (conversation_id, agent_id) DO UPDATE SET released_at = now()
+), held AS (
+    INSERT INTO conversation_agents (conversation_id, agent_id)
+    SELECT conversation_id, agent_id FROM input
+    ON CONFLICT (conversation_id, agent_id) DO UPDATE SET released_at = NULL
+    RETURNING conversation_id, xmax = 0 AS first
+), seen AS (
+    SELECT input.n, input.conversation_id, input.trigger, held.first,
+        EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = input.conversation_id) AS written
+    FROM input JOIN held USING (conversation_id)
+), due AS (
+    INSERT INTO pending (conversation_id, due_at, first_at, triggers)
+    SELECT conversation_id, now(), now(), ARRAY[trigger] FROM seen WHERE first AND written
+    ON CONFLICT (conversation_id) DO UPDATE SET
+        due_at = LEAST(now(), pending.first_at + make_interval(secs => $5)),
+        triggers = ARRAY(SELECT DISTINCT t FROM unnest(pending.triggers || EXCLUDED.triggers) t),
+        version = pending.version + 1
+), kept AS (
+    INSERT INTO pending (conversation_id, due_at, triggers)
+    SELECT conversation_id, 'infinity', ARRAY[trigger] FROM seen WHERE first AND NOT written
+    ON CONFLICT (conversation_id) DO UPDATE SET
+        triggers = ARRAY(SELECT DISTINCT t FROM unnest(pending.triggers || EXCLUDED.triggers) t), leased_until = NULL
+)
+SELECT first, written FROM seen ORDER BY n;
 
--- name: release_conversation_agent
-INSERT INTO conversation_agents (conversation_id, agent_id, released_at) VALUES ($1, $2, now())
-ON CONFLICT (conversation_id, agent_id) DO UPDATE SET released_at = now();
+-- name: release_conversations
+-- work.released, work.overflowed and conversation.ended for a batch's conversations (each once) in
+-- one round trip, answered in input order. The agent (when given) no longer holds the conversation;
+-- the trigger is due at once if the conversation has messages (as schedule with no debounce, $5 the
+-- ceiling), else with `forget` the conversation's pending update is dropped.
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[]) WITH ORDINALITY
+        AS i(conversation_id, agent_id, trigger, forget, n)
+), released AS (
+    INSERT INTO conversation_agents (conversation_id, agent_id, released_at)
+    SELECT conversation_id, agent_id, now() FROM input WHERE agent_id IS NOT NULL
+    ON CONFLICT (conversation_id, agent_id) DO UPDATE SET released_at = now()
+), seen AS (
+    SELECT n, conversation_id, trigger, forget,
+        EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = input.conversation_id) AS written
+    FROM input
+), due AS (
+    INSERT INTO pending (conversation_id, due_at, first_at, triggers)
+    SELECT conversation_id, now(), now(), ARRAY[trigger] FROM seen WHERE written
+    ON CONFLICT (conversation_id) DO UPDATE SET
+        due_at = LEAST(now(), pending.first_at + make_interval(secs => $5)),
+        triggers = ARRAY(SELECT DISTINCT t FROM unnest(pending.triggers || EXCLUDED.triggers) t),
+        version = pending.version + 1
+), forgotten AS (
+    DELETE FROM pending WHERE conversation_id IN (SELECT conversation_id FROM seen WHERE forget AND NOT written)
+)
+SELECT written FROM seen ORDER BY n;
 
 -- name: get_conversation_agent
 SELECT agent_id, first_at, released_at FROM conversation_agents WHERE conversation_id = $1 AND agent_id = $2;
@@ -165,9 +246,6 @@ WHERE conversation_id = $1 AND NOT EXISTS (SELECT 1 FROM gone);
 INSERT INTO pending (conversation_id, due_at, triggers) VALUES ($1, 'infinity', $2)
 ON CONFLICT (conversation_id) DO UPDATE SET
     triggers = ARRAY(SELECT DISTINCT t FROM unnest(pending.triggers || $2::text[]) t), leased_until = NULL;
-
--- name: forget_pending
-DELETE FROM pending WHERE conversation_id = $1;
 
 -- name: upsert_summary
 INSERT INTO summaries (conversation_id, summary, entities, provider, message_count, intent, model, trigger)
