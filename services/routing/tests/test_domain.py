@@ -170,6 +170,9 @@ def test_erlang_c() -> None:
     assert domain.erlang_c(1, 0.5) == pytest.approx(0.5)
     assert domain.erlang_c(10, 8) == pytest.approx(0.409, abs=0.001)
     assert domain.erlang_c(3, 3.5) == 1.0
+    # thousands of slots lightly loaded (a large centre): the terms underflow early, the answer is 0
+    assert domain.erlang_c(3000, 20.0) == 0.0
+    assert domain.erlang_c(300, 250.0) < 0.01 and domain.erlang_c(300, 290.0) > 0.1
     # a lightly loaded queue: the next item hardly waits; a busy one waits longer
     assert domain.estimated_wait_s(1, 10, 600.0, 10, arrivals_per_s=0.01) < domain.estimated_wait_s(
         1, 10, 600.0, 10, arrivals_per_s=0.15

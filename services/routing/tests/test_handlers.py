@@ -192,8 +192,9 @@ async def test_a_burst_never_exceeds_an_agents_chat_capacity(routing: Routing) -
         pass
     assert len(routing.events("work.offered")) == 3
     assert routing.used("agent-1") == {"chat": 3}
-    assert max(e["used"].get("chat", 0) for e in routing.events("capacity.changed")) == 3
-    assert routing.events("capacity.changed")[-1]["full"] is True
+    # reserved in one step, told unit by unit
+    told = [(e["used"], e["total_used"], e["full"]) for e in routing.events("capacity.changed")]
+    assert told == [({"chat": 1}, 1, False), ({"chat": 2}, 2, False), ({"chat": 3}, 3, True)]
 
 
 async def test_voice_is_exclusive(routing: Routing) -> None:
@@ -219,6 +220,92 @@ async def test_a_release_frees_capacity_and_offers_the_oldest_waiting_work(routi
     assert await routing.drain() == 1
     assert routing.events("work.offered")[-1]["conversation_id"] == "c-3"
     assert routing.store.stats["support"].handled == 1
+
+
+async def test_a_batch_of_arrivals_is_queued_at_once_and_ends_in_order(routing: Routing) -> None:
+    from aiokafka import ConsumerRecord
+
+    def record(offset: int, payload: c.Payload, id: str | None = None) -> ConsumerRecord[bytes, bytes]:
+        value = c.event(payload, source="/test", id=id).to_bytes()
+        topic = routing.runtime.names(payload.TOPIC)
+        return ConsumerRecord(topic, 0, offset, 0, 0, b"k", value, None, 1, len(value), [])
+
+    [consumer] = [co for co in routing.runtime.consumers if co.topic == c.ConversationArrived.TOPIC]
+    await consumer.process(
+        [
+            record(1, c.ConversationArrived(conversation_id="c-1", channel="chat")),
+            record(2, c.ConversationArrived(conversation_id="c-2", channel="chat")),
+            record(3, c.ConversationEnded(conversation_id="c-1")),  # ends after its arrival, in the batch
+            record(4, c.ConversationArrived(conversation_id="c-2", channel="chat")),  # sent twice
+            record(5, c.ConversationArrived(conversation_id="c-3", channel="chat")),
+        ]
+    )
+    assert routing.store.work["c-1"].status == "ended"
+    queued = {e["conversation_id"]: e["position"] for e in routing.events("work.queued")}
+    assert queued == {"c-1": 1, "c-2": 1, "c-3": 2}  # each announced once; c-1 ended: behind no one
+    assert [d.kind for d in await routing.store.list_decisions("c-2")] == ["queued"]
+
+
+async def test_a_conversation_path_is_explained_decision_by_decision(routing: Routing) -> None:
+    await routing.presence("agent-1")
+    await routing.arrive("c-1")
+    await routing.drain()
+    await routing.accept("c-1")
+    await routing.bus.send(c.SessionClosed(agent_id="agent-1", session_id="s-1", conversation_id="c-1"))
+    decisions = await routing.store.list_decisions("c-1")
+    assert [d.kind for d in decisions] == ["queued", "offered", "assigned", "released"]
+    assert decisions[2].detail == {"agent_id": "agent-1", "how": "accepted"}
+    assert decisions[3].detail == {"agent_id": "agent-1"}
+
+
+async def test_a_pass_that_placed_all_it_saw_asks_for_no_second_pass(routing: Routing) -> None:
+    await routing.presence("agent-1")
+    await routing.arrive("c-1")
+    await routing.arrive("c-2")
+    assert await service.drain_step(routing.runtime) == 0  # both offered: nothing is left to place
+    assert {o["conversation_id"] for o in routing.events("work.offered")} == {"c-1", "c-2"}
+
+
+async def test_the_drain_looks_past_the_first_idle_agents_when_none_of_them_fits(tmp_path: Path) -> None:
+    # Fewer waiting items than agents: a pass first considers the longest-idle few; the only agent
+    # with the skill is the least idle of many, so the pass must read them all.
+    n = service.MIN_CANDIDATES + 4
+    french = ", skills: {french: 3}"
+    agents = "\n".join(
+        f"    - {{id: agent-{i:02}, capacity_profile: standard, queues: '*'{french if i == n else ''}}}"
+        for i in range(1, n + 1)
+    )
+    path = tmp_path / "switchboard.yaml"
+    path.write_text(CONFIG.split("  agents:")[0] + "  skills: [french]\n  agents:\n" + agents + "\n")
+    fake = FakeRoutingStore()
+    runtime = build_runtime(RoutingSettings(config_file=str(path)), database=MemoryDatabase(fake))
+    async with in_memory(runtime) as bus:
+        routing = Routing(bus, runtime, fake)
+        for i in range(1, n + 1):
+            await routing.presence(f"agent-{i:02}")
+        await routing.arrive("c-1", required_skills={"french": 2})
+        await routing.arrive("c-2")
+        assert await routing.drain() == 2
+        assert routing.offer("c-1")["agent_id"] == f"agent-{n:02}"
+        assert routing.offer("c-2")["agent_id"] == "agent-01"  # the longest idle
+
+
+async def test_a_configuration_change_applies_to_the_next_arrival(config_file: str) -> None:
+    fake = FakeRoutingStore()
+    app = create_app(RoutingSettings(config_file=config_file), database=MemoryDatabase(fake))
+    supervisor = {"Authorization": f"Bearer {Auth(DEV_SECRET).mint('lead-1', ('agent', 'supervisor'))}"}
+    async with (
+        in_memory(app.state.runtime) as bus,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://routing") as http,
+    ):
+        await bus.send(c.ConversationArrived(conversation_id="c-1", channel="chat"))
+        billing = CONFIG.replace("default_queues: {chat: support", "default_queues: {chat: billing")
+        assert (await http.post("/admin/config", content=billing, headers=supervisor)).json()["applied"]
+        await bus.send(c.ConversationArrived(conversation_id="c-2", channel="chat"))
+        assert [(e.data["conversation_id"], e.data["queue"]) for e in bus.emitted("work.queued")] == [
+            ("c-1", "support"),
+            ("c-2", "billing"),
+        ]
 
 
 async def test_an_agent_picks_waiting_work_within_its_capacity(routing: Routing) -> None:

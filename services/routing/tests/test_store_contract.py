@@ -17,8 +17,11 @@ from routing.store import (
     Configuration,
     Decision,
     FakeRoutingStore,
+    NewWork,
     Offer,
     PgRoutingStore,
+    PresenceUpdate,
+    Reservation,
     RoutingStore,
 )
 from tools import testing
@@ -84,6 +87,20 @@ async def test_configuration_round_trips(store: RoutingStore) -> None:
     assert await store.find_config_document() == {"version": 2}
 
 
+async def test_the_configuration_version_moves_with_every_change(store: RoutingStore) -> None:
+    before = await store.find_config_version()
+    await store.replace_configuration(configuration("a-1"), "test", {"version": 1})
+    first = await store.find_config_version()
+    await store.replace_configuration(configuration("a-1"), "test", {"version": 1})
+    second = await store.find_config_version()
+    assert len({before, first, second}) == 3
+    # a presence change reads the version with it (routing re-reads its configuration only when it moved)
+    change = await store.upsert_presence("a-1", "available", datetime.now(UTC), [])
+    assert change is not None and change.config_version == second
+    newer = await store.upsert_presence("a-1", "busy", datetime.now(UTC) + timedelta(seconds=1), [])
+    assert newer is not None and newer.config_version == second and newer.previous == "available"
+
+
 async def test_presence_upsert_returns_what_was_held_and_ignores_older_changes(store: RoutingStore) -> None:
     first = await store.upsert_presence("a-1", "available", T0, [])
     assert first is not None and first.previous == "offline" and first.previous_closed == frozenset()
@@ -95,6 +112,54 @@ async def test_presence_upsert_returns_what_was_held_and_ignores_older_changes(s
     again = await store.upsert_presence("a-1", "available", T0 + timedelta(seconds=2), [])
     assert again is not None and again.previous == "busy" and again.previous_closed == frozenset({"voice"})
     assert await store.find_agent("nobody") is None
+
+
+async def test_presence_changes_of_a_batch_are_projected_at_once(store: RoutingStore) -> None:
+    await store.upsert_presence("a-1", "available", T0, [])
+    await store.upsert_presence("a-2", "busy", T0 + timedelta(seconds=5), ["chat"])
+    changes = await store.upsert_presences(
+        [
+            PresenceUpdate("a-1", "away", T0 + timedelta(seconds=1), ("voice",)),
+            PresenceUpdate("a-2", "available", T0 + timedelta(seconds=1)),  # older than what is held
+            PresenceUpdate("a-3", "available", T0),  # unknown so far
+        ]
+    )
+    assert set(changes) == {"a-1", "a-3"}
+    assert changes["a-1"].previous == "available" and changes["a-1"].previous_closed == frozenset()
+    assert changes["a-3"].previous == "offline"
+    assert changes["a-1"].config_version == changes["a-3"].config_version == await store.find_config_version()
+    a1, a2, a3 = [await store.find_agent(a) for a in ("a-1", "a-2", "a-3")]
+    assert a1 is not None and a1.presence == "away" and a1.closed_channels == frozenset({"voice"})
+    assert a2 is not None and a2.presence == "busy" and a2.closed_channels == frozenset({"chat"})
+    assert a3 is not None and a3.presence == "available"
+    assert await store.upsert_presences([]) == {}
+
+
+async def test_units_of_a_drain_pass_are_reserved_all_or_none_per_agent(store: RoutingStore) -> None:
+    await configured(store, "a-1", "a-2", "a-3", "a-4", "a-5")
+    await store.upsert_presence("a-4", "available", datetime.now(UTC) + timedelta(seconds=1), ["chat"])
+    await store.reserve_capacity("a-5", "chat", SIGNED_IN)
+    taken = await store.reserve_units(
+        [
+            Reservation("a-1", {"chat": 2}, ("available",)),
+            Reservation("a-2", {"chat": 4}, ("available",)),  # over its limit of 3: none of them
+            Reservation("a-3", {"voice": 1}, ("available",)),  # exclusive, idle agent
+            Reservation("a-4", {"chat": 1}, ("available",)),  # chat closed
+            Reservation("a-5", {"voice": 1}, ("available",)),  # exclusive needs an idle agent
+            Reservation("nobody", {"chat": 1}, ("available",)),
+        ]
+    )
+    assert set(taken) == {"a-1", "a-3"}
+    assert taken["a-1"].used == {"chat": 2} and taken["a-1"].total_used == 2 and not taken["a-1"].exclusive_held
+    assert taken["a-3"].used == {"voice": 1} and taken["a-3"].exclusive_held
+    assert await store.reserve_units([Reservation("a-1", {"chat": 1}, ("busy",))]) == {}  # presence not allowed
+    again = await store.reserve_units([Reservation("a-1", {"chat": 1}, ("available", "busy"))])
+    assert again["a-1"].used == {"chat": 3} and again["a-1"].total_used == 3
+    assert await store.reserve_units([Reservation("a-1", {"chat": 1}, ("available",))]) == {}  # full
+    assert await store.reserve_units([Reservation("a-3", {"chat": 1}, ("available",))]) == {}  # holds voice
+    a2 = await store.find_agent("a-2")
+    assert a2 is not None and a2.used.get("chat", 0) == 0 and a2.total_used == 0
+    assert await store.reserve_units([]) == {}
 
 
 async def test_reserve_up_to_the_limit_and_release(store: RoutingStore) -> None:
@@ -180,11 +245,32 @@ async def test_waiting_work_oldest_first(store: RoutingStore) -> None:
     assert [w.conversation_id for w in waiting] == ["c-c", "c-a", "c-b", "c-d"]
     assert waiting[0].preferred_agent == "a-9" and waiting[0].attributes == {"tier": "gold"}
     assert [w.conversation_id for w in await store.list_waiting_work(2)] == ["c-c", "c-a"]
-    assert await store.list_waiting_channels() == ["chat", "voice"]
+    assert await store.count_waiting_by_channel() == {"chat": 3, "voice": 1}
     assert await store.count_waiting("support") == 2 and await store.count_waiting("vip") == 2
-    positions = await store.list_positions(["c-a", "c-b", "c-d", "c-c"], ["support", "vip"])
+    positions, figures = await store.record_positions(["c-a", "c-b", "c-d", "c-c"], ["support", "vip"])
     assert positions == {"c-a": 1, "c-b": 2, "c-c": 1, "c-d": 2}
-    assert await store.list_positions(["c-a", "c-d"], ["vip"]) == {"c-d": 2}
+    assert set(figures) == {"support", "vip"} and figures["vip"].handled == 0
+    assert (await store.record_positions(["c-a", "c-d"], ["vip"]))[0] == {"c-d": 2}
+    # recorded as told: nothing has moved since
+    assert await store.list_position_changes(10) == []
+
+
+async def test_arrivals_of_a_batch_are_inserted_at_once(store: RoutingStore) -> None:
+    await store.insert_work("c-1", "chat", "support", 0, {}, T0)
+    arrival = {"channel": "chat", "required_skills": {"billing": 2}}
+    new = [
+        NewWork("c-1", "chat", "support", 0, {}, T0),  # known already
+        NewWork("c-2", "chat", "vip", 3, arrival, T0 + timedelta(seconds=1)),
+        NewWork("c-2", "chat", "vip", 3, arrival, T0 + timedelta(seconds=1)),  # twice in the batch
+        NewWork("c-3", "voice", "support", 0, {}, T0 + timedelta(seconds=2)),
+    ]
+    assert await store.insert_works(new) == {"c-2", "c-3"}
+    waiting = {w.conversation_id: w for w in await store.list_waiting_work(10)}
+    assert set(waiting) == {"c-1", "c-2", "c-3"}
+    c2 = waiting["c-2"]
+    assert (c2.queue, c2.priority, c2.required_skills, c2.arrival) == ("vip", 3, {"billing": 2}, arrival)
+    assert c2.enqueued_at == T0 + timedelta(seconds=1)
+    assert await store.insert_works([]) == set()
 
 
 async def test_offers_are_created_ended_and_expire(store: RoutingStore) -> None:
@@ -206,11 +292,18 @@ async def test_offers_are_created_ended_and_expire(store: RoutingStore) -> None:
     assert await store.accept_offer("o-1", "a-2", now) is None  # someone else's
     assert await store.accept_offer("o-2", "a-1", now) is None  # expired
     accepted = await store.accept_offer("o-1", "a-1", now)
-    assert accepted == offers[0]
+    assert accepted is not None and accepted.offer == offers[0]
+    assigned = accepted.work  # assigned with the acceptance
+    assert assigned is not None and (assigned.status, assigned.agent_id, assigned.offer_id) == (
+        "assigned",
+        "a-1",
+        "o-1",
+    )
+    assert assigned.assigned_at is not None
     assert await store.end_offer("o-1", "a-1", "withdrawn") is None  # no longer pending
-    assigned = await store.mark_assigned("c-1", "a-1", "o-1", ["offered"])
-    assert assigned is not None and assigned.status == "assigned" and assigned.assigned_at is not None
     assert await store.mark_assigned("c-1", "a-1", "o-1", ["offered"]) is None
+    [decision] = await store.list_decisions("c-1")  # recorded with the acceptance
+    assert (decision.kind, decision.detail) == ("assigned", {"agent_id": "a-1", "how": "accepted"})
 
     assert await store.end_offer("o-2", "a-1", "expired") == offers[1]
     assert await store.end_offer("o-2", "a-1", "expired") is None
@@ -224,13 +317,22 @@ async def test_offers_are_created_ended_and_expire(store: RoutingStore) -> None:
 
 
 async def test_work_lifecycle_close_end_move_and_transfer(store: RoutingStore) -> None:
-    for cid in ("c-1", "c-2", "c-3"):
+    await configured(store, "a-1")
+    for cid in ("c-1", "c-2", "c-3", "c-4"):
         await store.insert_work(cid, "chat", "support", 0, {"n": cid}, T0)
-    await store.mark_assigned_many([("c-1", "a-1")])
+    assert await store.reserve_capacity("a-1", "chat", SIGNED_IN) is not None
+    await store.mark_assigned_many([("c-1", "a-1"), ("c-4", "a-1")])
     assert await store.close_work("c-1", "a-2") is None  # not theirs
     closed = await store.close_work("c-1", "a-1")
-    assert closed is not None and closed.status == "closed" and closed.assigned_at is not None
+    assert closed is not None and closed.work.status == "closed" and closed.work.assigned_at is not None
+    # the agent's unit is released with the close, and the handle time counted for the queue
+    assert closed.capacity is not None and closed.capacity.used == {"chat": 0} and closed.capacity.total_used == 0
+    figures = await store.get_queue_figures("support")
+    assert figures.handled == 1 and 0 <= figures.handle_seconds < 60
+    assert [(d.kind, d.detail) for d in await store.list_decisions("c-1")] == [("released", {"agent_id": "a-1"})]
     assert await store.close_work("c-1", "a-1") is None
+    nothing_held = await store.close_work("c-4", "a-1")  # closed, though the agent held no unit
+    assert nothing_held is not None and nothing_held.capacity is None
 
     await store.move_work("c-2", "vip")
     moved = await store.find_work("c-2")
@@ -258,10 +360,13 @@ async def test_queue_figures(store: RoutingStore) -> None:
     await configured(store, "a-1", "a-2")
     await store.upsert_presence("a-2", "away", datetime.now(UTC) + timedelta(seconds=1), [])
     assert (await store.get_queue_figures("support")).handled == 0
-    await store.record_handle_time("support", 60.0)
-    await store.record_handle_time("support", 30.0)
+    for cid in ("c-8", "c-9"):
+        await store.insert_work(cid, "chat", "support", 0, {}, T0)
+    await store.mark_assigned_many([("c-8", "a-1"), ("c-9", "a-1")])
+    await store.close_work("c-8", "a-1")
+    await store.close_work("c-9", "a-1")
     figures = await store.get_queue_figures("support")
-    assert figures.handled == 2 and figures.handle_seconds == 90.0
+    assert figures.handled == 2 and 0 <= figures.handle_seconds < 60
     await store.insert_work("c-1", "chat", "support", 0, {}, datetime.now(UTC))
     await store.refresh_queue_figures()
     figures = await store.get_queue_figures("support")
@@ -317,20 +422,19 @@ async def test_queue_activity_counts_what_happened_since(store: RoutingStore) ->
             Offer("o-7", "c-7", "a-1", "chat", "support", now + timedelta(seconds=30)),
         ]
     )
-    await store.accept_offer("o-1", "a-1", now)
-    await store.mark_assigned("c-1", "a-1", "o-1", ["offered"])  # waited 5 s: within support's 30 s
+    await store.accept_offer("o-1", "a-1", now)  # assigned: waited 5 s, within support's 30 s
     await store.mark_assigned_many([("c-2", "a-1")])  # waited 100 s
     await store.end_work("c-3")  # abandoned while waiting
     await store.move_work("c-5", "vip")  # overflowed out of support
     await store.insert_decisions([Decision("c-5", "overflowed", {"from": "support", "to": "vip"})])
-    await store.record_handle_time("support", 60.0)
+    await store.close_work("c-1", "a-1")
 
     support, vip = await store.list_queue_activity(now - timedelta(minutes=15))
     assert support.queue == "support" and vip.queue == "vip"
     assert (support.queued, support.offered_now, support.oldest_waiting_at) == (1, 1, ago(3))
     assert (support.offered, support.assigned, support.assigned_in_time) == (2, 2, 1)
     assert (support.abandoned, support.overflowed, support.service_level_s) == (1, 1, 30)
-    assert support.figures.handled == 1 and support.figures.handle_seconds == 60.0
+    assert support.figures.handled == 1 and 0 <= support.figures.handle_seconds < 60
     assert (vip.queued, vip.offered_now, vip.oldest_waiting_at) == (2, 0, ago(200))
     assert (vip.offered, vip.assigned, vip.abandoned, vip.overflowed, vip.service_level_s) == (0, 0, 0, 0, 20)
 

@@ -51,13 +51,14 @@ def store_factory(database: Database | None) -> Callable[[Tx], RoutingStore]:
 
 def _build(settings: RoutingSettings | None, database: Database | None) -> tuple[RoutingRuntime, service.Drainer]:
     settings = settings or RoutingSettings()
+    known = service.KnownSetup()
     runtime: RoutingRuntime = Runtime(
         "routing",
         settings,
         package="routing",
         produces=PRODUCES,
         store=store_factory(database),
-        batch=RoutingBatch,
+        batch=lambda: RoutingBatch(known=known),
         database=database,
     )
     drainer = service.Drainer()
@@ -80,7 +81,7 @@ def _build(settings: RoutingSettings | None, database: Database | None) -> tuple
     # woken after commits that may have freed capacity or queued work, and at start to resync
     runtime.periodic(
         "drain",
-        lambda: service.drain_once(runtime, settings.drain_batch, drainer),
+        lambda: service.drain_step(runtime, settings.drain_batch, drainer),
         interval_s=DRAIN_SAFETY_INTERVAL_S,
         wake=drainer.wake,
     )

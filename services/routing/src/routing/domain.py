@@ -6,6 +6,7 @@ concurrency); these functions decide whom to try first and explain why.
 
 from __future__ import annotations
 
+import functools
 import heapq
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -420,6 +421,7 @@ def _ineligible(agent: AgentView, queue: Queue, work: WaitingWork) -> str | None
     return None
 
 
+@functools.lru_cache(maxsize=256)  # a batch's arrivals estimate their waits from the same figures
 def erlang_c(servers: int, traffic: float) -> float:
     """Probability that an arrival waits (Erlang C) with `servers` slots and `traffic` Erlangs."""
     if servers <= 0:
@@ -429,6 +431,8 @@ def erlang_c(servers: int, traffic: float) -> float:
     term, total = 1.0, 1.0  # iterative Erlang B, then C: numerically stable for large c
     for k in range(1, servers + 1):
         term = traffic * term / k
+        if term == 0.0:
+            return 0.0  # underflowed: every later term is 0 too, and so is the result
         total += term
     erlang_b = term / total
     return erlang_b / (1 - (traffic / servers) * (1 - erlang_b))

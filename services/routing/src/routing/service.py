@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,7 +12,16 @@ from typing import Any
 import structlog
 
 from routing import domain
-from routing.store import Capacity, Decision, Offer, QueueFigures, RoutingStore
+from routing.store import (
+    Capacity,
+    Decision,
+    NewWork,
+    Offer,
+    PresenceUpdate,
+    QueueFigures,
+    Reservation,
+    RoutingStore,
+)
 from shared import contracts as c
 from shared.messaging import PoisonMessage, UnitOfWork
 from shared.runtime import Runtime
@@ -20,6 +30,13 @@ log = structlog.get_logger("switchboard.routing")
 DRAIN = "drain"
 # Longest-idle agents considered per drain pass; the drain loop runs again while it assigns work.
 CANDIDATES_PER_DRAIN = 500
+# With few items waiting, a pass first considers this many agents per waiting item (at least
+# MIN_CANDIDATES) when every queue prefers the longest-idle agent (the order the agents are read in).
+CANDIDATES_PER_WAITING = 4
+MIN_CANDIDATES = 16
+IDLE_ORDERED = ("longest_idle", "priority_fifo")
+# A drain pass reads this many waiting items first (all of them, mostly), and more only when full.
+FIRST_WAITING = 50
 # How long the log of assignments (the supervisor's assigned count and service level) is kept.
 ASSIGNMENTS_KEPT = timedelta(days=1)
 
@@ -32,6 +49,14 @@ class Setup:
     queues: dict[str, domain.Queue]
     rules: list[domain.Rule]
     default_queues: dict[str, str]
+
+
+@dataclass
+class KnownSetup:
+    """The configuration last read in this process, with the version it was read at: a transaction
+    checks the version (one statement) and reads the configuration again only when it moved."""
+
+    entry: tuple[str, Setup] | None = None
 
 
 @dataclass(frozen=True)
@@ -49,10 +74,14 @@ class RoutingBatch:
     """What one transaction (a consumer batch, a drain pass) reads once and writes at its end."""
 
     setup: Setup | None = None
+    known: KnownSetup = field(default_factory=KnownSetup)  # shared by the transactions of a process
     depth: dict[str, int] = field(default_factory=dict)  # waiting per queue, counted once then kept
     figures: dict[str, QueueFigures] = field(default_factory=dict)
     arrived: list[Arrived] = field(default_factory=list)
+    new_work: list[tuple[NewWork, str]] = field(default_factory=list)  # to insert in one step, and why queued
     decisions: list[Decision] = field(default_factory=list)
+    more: bool = False  # a drain pass left work another pass may place at once
+    presence: dict[str, PresenceUpdate] = field(default_factory=dict)  # the latest change per agent
 
 
 Uow = UnitOfWork[RoutingStore, RoutingBatch]
@@ -77,15 +106,23 @@ def capacity_changed(cap: Capacity) -> c.CapacityChanged:
     )
 
 
-async def _setup(uow: Uow) -> Setup:
+async def _setup(uow: Uow, version: str | None = None) -> Setup:
+    """The configuration for this transaction; `version` when a statement of it read that already."""
     if uow.batch.setup is None:
         store = uow.store
-        uow.batch.setup = Setup(
-            await store.list_channels(),
-            await store.list_queues(),
-            await store.list_rules(),
-            await store.list_default_queues(),
-        )
+        if version is None:
+            version = await store.find_config_version()
+        known = uow.batch.known.entry
+        if known is None or known[0] != version:
+            # read after the version, so at least as new as it (a newer version reads it again)
+            setup = Setup(
+                await store.list_channels(),
+                await store.list_queues(),
+                await store.list_rules(),
+                await store.list_default_queues(),
+            )
+            known = uow.batch.known.entry = (version, setup)
+        uow.batch.setup = known[1]
     return uow.batch.setup
 
 
@@ -109,6 +146,12 @@ async def _queue_position(uow: Uow, queue: str) -> tuple[int, float | None]:
     return depth[queue], await _estimated_wait(uow, queue, depth[queue])
 
 
+def _overflows_on_load(queue: domain.Queue) -> bool:
+    """The queue overflows on its depth or wait: only then does an arrival count the queue."""
+    rules = queue.overflow or {}
+    return rules.get("max_waiting") is not None or rules.get("max_estimated_wait_s") is not None
+
+
 def _left_queue(uow: Uow, queue: str) -> None:
     if queue in uow.batch.depth:
         uow.batch.depth[queue] -= 1
@@ -125,10 +168,18 @@ async def on_conversation_arrived(uow: Uow, ev: c.CloudEvent, data: c.Conversati
     queue, why = domain.route_to_queue(arrival, list(setup.queues.values()), setup.rules, setup.default_queues)
     if queue is None:
         raise PoisonMessage(f"{why}; add a queue or a default queue to the routing configuration")
+    work = NewWork(data.conversation_id, data.channel, queue.name, data.priority, arrival, ev.time)
+    if not (_overflows_on_load(queue) or queue.operating_hours):
+        # It cannot overflow on arrival: inserted with the batch's other arrivals (_insert_new_work).
+        uow.batch.new_work.append((work, why))
+        uow.flags.add(DRAIN)
+        return
     if not await uow.store.insert_work(data.conversation_id, data.channel, queue.name, data.priority, arrival, ev.time):
         log.info("duplicate_arrival", conversation_id=data.conversation_id)
         return
-    depth, eta = await _queue_position(uow, queue.name)
+    depth, eta = 0, None
+    if _overflows_on_load(queue):
+        depth, eta = await _queue_position(uow, queue.name)
     overflow = domain.overflow_on_arrival(queue, depth, eta, _now())
     if overflow:
         queue, depth, eta = await _overflow(uow, data.conversation_id, queue, setup.queues, overflow)
@@ -171,7 +222,21 @@ async def _overflow(
     return queue, depth, eta
 
 
+async def _insert_new_work(uow: Uow) -> None:
+    new, uow.batch.new_work = uow.batch.new_work, []
+    if not new:
+        return
+    inserted = await uow.store.insert_works([w for w, _ in new])
+    for w, why in new:
+        if w.conversation_id not in inserted:
+            log.info("duplicate_arrival", conversation_id=w.conversation_id)
+            continue
+        inserted.discard(w.conversation_id)  # the same conversation twice in a batch: queued once
+        uow.batch.arrived.append(Arrived(w.conversation_id, w.channel, w.queue, why))
+
+
 async def on_conversation_ended(uow: Uow, ev: c.CloudEvent, data: c.ConversationEnded) -> None:
+    await _insert_new_work(uow)  # an arrival earlier in this batch ends as if it were already queued
     work = await uow.store.find_work(data.conversation_id)
     if work is None:
         return
@@ -205,12 +270,12 @@ def _offer_ended(uow: Uow, offer: Offer, cause: str) -> None:
 
 
 async def on_offer_accepted(uow: Uow, ev: c.CloudEvent, data: c.OfferAccepted) -> None:
-    offer = await uow.store.accept_offer(data.offer_id, data.agent_id, _now())
-    if offer is None:
+    accepted = await uow.store.accept_offer(data.offer_id, data.agent_id, _now())
+    if accepted is None:
         # Expired, withdrawn or someone else's: the offer is gone, so no session opens.
         decide(uow, data.conversation_id, "late_accept_ignored", {"agent_id": data.agent_id, "offer_id": data.offer_id})
         return
-    work = await uow.store.mark_assigned(offer.conversation_id, data.agent_id, data.offer_id, ["offered"])
+    work = accepted.work
     if work is None:
         return
     uow.emit(
@@ -224,7 +289,7 @@ async def on_offer_accepted(uow: Uow, ev: c.CloudEvent, data: c.OfferAccepted) -
             conversation=work.arrival,
         )
     )
-    decide(uow, data.conversation_id, "assigned", {"agent_id": data.agent_id, "how": "accepted"})
+    # the store recorded the decision (assigned) with the acceptance
 
 
 async def on_offer_rejected(uow: Uow, ev: c.CloudEvent, data: c.OfferRejected) -> None:
@@ -258,10 +323,12 @@ async def _requeue_after_offer(uow: Uow, offer: Offer, cause: str) -> None:
 async def on_session_closed(uow: Uow, ev: c.CloudEvent, data: c.SessionClosed) -> None:
     if not data.conversation_id:
         return
-    work = await uow.store.close_work(data.conversation_id, data.agent_id)
-    if work is None:
+    closed = await uow.store.close_work(data.conversation_id, data.agent_id)
+    if closed is None:
         return
-    await _release(uow, data.agent_id, work.channel)
+    work = closed.work
+    if closed.capacity is not None:
+        uow.emit(capacity_changed(closed.capacity))
     uow.emit(
         c.WorkReleased(
             agent_id=data.agent_id,
@@ -270,9 +337,7 @@ async def on_session_closed(uow: Uow, ev: c.CloudEvent, data: c.SessionClosed) -
             reason="session_closed",
         )
     )
-    if work.assigned_at is not None:
-        await uow.store.record_handle_time(work.queue, (_now() - work.assigned_at).total_seconds())
-    decide(uow, data.conversation_id, "released", {"agent_id": data.agent_id})
+    # the store recorded the decision (released) with the close
     uow.flags.add(DRAIN)
 
 
@@ -383,16 +448,28 @@ async def on_transfer_work(uow: Uow, ev: c.CloudEvent, data: c.TransferWork) -> 
 
 
 async def on_presence_changed(uow: Uow, ev: c.CloudEvent, data: c.PresenceChanged) -> None:
-    status = data.base or data.status
-    change = await uow.store.upsert_presence(data.agent_id, status, ev.time, data.closed_channels)
-    if change is None:
-        return  # an older change than the one we hold
-    queues = (await _setup(uow)).queues
-    reopened = change.previous_closed - set(data.closed_channels)
-    if reopened or any(
-        status in q.allowed_presences and change.previous not in q.allowed_presences for q in queues.values()
-    ):
-        uow.flags.add(DRAIN)  # the agent became routable for some queue or channel
+    """Kept for the end of the batch (`after_batch`), which projects each agent's latest change at once."""
+    held = uow.batch.presence.get(data.agent_id)
+    if held is None or held.at <= ev.time:  # as the projection itself: an older change is ignored
+        status = data.base or data.status
+        uow.batch.presence[data.agent_id] = PresenceUpdate(data.agent_id, status, ev.time, tuple(data.closed_channels))
+
+
+async def _project_presence(uow: Uow, updates: list[PresenceUpdate]) -> None:
+    changes = await uow.store.upsert_presences(updates)
+    if not changes:
+        return  # all older than what is held
+    queues = (await _setup(uow, next(iter(changes.values())).config_version)).queues
+    for u in updates:
+        change = changes.get(u.agent_id)
+        if change is None:
+            continue
+        reopened = change.previous_closed - set(u.closed_channels)
+        if reopened or any(
+            u.presence in q.allowed_presences and change.previous not in q.allowed_presences for q in queues.values()
+        ):
+            uow.flags.add(DRAIN)  # the agent became routable for some queue or channel
+            return
 
 
 async def _release(uow: Uow, agent_id: str, channel: str) -> None:
@@ -401,36 +478,130 @@ async def _release(uow: Uow, agent_id: str, channel: str) -> None:
         uow.emit(capacity_changed(cap))
 
 
-async def drain(uow: Uow, limit: int = 1000) -> int:
-    """Work-conserving step: offer the oldest waiting work to agents with free, allowed capacity."""
+@dataclass(frozen=True)
+class _Plan:
+    waiting: list[domain.WaitingWork]
+    choices: list[domain.Choice]
+    fetched: int  # waiting rows fetched, and the limit they were fetched with
+    fetch_limit: int
+    truncated: bool  # the candidate agents filled the limit asked: more may exist beyond it
+    candidates: frozenset[str] = frozenset()  # the agents read in idle order (not those loaded by id)
+
+
+async def _plan(
+    uow: Uow,
+    queues: dict[str, domain.Queue],
+    channels: list[str],
+    candidates: int,
+    limit: int,
+    now: datetime,
+    seen: list[domain.WaitingWork] | None = None,
+) -> _Plan:
+    """Plan over the first `candidates` agents; `seen` is all the waiting work, when already read."""
     store = uow.store
-    channels = await store.list_waiting_channels()
-    if not channels:
-        return 0
-    queues = (await _setup(uow)).queues
     presences = sorted({p for q in queues.values() for p in q.allowed_presences})
-    agents = [
-        a
-        for a in await store.list_candidate_agents(presences, channels, CANDIDATES_PER_DRAIN)
-        if any(a.blocker(ch) is None for ch in channels)
-    ]
+    fetched = await store.list_candidate_agents(presences, channels, candidates)
+    truncated = len(fetched) >= candidates
+    agents = [a for a in fetched if any(a.blocker(ch) is None for ch in channels)]
     free_slots = sum(max(a.free(ch), 0) for a in agents for ch in channels)
     if free_slots == 0:
-        return 0
+        return _Plan([], [], 0, 0, truncated)
     # Fetch a little more than the free slots: some waiting work may fit none of these agents.
-    waiting = await store.list_waiting_work(min(limit, 2 * free_slots + 50))
+    fetch_limit = min(limit, 2 * free_slots + FIRST_WAITING)
+    waiting = seen if seen is not None else await store.list_waiting_work(fetch_limit)
     if not waiting:
-        return 0
+        return _Plan([], [], 0, fetch_limit, truncated)
     preferred = sorted({w.preferred_agent for w in waiting if w.preferred_agent} - {a.agent_id for a in agents})
     if preferred:  # the index walk may not reach them: load them by id
         agents += [a for a in await store.list_agents_by_id(preferred) if a.presence in presences]
+    choices = domain.plan(waiting, queues, agents, now)
+    return _Plan(waiting, choices, len(waiting), fetch_limit, truncated, frozenset(a.agent_id for a in fetched))
+
+
+def _same_as_wider(plan: _Plan) -> bool:
+    """A plan over the first longest-idle agents is the plan over more of them when they were all
+    there is, or when every waiting item found an exact match among them (or its preferred agent)
+    and no agent took two: then each chosen agent precedes all those left out."""
+    if not plan.truncated:
+        return True
+    agents = [ch.agent_id for ch in plan.choices]
+    return (
+        bool(plan.waiting)
+        and len(plan.choices) == len(plan.waiting)
+        and len(set(agents)) == len(agents)
+        and all(
+            ch.reason.get("method") == "preferred_agent"
+            or (ch.agent_id in plan.candidates and ch.reason.get("matching") != "closest")
+            for ch in plan.choices
+        )
+    )
+
+
+def _reservations(choices: list[domain.Choice], queues: dict[str, domain.Queue]) -> list[Reservation]:
+    """What each chosen agent takes: its units per channel, in a presence every queue it serves allows."""
+    units: dict[str, Counter[str]] = {}
+    presences: dict[str, set[str]] = {}
+    for choice in choices:
+        allowed = set(queues[choice.work.queue].allowed_presences)
+        units.setdefault(choice.agent_id, Counter())[choice.work.channel] += 1
+        presences[choice.agent_id] = presences.get(choice.agent_id, allowed) & allowed
+    return [Reservation(a, dict(u), tuple(sorted(presences[a]))) for a, u in sorted(units.items())]
+
+
+def _unit_ledgers(choices: list[domain.Choice], taken: dict[str, Capacity]) -> list[Capacity | None]:
+    """Each choice's ledger right after its unit (None: its agent got no units), as if reserved one by
+    one: capacity.changed tells every unit. Exclusive work is an agent's only unit, so only a last
+    unit can hold it."""
+    units: dict[str, Counter[str]] = {}
+    for choice in choices:
+        units.setdefault(choice.agent_id, Counter())[choice.work.channel] += 1
+    # per agent that got its units: its ledger before them, and how many are still to tell
+    before: dict[str, tuple[dict[str, int], int, int]] = {}
+    for agent, ledger in taken.items():
+        mine = units.get(agent, Counter())
+        used = {ch: n - mine[ch] for ch, n in ledger.used.items()}
+        before[agent] = (used, ledger.total_used - mine.total(), mine.total())
+    out: list[Capacity | None] = []
+    for choice in choices:
+        final = taken.get(choice.agent_id)
+        if final is None:
+            out.append(None)
+            continue
+        used, total, left = before[choice.agent_id]
+        used = {**used, choice.work.channel: used.get(choice.work.channel, 0) + 1}
+        before[choice.agent_id] = (used, total + 1, left - 1)
+        out.append(Capacity(final.agent_id, used, final.limits, total + 1, final.exclusive_held and left == 1))
+    return out
+
+
+async def drain(uow: Uow, limit: int = 1000) -> int:
+    """Work-conserving step: offer the oldest waiting work to agents with free, allowed capacity."""
+    store = uow.store
+    # Mostly a few items wait: read them first, and count per channel only when there are more.
+    first = await store.list_waiting_work(min(limit, FIRST_WAITING))
+    if not first:
+        return 0
+    seen = first if len(first) < min(limit, FIRST_WAITING) else None
+    waiting_by_channel = Counter(w.channel for w in first) if seen else await store.count_waiting_by_channel()
+    channels = sorted(waiting_by_channel)
+    queues = (await _setup(uow)).queues
     now = _now()
+    candidates = CANDIDATES_PER_DRAIN
+    if all(q.method in IDLE_ORDERED for q in queues.values()):
+        # Few waiting: plan over the first longest-idle agents, and over all candidates only when
+        # that could change the plan (converting and ranking 500 agents per arrival dominates).
+        candidates = min(candidates, max(MIN_CANDIDATES, CANDIDATES_PER_WAITING * sum(waiting_by_channel.values())))
+    plan = await _plan(uow, queues, channels, candidates, limit, now, seen)
+    if candidates < CANDIDATES_PER_DRAIN and not _same_as_wider(plan):
+        plan = await _plan(uow, queues, channels, CANDIDATES_PER_DRAIN, limit, now, seen)
     offers: list[Offer] = []
     assigned: list[tuple[str, str]] = []
-    for choice in domain.plan(waiting, queues, agents, now):
+    ledgers = _unit_ledgers(plan.choices, await store.reserve_units(_reservations(plan.choices, queues)))
+    refused = False
+    for choice, cap in zip(plan.choices, ledgers, strict=True):
         queue = queues[choice.work.queue]
-        cap = await store.reserve_capacity(choice.agent_id, choice.work.channel, queue.allowed_presences)
         if cap is None:
+            refused = True
             continue  # another replica took the slot first; the item stays queued for the next drain
         uow.emit(capacity_changed(cap))
         cid = choice.work.conversation_id
@@ -473,7 +644,13 @@ async def drain(uow: Uow, limit: int = 1000) -> int:
     # The waiting rows are locked (FOR UPDATE) by this transaction, so these writes cannot miss.
     await store.mark_offered(offers)
     await store.mark_assigned_many(assigned)
-    return len(offers) + len(assigned)
+    placed = len(offers) + len(assigned)
+    # Another pass may place more only if this one saw part of the waiting work or of the agents,
+    # or lost a slot to another replica.
+    uow.batch.more = placed > 0 and (
+        refused or plan.fetched >= plan.fetch_limit or (plan.truncated and len(plan.choices) < len(plan.waiting))
+    )
+    return placed
 
 
 def decide(uow: Uow, conversation_id: str, kind: str, detail: dict[str, Any]) -> None:
@@ -487,6 +664,10 @@ async def flush_decisions(uow: Uow) -> None:
 
 
 async def after_batch(uow: Uow) -> None:
+    presence, uow.batch.presence = uow.batch.presence, {}
+    if presence:
+        await _project_presence(uow, list(presence.values()))
+    await _insert_new_work(uow)
     arrived, uow.batch.arrived = uow.batch.arrived, []
     if arrived:
         await _announce_arrivals(uow, arrived)
@@ -494,7 +675,11 @@ async def after_batch(uow: Uow) -> None:
 
 
 async def _announce_arrivals(uow: Uow, arrived: list[Arrived]) -> None:
-    positions = await uow.store.list_positions([a.conversation_id for a in arrived], sorted({a.queue for a in arrived}))
+    positions, figures = await uow.store.record_positions(
+        [a.conversation_id for a in arrived], sorted({a.queue for a in arrived})
+    )
+    for queue, f in figures.items():
+        uow.batch.figures.setdefault(queue, f)
     for a in arrived:
         position = positions.get(a.conversation_id, 1)
         eta = await _estimated_wait(uow, a.queue, position)
@@ -514,7 +699,6 @@ async def _announce_arrivals(uow: Uow, arrived: list[Arrived]) -> None:
             "queued",
             {"queue": a.queue, "position": position, "routed_by": a.routed_by, "estimated_wait_s": eta},
         )
-    await uow.store.set_last_positions(positions)
 
 
 async def announce_positions(uow: Uow, limit: int = 2000) -> int:
@@ -570,8 +754,7 @@ class Drainer:
 # --- the steps of the background loops (runtime.periodic), each one transaction ------------------
 
 
-async def drain_once(runtime: RoutingRuntime, limit: int = 1000, drainer: Drainer | None = None) -> int:
-    """One drain pass; the loop runs it again at once while it places work."""
+async def _drain_pass(runtime: RoutingRuntime, limit: int, drainer: Drainer | None) -> tuple[int, bool]:
     try:
         async with runtime.transaction() as uow:
             n = await drain(uow, limit)
@@ -580,7 +763,19 @@ async def drain_once(runtime: RoutingRuntime, limit: int = 1000, drainer: Draine
         if drainer is not None:
             drainer.request()  # work may be waiting: retry right after the loop's back-off
         raise
-    return n
+    return n, uow.batch.more
+
+
+async def drain_once(runtime: RoutingRuntime, limit: int = 1000, drainer: Drainer | None = None) -> int:
+    """One drain pass: how many items it offered or assigned."""
+    return (await _drain_pass(runtime, limit, drainer))[0]
+
+
+async def drain_step(runtime: RoutingRuntime, limit: int = 1000, drainer: Drainer | None = None) -> int:
+    """The drain loop's step: positive while another pass at once may place more work (a pass that
+    placed everything it could see needs no empty pass after it)."""
+    n, more = await _drain_pass(runtime, limit, drainer)
+    return n if more else 0
 
 
 async def expire_once(runtime: RoutingRuntime, drainer: Drainer | None = None) -> int:

@@ -8,12 +8,15 @@ one transaction at a time (MemoryDatabase), so it needs no locks, only the same 
 
 from __future__ import annotations
 
+import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import asyncpg
+import orjson
 
 from routing import domain
 from shared.db import Conn, Queries
@@ -33,6 +36,15 @@ class Capacity:
 
 
 @dataclass(frozen=True)
+class Reservation:
+    """The units one agent takes in a drain pass, per channel, if it is in one of `presences`."""
+
+    agent_id: str
+    units: dict[str, int]
+    presences: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class WorkItem:
     conversation_id: str
     channel: str
@@ -47,6 +59,18 @@ class WorkItem:
 
 
 @dataclass(frozen=True)
+class NewWork:
+    """A conversation to queue, as insert_work takes it."""
+
+    conversation_id: str
+    channel: str
+    queue: str
+    priority: int
+    arrival: dict[str, Any]
+    at: datetime
+
+
+@dataclass(frozen=True)
 class Offer:
     offer_id: str
     conversation_id: str
@@ -57,11 +81,39 @@ class Offer:
 
 
 @dataclass(frozen=True)
+class Accepted:
+    """An offer accepted, and its work assigned (None when the work was no longer offered)."""
+
+    offer: Offer
+    work: WorkItem | None
+
+
+@dataclass(frozen=True)
+class Closed:
+    """Work closed by its agent, and the agent's ledger after its unit was released (None when the
+    agent held none of the channel)."""
+
+    work: WorkItem
+    capacity: Capacity | None
+
+
+@dataclass(frozen=True)
+class PresenceUpdate:
+    """A presence change as routing projects it."""
+
+    agent_id: str
+    presence: str
+    at: datetime
+    closed_channels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class PresenceChange:
     """What routing held for an agent before a presence change it accepted."""
 
     previous: str
     previous_closed: frozenset[str]
+    config_version: str  # read with the change (routing's configuration version, as find_config_version)
 
 
 @dataclass(frozen=True)
@@ -156,6 +208,10 @@ class RoutingStore(Protocol):
     async def list_rules(self) -> list[domain.Rule]: ...
     async def list_default_queues(self) -> dict[str, str]: ...
     async def find_config_document(self) -> dict[str, Any] | None: ...
+    async def find_config_version(self) -> str:
+        """Changes with every configuration applied (a configuration read again when it moved)."""
+        ...
+
     async def replace_configuration(self, cfg: Configuration, source: str, document: dict[str, Any]) -> None:
         """Make `cfg` the whole configuration; agents left out stay known but unconfigured."""
         ...
@@ -165,6 +221,10 @@ class RoutingStore(Protocol):
         self, agent_id: str, presence: str, at: datetime, closed_channels: Sequence[str]
     ) -> PresenceChange | None:
         """None when the change is older than the one held."""
+        ...
+
+    async def upsert_presences(self, updates: Sequence[PresenceUpdate]) -> dict[str, PresenceChange]:
+        """upsert_presence for agents with one update each; an agent left out: an older change."""
         ...
 
     async def find_agent(self, agent_id: str) -> domain.AgentView | None: ...
@@ -186,6 +246,11 @@ class RoutingStore(Protocol):
         """Take one unit of `channel` if the agent is in one of `presences` and has room for it."""
         ...
 
+    async def reserve_units(self, reservations: Sequence[Reservation]) -> dict[str, Capacity]:
+        """reserve_capacity for several agents in one step: each agent gets all its units or none.
+        Returns the ledgers of the agents that got theirs."""
+        ...
+
     async def release_capacity(self, agent_id: str, channel: str) -> Capacity | None: ...
 
     # work items
@@ -195,9 +260,16 @@ class RoutingStore(Protocol):
         """False when the conversation is already known."""
         ...
 
+    async def insert_works(self, items: Sequence[NewWork]) -> set[str]:
+        """insert_work for several conversations in one step: the ids of those that were new."""
+        ...
+
     async def find_work(self, conversation_id: str) -> WorkItem | None: ...
     async def count_waiting(self, queue: str) -> int: ...
-    async def list_waiting_channels(self) -> list[str]: ...
+    async def count_waiting_by_channel(self) -> dict[str, int]:
+        """Waiting work per channel (channels with none left out)."""
+        ...
+
     async def list_waiting_work(self, limit: int) -> list[domain.WaitingWork]:
         """Oldest first; rows another replica is draining are skipped."""
         ...
@@ -216,7 +288,11 @@ class RoutingStore(Protocol):
     async def requeue_work(self, conversation_id: str, agent_id: str, offer_id: str) -> WorkItem | None: ...
     async def move_work(self, conversation_id: str, queue: str) -> None: ...
     async def mark_overflowed(self, conversation_id: str) -> None: ...
-    async def close_work(self, conversation_id: str, agent_id: str) -> WorkItem | None: ...
+    async def close_work(self, conversation_id: str, agent_id: str) -> Closed | None:
+        """Close assigned work held by `agent_id`: release the agent's unit, count the handle time and
+        record the decision (`released`)."""
+        ...
+
     async def end_work(self, conversation_id: str) -> None: ...
     async def transfer_to_agent(self, conversation_id: str, agent_id: str, queue: str) -> WorkItem | None: ...
     async def transfer_to_queue(self, conversation_id: str, queue: str) -> None: ...
@@ -225,7 +301,11 @@ class RoutingStore(Protocol):
         ...
 
     # offers
-    async def accept_offer(self, offer_id: str, agent_id: str, at: datetime) -> Offer | None: ...
+    async def accept_offer(self, offer_id: str, agent_id: str, at: datetime) -> Accepted | None:
+        """Accept the agent's pending offer unexpired at `at` and assign its work if still offered
+        (recording the decision, `assigned`)."""
+        ...
+
     async def end_offer(self, offer_id: str, agent_id: str, status: str) -> Offer | None:
         """End a pending offer as rejected, expired or withdrawn."""
         ...
@@ -244,9 +324,14 @@ class RoutingStore(Protocol):
         """Forget the assignment log older than `before` (the queue figures look back minutes)."""
         ...
 
-    async def record_handle_time(self, queue: str, seconds: float) -> None: ...
     async def try_lock_positions(self) -> bool: ...
-    async def list_positions(self, conversation_ids: Sequence[str], queues: Sequence[str]) -> dict[str, int]: ...
+    async def record_positions(
+        self, conversation_ids: Sequence[str], queues: Sequence[str]
+    ) -> tuple[dict[str, int], dict[str, QueueFigures]]:
+        """Places in line of those waiting among `conversation_ids`, recorded as last told, and the
+        figures of their queues."""
+        ...
+
     async def list_position_changes(self, limit: int) -> list[PositionChange]: ...
     async def set_last_positions(self, positions: dict[str, int]) -> None: ...
 
@@ -370,6 +455,10 @@ class PgRoutingStore:
         doc: dict[str, Any] | None = await self.conn.fetchval(Q.find_config_document)
         return doc
 
+    async def find_config_version(self) -> str:
+        version: str = await self.conn.fetchval(Q.find_config_version)
+        return version
+
     async def replace_configuration(self, cfg: Configuration, source: str, document: dict[str, Any]) -> None:
         conn = self.conn
         await conn.execute(Q.delete_other_channels, list(cfg.channels))
@@ -410,14 +499,37 @@ class PgRoutingStore:
     async def upsert_presence(
         self, agent_id: str, presence: str, at: datetime, closed_channels: Sequence[str]
     ) -> PresenceChange | None:
-        # Read (and lock) what is held first: a CTE read in the same statement as the upsert would
-        # not see the row that statement updates.
+        held = await self.conn.fetchrow(Q.update_presence, agent_id, presence, at, list(closed_channels))
+        if held is not None:
+            return PresenceChange(held["presence"], frozenset(held["closed_channels"]), held["config_version"])
+        # An agent routing does not know yet, or an older change: read (and lock) what is held
+        # first, since a CTE read in the same statement as the upsert would not see the row it updates.
         before = await self.conn.fetchrow(Q.lock_presence, agent_id)
-        if await self.conn.fetchval(Q.upsert_presence, agent_id, presence, at, list(closed_channels)) is None:
+        version = await self.conn.fetchval(Q.upsert_presence, agent_id, presence, at, list(closed_channels))
+        if version is None:
             return None
         if before is None:
-            return PresenceChange("offline", frozenset())
-        return PresenceChange(before["presence"], frozenset(before["closed_channels"]))
+            return PresenceChange("offline", frozenset(), version)
+        return PresenceChange(before["presence"], frozenset(before["closed_channels"]), version)
+
+    async def upsert_presences(self, updates: Sequence[PresenceUpdate]) -> dict[str, PresenceChange]:
+        rows = await self.conn.fetch(
+            Q.update_presences,
+            [u.agent_id for u in updates],
+            [u.presence for u in updates],
+            [u.at for u in updates],
+            [orjson.dumps(u.closed_channels).decode() for u in updates],
+        )
+        changes = {
+            r["agent_id"]: PresenceChange(r["presence"], frozenset(r["closed_channels"]), r["config_version"])
+            for r in rows
+        }
+        for u in updates:  # an agent routing does not know yet, or an older change
+            if u.agent_id not in changes:
+                change = await self.upsert_presence(u.agent_id, u.presence, u.at, u.closed_channels)
+                if change is not None:
+                    changes[u.agent_id] = change
+        return changes
 
     async def find_agent(self, agent_id: str) -> domain.AgentView | None:
         r = await self.conn.fetchrow(Q.find_agent, agent_id)
@@ -438,6 +550,17 @@ class PgRoutingStore:
     async def reserve_capacity(self, agent_id: str, channel: str, presences: Sequence[str]) -> Capacity | None:
         return _capacity(await self.conn.fetchrow(Q.reserve_capacity, agent_id, channel, list(presences)))
 
+    async def reserve_units(self, reservations: Sequence[Reservation]) -> dict[str, Capacity]:
+        if not reservations:
+            return {}
+        rows = await self.conn.fetch(
+            Q.reserve_units,
+            [r.agent_id for r in reservations],
+            [orjson.dumps(r.units).decode() for r in reservations],
+            [orjson.dumps(r.presences).decode() for r in reservations],
+        )
+        return {cap.agent_id: cap for r in rows if (cap := _capacity(r))}
+
     async def release_capacity(self, agent_id: str, channel: str) -> Capacity | None:
         return _capacity(await self.conn.fetchrow(Q.release_capacity, agent_id, channel))
 
@@ -450,6 +573,20 @@ class PgRoutingStore:
         )
         return inserted is not None
 
+    async def insert_works(self, items: Sequence[NewWork]) -> set[str]:
+        if not items:
+            return set()
+        rows = await self.conn.fetch(
+            Q.insert_works,
+            [w.conversation_id for w in items],
+            [w.channel for w in items],
+            [w.queue for w in items],
+            [w.priority for w in items],
+            [orjson.dumps(w.arrival).decode() for w in items],
+            [w.at for w in items],
+        )
+        return {r["conversation_id"] for r in rows}
+
     async def find_work(self, conversation_id: str) -> WorkItem | None:
         return _work(await self.conn.fetchrow(Q.find_work, conversation_id))
 
@@ -457,8 +594,8 @@ class PgRoutingStore:
         n: int = await self.conn.fetchval(Q.queue_depth, queue)
         return n
 
-    async def list_waiting_channels(self) -> list[str]:
-        return [r["channel"] for r in await self.conn.fetch(Q.list_waiting_channels)]
+    async def count_waiting_by_channel(self) -> dict[str, int]:
+        return {r["channel"]: r["waiting"] for r in await self.conn.fetch(Q.count_waiting_by_channel)}
 
     async def list_waiting_work(self, limit: int) -> list[domain.WaitingWork]:
         return [
@@ -478,10 +615,14 @@ class PgRoutingStore:
     async def mark_offered(self, offers: Sequence[Offer]) -> None:
         if not offers:
             return
-        await self.conn.executemany(Q.mark_offered, [(o.conversation_id, o.agent_id, o.offer_id) for o in offers])
-        await self.conn.executemany(
-            Q.insert_offer,
-            [(o.offer_id, o.conversation_id, o.agent_id, o.channel, o.queue, o.expires_at) for o in offers],
+        await self.conn.execute(
+            Q.mark_offered,
+            [o.offer_id for o in offers],
+            [o.conversation_id for o in offers],
+            [o.agent_id for o in offers],
+            [o.channel for o in offers],
+            [o.queue for o in offers],
+            [o.expires_at for o in offers],
         )
 
     async def mark_assigned(
@@ -503,8 +644,21 @@ class PgRoutingStore:
     async def mark_overflowed(self, conversation_id: str) -> None:
         await self.conn.execute(Q.mark_overflowed, conversation_id)
 
-    async def close_work(self, conversation_id: str, agent_id: str) -> WorkItem | None:
-        return _work(await self.conn.fetchrow(Q.close_work, conversation_id, agent_id))
+    async def close_work(self, conversation_id: str, agent_id: str) -> Closed | None:
+        r = await self.conn.fetchrow(Q.close_work, conversation_id, agent_id)
+        work = _work(r)
+        if r is None or work is None:
+            return None
+        capacity = None
+        if r["cap_agent_id"] is not None:
+            capacity = Capacity(
+                r["cap_agent_id"],
+                _ints(r["cap_used"]),
+                _ints(r["cap_limits"]),
+                r["cap_total_used"],
+                r["cap_exclusive_held"],
+            )
+        return Closed(work, capacity)
 
     async def end_work(self, conversation_id: str) -> None:
         await self.conn.execute(Q.end_work, conversation_id)
@@ -533,8 +687,26 @@ class PgRoutingStore:
             for r in await self.conn.fetch(Q.list_open_work, limit)
         ]
 
-    async def accept_offer(self, offer_id: str, agent_id: str, at: datetime) -> Offer | None:
-        return _offer(await self.conn.fetchrow(Q.accept_offer, offer_id, agent_id, at))
+    async def accept_offer(self, offer_id: str, agent_id: str, at: datetime) -> Accepted | None:
+        r = await self.conn.fetchrow(Q.accept_offer, offer_id, agent_id, at)
+        offer = _offer(r)
+        if r is None or offer is None:
+            return None
+        work = None
+        if r["w_conversation_id"] is not None:
+            work = WorkItem(
+                r["w_conversation_id"],
+                r["w_channel"],
+                r["w_queue"],
+                r["w_status"],
+                r["w_agent_id"],
+                r["w_offer_id"],
+                r["w_arrival"] or {},
+                r["w_failed_offers"],
+                r["w_overflowed"],
+                r["w_assigned_at"],
+            )
+        return Accepted(offer, work)
 
     async def end_offer(self, offer_id: str, agent_id: str, status: str) -> Offer | None:
         return _offer(await self.conn.fetchrow(Q.end_offer, offer_id, agent_id, status))
@@ -572,15 +744,18 @@ class PgRoutingStore:
     async def prune_assignments(self, before: datetime) -> None:
         await self.conn.execute(Q.prune_assignments, before)
 
-    async def record_handle_time(self, queue: str, seconds: float) -> None:
-        await self.conn.execute(Q.record_handle_time, queue, seconds)
-
     async def try_lock_positions(self) -> bool:
         return bool(await self.conn.fetchval(Q.try_lock_positions))
 
-    async def list_positions(self, conversation_ids: Sequence[str], queues: Sequence[str]) -> dict[str, int]:
-        rows = await self.conn.fetch(Q.positions_of, list(conversation_ids), list(queues))
-        return {r["conversation_id"]: r["position"] for r in rows}
+    async def record_positions(
+        self, conversation_ids: Sequence[str], queues: Sequence[str]
+    ) -> tuple[dict[str, int], dict[str, QueueFigures]]:
+        rows = await self.conn.fetch(Q.record_positions, list(conversation_ids), list(queues))
+        figures = {
+            r["queue"]: QueueFigures(r["handled"], r["handle_seconds"], r["staffed_slots"], float(r["arrivals_per_s"]))
+            for r in rows
+        }
+        return {r["conversation_id"]: r["position"] for r in rows}, figures
 
     async def list_position_changes(self, limit: int) -> list[PositionChange]:
         rows = await self.conn.fetch(Q.list_position_changes, limit)
@@ -592,7 +767,12 @@ class PgRoutingStore:
 
     async def insert_decisions(self, decisions: Sequence[Decision]) -> None:
         if decisions:
-            await self.conn.executemany(Q.insert_decision, [(d.conversation_id, d.kind, d.detail) for d in decisions])
+            await self.conn.execute(
+                Q.insert_decisions,
+                [d.conversation_id for d in decisions],
+                [d.kind for d in decisions],
+                [d.detail for d in decisions],
+            )
 
     async def list_decisions(self, conversation_id: str) -> list[Decision]:
         rows = await self.conn.fetch(Q.list_decisions, conversation_id)
@@ -711,6 +891,7 @@ class FakeRoutingStore:
         self.rules: list[domain.Rule] = []
         self.default_queues: dict[str, str] = {}
         self.config_documents: list[dict[str, Any]] = []
+        self.config_version = ""
         self.agents: dict[str, _AgentRow] = {}
         self.work: dict[str, _WorkRow] = {}
         self.offers: dict[str, _OfferRow] = {}
@@ -737,6 +918,9 @@ class FakeRoutingStore:
     async def find_config_document(self) -> dict[str, Any] | None:
         return self.config_documents[-1] if self.config_documents else None
 
+    async def find_config_version(self) -> str:
+        return self.config_version
+
     async def replace_configuration(self, cfg: Configuration, source: str, document: dict[str, Any]) -> None:
         self.channels = dict(cfg.channels)
         self.queues = {q.name: q for q in cfg.queues}
@@ -752,6 +936,7 @@ class FakeRoutingStore:
             row.queues, row.auto_accept = list(a.queues), list(a.auto_accept)
             row.limits, row.exclusive, row.skills = dict(a.limits), list(a.exclusive), dict(a.skills)
         self.config_documents.append(document)
+        self.config_version = uuid.uuid4().hex  # never reused, as PostgreSQL's ids are not after a rollback
 
     async def upsert_presence(
         self, agent_id: str, presence: str, at: datetime, closed_channels: Sequence[str]
@@ -761,12 +946,20 @@ class FakeRoutingStore:
             self.agents[agent_id] = _AgentRow(
                 agent_id, presence=presence, presence_at=at, closed_channels=list(closed_channels)
             )
-            return PresenceChange("offline", frozenset())
+            return PresenceChange("offline", frozenset(), self.config_version)
         if row.presence_at is not None and row.presence_at > at:
             return None
-        before = PresenceChange(row.presence, frozenset(row.closed_channels))
+        before = PresenceChange(row.presence, frozenset(row.closed_channels), self.config_version)
         row.presence, row.presence_at, row.closed_channels = presence, at, list(closed_channels)
         return before
+
+    async def upsert_presences(self, updates: Sequence[PresenceUpdate]) -> dict[str, PresenceChange]:
+        changes = {}
+        for u in updates:
+            change = await self.upsert_presence(u.agent_id, u.presence, u.at, u.closed_channels)
+            if change is not None:
+                changes[u.agent_id] = change
+        return changes
 
     async def find_agent(self, agent_id: str) -> domain.AgentView | None:
         row = self.agents.get(agent_id)
@@ -810,6 +1003,30 @@ class FakeRoutingStore:
         a.idle_since = a.last_assigned_at = now
         return a.capacity()
 
+    async def reserve_units(self, reservations: Sequence[Reservation]) -> dict[str, Capacity]:
+        taken = {}
+        for r in reservations:
+            a = self.agents.get(r.agent_id)
+            total = sum(r.units.values())
+            if (
+                a is None
+                or a.presence not in r.presences
+                or a.exclusive_held
+                or any(
+                    ch in a.closed_channels or a.used.get(ch, 0) + n > a.limits.get(ch, 0) for ch, n in r.units.items()
+                )
+                or (any(ch in a.exclusive for ch in r.units) and not (a.total_used == 0 and total == 1))
+            ):
+                continue
+            now = self._now()
+            for ch, n in r.units.items():
+                a.used[ch] = a.used.get(ch, 0) + n
+            a.total_used += total
+            a.exclusive_held = a.exclusive_held or any(ch in a.exclusive for ch in r.units)
+            a.idle_since = a.last_assigned_at = now
+            taken[r.agent_id] = a.capacity()
+        return taken
+
     async def release_capacity(self, agent_id: str, channel: str) -> Capacity | None:
         a = self.agents.get(agent_id)
         if a is None or a.used.get(channel, 0) <= 0:
@@ -829,6 +1046,13 @@ class FakeRoutingStore:
         self.work[conversation_id] = _WorkRow(conversation_id, channel, queue, priority, "queued", arrival, at, skills)
         return True
 
+    async def insert_works(self, items: Sequence[NewWork]) -> set[str]:
+        return {
+            w.conversation_id
+            for w in items
+            if await self.insert_work(w.conversation_id, w.channel, w.queue, w.priority, w.arrival, w.at)
+        }
+
     async def find_work(self, conversation_id: str) -> WorkItem | None:
         row = self.work.get(conversation_id)
         return row.item() if row else None
@@ -841,8 +1065,8 @@ class FakeRoutingStore:
         rows.sort(key=lambda w: (w.enqueued_at, w.conversation_id))
         return rows
 
-    async def list_waiting_channels(self) -> list[str]:
-        return sorted({w.channel for w in self.work.values() if w.status == "queued"})
+    async def count_waiting_by_channel(self) -> dict[str, int]:
+        return dict(sorted(Counter(w.channel for w in self.work.values() if w.status == "queued").items()))
 
     async def list_waiting_work(self, limit: int) -> list[domain.WaitingWork]:
         return [
@@ -906,12 +1130,18 @@ class FakeRoutingStore:
         if (w := self.work.get(conversation_id)) is not None:
             w.overflowed = True
 
-    async def close_work(self, conversation_id: str, agent_id: str) -> WorkItem | None:
+    async def close_work(self, conversation_id: str, agent_id: str) -> Closed | None:
         w = self.work.get(conversation_id)
         if w is None or w.status != "assigned" or w.agent_id != agent_id:
             return None
         w.status = "closed"
-        return w.item()
+        capacity = await self.release_capacity(agent_id, w.channel)
+        if w.assigned_at is not None:
+            s = self.stats.setdefault(w.queue, _QueueStats())
+            s.handled += 1
+            s.handle_seconds += (self._now() - w.assigned_at).total_seconds()
+        await self.insert_decisions([Decision(conversation_id, "released", {"agent_id": agent_id})])
+        return Closed(w.item(), capacity)
 
     async def end_work(self, conversation_id: str) -> None:
         w = self.work.get(conversation_id)
@@ -951,12 +1181,16 @@ class FakeRoutingStore:
             for w in rows[:limit]
         ]
 
-    async def accept_offer(self, offer_id: str, agent_id: str, at: datetime) -> Offer | None:
+    async def accept_offer(self, offer_id: str, agent_id: str, at: datetime) -> Accepted | None:
         row = self.offers.get(offer_id)
         if row is None or row.offer.agent_id != agent_id or row.status != "pending" or row.offer.expires_at <= at:
             return None
         row.status = "accepted"
-        return row.offer
+        work = await self.mark_assigned(row.offer.conversation_id, agent_id, offer_id, ["offered"])
+        if work is not None:
+            decision = Decision(work.conversation_id, "assigned", {"agent_id": agent_id, "how": "accepted"})
+            await self.insert_decisions([decision])
+        return Accepted(row.offer, work)
 
     async def end_offer(self, offer_id: str, agent_id: str, status: str) -> Offer | None:
         row = self.offers.get(offer_id)
@@ -1020,11 +1254,6 @@ class FakeRoutingStore:
     async def prune_assignments(self, before: datetime) -> None:
         self.assignments = [a for a in self.assignments if a.at >= before]
 
-    async def record_handle_time(self, queue: str, seconds: float) -> None:
-        s = self.stats.setdefault(queue, _QueueStats())
-        s.handled += 1
-        s.handle_seconds += seconds
-
     async def try_lock_positions(self) -> bool:
         return True  # one transaction at a time in memory
 
@@ -1036,9 +1265,15 @@ class FakeRoutingStore:
             ranked.append((w, count[w.queue]))
         return ranked
 
-    async def list_positions(self, conversation_ids: Sequence[str], queues: Sequence[str]) -> dict[str, int]:
+    async def record_positions(
+        self, conversation_ids: Sequence[str], queues: Sequence[str]
+    ) -> tuple[dict[str, int], dict[str, QueueFigures]]:
         wanted = set(conversation_ids)
-        return {w.conversation_id: p for w, p in self._ranked() if w.queue in queues and w.conversation_id in wanted}
+        told = [(w, p) for w, p in self._ranked() if w.queue in queues and w.conversation_id in wanted]
+        for w, p in told:
+            w.last_position = p
+        figures = {w.queue: await self.get_queue_figures(w.queue) for w, _ in told}
+        return {w.conversation_id: p for w, p in told}, figures
 
     async def list_position_changes(self, limit: int) -> list[PositionChange]:
         changes = [

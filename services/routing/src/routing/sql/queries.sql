@@ -18,6 +18,10 @@ SELECT channel, queue FROM default_queues ORDER BY channel;
 -- name: find_config_document
 SELECT document FROM config_applied ORDER BY id DESC LIMIT 1;
 
+-- name: find_config_version
+-- Every configuration change adds a row to config_applied; ids are never reused, even after a rollback.
+SELECT COALESCE(max(id), 0)::text FROM config_applied;
+
 -- name: delete_other_channels
 DELETE FROM channels WHERE NOT (name = ANY($1::text[]));
 
@@ -63,16 +67,41 @@ ON CONFLICT (agent_id) DO UPDATE SET configured = true, queues = EXCLUDED.queues
 -- name: insert_config_applied
 INSERT INTO config_applied (source, document) VALUES ($1, $2);
 
+-- name: update_presence
+-- A newer change for a known agent, returning what was held before it. The sub-select locks the row
+-- first, so it reads the version this statement replaces. No row: unknown agent, or an older change.
+UPDATE agents a SET presence = $2, presence_at = $3, closed_channels = $4
+FROM (SELECT agent_id, presence, closed_channels, presence_at FROM agents WHERE agent_id = $1 FOR UPDATE) before
+WHERE a.agent_id = before.agent_id AND (before.presence_at IS NULL OR before.presence_at <= $3)
+RETURNING before.presence, before.closed_channels,
+          (SELECT COALESCE(max(id), 0)::text FROM config_applied) AS config_version;
+
+-- name: update_presences
+-- update_presence for a batch of agents ($1 agents, $2 presences, $3 times, $4 closed channels, each
+-- a JSON array as text), one change per agent; the rows are locked in agent order. Agents without a
+-- row returned: unknown, or an older change.
+WITH v AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[]) AS v(agent_id, presence, at, closed)
+)
+UPDATE agents a SET presence = v.presence, presence_at = v.at,
+    closed_channels = ARRAY(SELECT jsonb_array_elements_text(v.closed::jsonb))
+FROM v, (SELECT agent_id, presence, closed_channels, presence_at FROM agents
+         WHERE agent_id = ANY($1::text[]) ORDER BY agent_id FOR UPDATE) before
+WHERE a.agent_id = v.agent_id AND before.agent_id = v.agent_id
+  AND (before.presence_at IS NULL OR before.presence_at <= v.at)
+RETURNING a.agent_id, before.presence, before.closed_channels,
+          (SELECT COALESCE(max(id), 0)::text FROM config_applied) AS config_version;
+
 -- name: lock_presence
 SELECT presence, closed_channels FROM agents WHERE agent_id = $1 FOR UPDATE;
 
 -- name: upsert_presence
--- No row when the change is older than the one held.
+-- The configuration version (as find_config_version); no row when the change is older than the one held.
 INSERT INTO agents (agent_id, presence, presence_at, closed_channels) VALUES ($1, $2, $3, $4)
 ON CONFLICT (agent_id) DO UPDATE SET presence = EXCLUDED.presence, presence_at = EXCLUDED.presence_at,
     closed_channels = EXCLUDED.closed_channels
 WHERE agents.presence_at IS NULL OR agents.presence_at <= EXCLUDED.presence_at
-RETURNING agent_id;
+RETURNING (SELECT COALESCE(max(id), 0)::text FROM config_applied) AS config_version;
 
 -- name: insert_work
 INSERT INTO work_items (conversation_id, channel, queue, priority, status, arrival, enqueued_at, required_skills)
@@ -80,8 +109,22 @@ VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7)
 ON CONFLICT (conversation_id) DO NOTHING
 RETURNING conversation_id;
 
+-- name: insert_works
+-- insert_work for a batch ($1 conversations, $2 channels, $3 queues, $4 priorities, $5 arrivals as
+-- JSON text, $6 arrival times); returns the conversations that were new (a repeated one: once).
+INSERT INTO work_items (conversation_id, channel, queue, priority, status, arrival, enqueued_at, required_skills)
+SELECT v.conversation_id, v.channel, v.queue, v.priority, 'queued', v.arrival::jsonb, v.at,
+       COALESCE(v.arrival::jsonb->'required_skills', '{}')
+FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::timestamptz[])
+    AS v(conversation_id, channel, queue, priority, arrival, at)
+ON CONFLICT (conversation_id) DO NOTHING
+RETURNING conversation_id;
+
 -- name: queue_depth
 SELECT count(*) FROM work_items WHERE queue = $1 AND status = 'queued';
+
+-- name: count_waiting_by_channel
+SELECT channel, count(*)::int AS waiting FROM work_items WHERE status = 'queued' GROUP BY channel ORDER BY channel;
 
 -- name: get_queue_figures
 -- Observed handle times and the figures the periodic pass refreshes; no row for an unknown queue.
@@ -101,20 +144,12 @@ FROM queues q
 ON CONFLICT (queue) DO UPDATE SET staffed_slots = EXCLUDED.staffed_slots, arrivals_per_s = EXCLUDED.arrivals_per_s,
     refreshed_at = EXCLUDED.refreshed_at;
 
--- name: record_handle_time
-INSERT INTO queue_stats (queue, handled, handle_seconds) VALUES ($1, 1, $2)
-ON CONFLICT (queue) DO UPDATE SET handled = queue_stats.handled + 1,
-    handle_seconds = queue_stats.handle_seconds + EXCLUDED.handle_seconds;
-
 -- name: list_waiting_work
 SELECT conversation_id, channel, queue, priority, enqueued_at, passed_by, arrival, required_skills
 FROM work_items WHERE status = 'queued'
 ORDER BY enqueued_at, conversation_id
 LIMIT $1
 FOR UPDATE SKIP LOCKED;
-
--- name: list_waiting_channels
-SELECT DISTINCT channel FROM work_items WHERE status = 'queued' ORDER BY channel;
 
 -- name: list_candidate_agents
 -- Agents in an allowed presence with at least one free unit in a channel that has waiting work.
@@ -154,6 +189,35 @@ WHERE agent_id = $1
   AND (NOT ($2 = ANY(exclusive)) OR total_used = 0)
 RETURNING agent_id, used, limits, total_used, exclusive_held;
 
+-- name: reserve_units
+-- reserve_capacity for several agents at once ($1 agents; $2 the units each takes per channel, a JSON
+-- object as text; $3 the presences each must be in, a JSON array as text): one conditional UPDATE,
+-- in which an agent gets all its units or none. Exclusive work is one unit taken by an idle agent.
+WITH r AS (
+    SELECT v.agent_id, v.units::jsonb AS units,
+           ARRAY(SELECT jsonb_array_elements_text(v.presences::jsonb)) AS presences,
+           (SELECT sum(u.n::int) FROM jsonb_each_text(v.units::jsonb) AS u(ch, n)) AS total
+    FROM unnest($1::text[], $2::text[], $3::text[]) AS v(agent_id, units, presences)
+)
+UPDATE agents a SET
+    used = a.used || (SELECT jsonb_object_agg(u.ch, COALESCE((a.used->>u.ch)::int, 0) + u.n::int)
+                      FROM jsonb_each_text(r.units) AS u(ch, n)),
+    total_used = a.total_used + r.total,
+    exclusive_held = a.exclusive_held OR EXISTS (SELECT 1 FROM jsonb_object_keys(r.units) AS k(ch)
+                                                 WHERE k.ch = ANY(a.exclusive)),
+    idle_since = now(),
+    last_assigned_at = now()
+FROM r
+WHERE a.agent_id = r.agent_id
+  AND a.presence = ANY(r.presences)
+  AND NOT a.exclusive_held
+  AND NOT EXISTS (SELECT 1 FROM jsonb_each_text(r.units) AS u(ch, n)
+                  WHERE u.ch = ANY(a.closed_channels)
+                     OR COALESCE((a.used->>u.ch)::int, 0) + u.n::int > COALESCE((a.limits->>u.ch)::int, 0))
+  AND ((a.total_used = 0 AND r.total = 1)
+       OR NOT EXISTS (SELECT 1 FROM jsonb_object_keys(r.units) AS k(ch) WHERE k.ch = ANY(a.exclusive)))
+RETURNING a.agent_id, a.used, a.limits, a.total_used, a.exclusive_held;
+
 -- name: release_capacity
 UPDATE agents SET
     used = jsonb_set(used, ARRAY[$2::text], to_jsonb(GREATEST(COALESCE((used->>$2)::int, 0) - 1, 0))),
@@ -168,8 +232,18 @@ SELECT conversation_id, channel, queue, status, agent_id, offer_id, arrival, fai
 FROM work_items WHERE conversation_id = $1 FOR UPDATE;
 
 -- name: mark_offered
-UPDATE work_items SET status = 'offered', agent_id = $2, offer_id = $3, attempts = attempts + 1, updated_at = now()
-WHERE conversation_id = $1 AND status = 'queued';
+-- A drain pass's offers ($1 offer ids, $2 conversations, $3 agents, $4 channels, $5 queues, $6 expiry)
+-- recorded as pending, and their waiting work marked offered.
+WITH o AS (
+    INSERT INTO offers (offer_id, conversation_id, agent_id, channel, queue, status, expires_at)
+    SELECT v.offer_id, v.conversation_id, v.agent_id, v.channel, v.queue, 'pending', v.expires_at
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
+        AS v(offer_id, conversation_id, agent_id, channel, queue, expires_at)
+)
+UPDATE work_items w SET status = 'offered', agent_id = v.agent_id, offer_id = v.offer_id, attempts = attempts + 1,
+    updated_at = now()
+FROM unnest($1::text[], $2::text[], $3::text[]) AS v(offer_id, conversation_id, agent_id)
+WHERE w.conversation_id = v.conversation_id AND w.status = 'queued';
 
 -- name: mark_assigned
 -- Answered from its queue: logged in assignments with how long it waited since it arrived.
@@ -201,9 +275,35 @@ WHERE conversation_id = $1 AND status = 'queued';
 UPDATE work_items SET overflowed = true, updated_at = now() WHERE conversation_id = $1;
 
 -- name: close_work
-UPDATE work_items SET status = 'closed', updated_at = now()
-WHERE conversation_id = $1 AND status = 'assigned' AND agent_id = $2
-RETURNING conversation_id, channel, queue, status, agent_id, offer_id, arrival, failed_offers, overflowed, assigned_at;
+-- Closed by the agent who holds it: the agent's unit of the channel released (cap_* columns, null
+-- when none was held), the handle time added to the queue's figures and the decision logged, in one
+-- statement.
+WITH w AS (
+    UPDATE work_items SET status = 'closed', updated_at = now()
+    WHERE conversation_id = $1 AND status = 'assigned' AND agent_id = $2
+    RETURNING conversation_id, channel, queue, status, agent_id, offer_id, arrival, failed_offers, overflowed,
+              assigned_at
+), released AS (
+    UPDATE agents a SET
+        used = jsonb_set(a.used, ARRAY[w.channel], to_jsonb(GREATEST(COALESCE((a.used->>w.channel)::int, 0) - 1, 0))),
+        total_used = GREATEST(a.total_used - 1, 0),
+        exclusive_held = a.exclusive_held AND NOT (w.channel = ANY(a.exclusive)),
+        idle_since = now()
+    FROM w WHERE a.agent_id = w.agent_id AND COALESCE((a.used->>w.channel)::int, 0) > 0
+    RETURNING a.agent_id, a.used, a.limits, a.total_used, a.exclusive_held
+), handled AS (
+    INSERT INTO queue_stats (queue, handled, handle_seconds)
+    SELECT queue, 1, extract(epoch FROM now() - assigned_at)::float8 FROM w WHERE assigned_at IS NOT NULL
+    ON CONFLICT (queue) DO UPDATE SET handled = queue_stats.handled + 1,
+        handle_seconds = queue_stats.handle_seconds + EXCLUDED.handle_seconds
+), decided AS (
+    INSERT INTO decisions (conversation_id, kind, detail)
+    SELECT conversation_id, 'released', jsonb_build_object('agent_id', agent_id) FROM w
+)
+SELECT w.conversation_id, w.channel, w.queue, w.status, w.agent_id, w.offer_id, w.arrival, w.failed_offers,
+       w.overflowed, w.assigned_at, r.agent_id AS cap_agent_id, r.used AS cap_used, r.limits AS cap_limits,
+       r.total_used AS cap_total_used, r.exclusive_held AS cap_exclusive_held
+FROM w LEFT JOIN released r ON true;
 
 -- name: end_work
 -- The conversation ended before anyone took it (waiting or offered).
@@ -222,14 +322,34 @@ UPDATE work_items SET status = 'queued', agent_id = NULL, offer_id = NULL, queue
     updated_at = now()
 WHERE conversation_id = $1;
 
--- name: insert_offer
-INSERT INTO offers (offer_id, conversation_id, agent_id, channel, queue, status, expires_at)
-VALUES ($1, $2, $3, $4, $5, 'pending', $6);
-
 -- name: accept_offer
-UPDATE offers SET status = 'accepted'
-WHERE offer_id = $1 AND agent_id = $2 AND status = 'pending' AND expires_at > $3
-RETURNING offer_id, conversation_id, agent_id, channel, queue, expires_at;
+-- A pending, unexpired offer accepted by its agent, and its work (if still offered) assigned to them,
+-- logged in assignments and in decisions, in one statement; the w_* columns are null when the work
+-- was not offered.
+WITH o AS (
+    UPDATE offers SET status = 'accepted'
+    WHERE offer_id = $1 AND agent_id = $2 AND status = 'pending' AND expires_at > $3
+    RETURNING offer_id, conversation_id, agent_id, channel, queue, expires_at
+), w AS (
+    UPDATE work_items wi SET status = 'assigned', agent_id = o.agent_id, offer_id = o.offer_id, assigned_at = now(),
+        updated_at = now()
+    FROM o WHERE wi.conversation_id = o.conversation_id AND wi.status = 'offered'
+    RETURNING wi.conversation_id, wi.channel, wi.queue, wi.status, wi.agent_id, wi.offer_id, wi.arrival,
+              wi.failed_offers, wi.overflowed, wi.assigned_at, wi.enqueued_at
+), logged AS (
+    INSERT INTO assignments (conversation_id, queue, agent_id, waited_s, at)
+    SELECT conversation_id, queue, agent_id, GREATEST(extract(epoch FROM assigned_at - enqueued_at)::float8, 0),
+           assigned_at
+    FROM w
+), decided AS (
+    INSERT INTO decisions (conversation_id, kind, detail)
+    SELECT conversation_id, 'assigned', jsonb_build_object('agent_id', agent_id, 'how', 'accepted') FROM w
+)
+SELECT o.offer_id, o.conversation_id, o.agent_id, o.channel, o.queue, o.expires_at,
+       w.conversation_id AS w_conversation_id, w.channel AS w_channel, w.queue AS w_queue, w.status AS w_status,
+       w.agent_id AS w_agent_id, w.offer_id AS w_offer_id, w.arrival AS w_arrival,
+       w.failed_offers AS w_failed_offers, w.overflowed AS w_overflowed, w.assigned_at AS w_assigned_at
+FROM o LEFT JOIN w ON true;
 
 -- name: end_offer
 UPDATE offers SET status = $3
@@ -242,8 +362,9 @@ WHERE status = 'pending' AND expires_at <= $1
 ORDER BY expires_at, offer_id LIMIT $2
 FOR UPDATE SKIP LOCKED;
 
--- name: insert_decision
-INSERT INTO decisions (conversation_id, kind, detail) VALUES ($1, $2, $3);
+-- name: insert_decisions
+INSERT INTO decisions (conversation_id, kind, detail)
+SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[]);
 
 -- name: list_decisions
 SELECT conversation_id, kind, detail, at FROM decisions WHERE conversation_id = $1 ORDER BY id;
@@ -271,13 +392,22 @@ UPDATE work_items w SET last_position = v.position
 FROM unnest($1::text[], $2::int[]) AS v(conversation_id, position)
 WHERE w.conversation_id = v.conversation_id;
 
--- name: positions_of
+-- name: record_positions
+-- Places in line of the waiting conversations among $1 (in queues $2), recorded as the places last
+-- told, with the wait-estimate figures of their queues.
 WITH ranked AS (
-    SELECT conversation_id,
+    SELECT conversation_id, queue,
            row_number() OVER (PARTITION BY queue ORDER BY enqueued_at, conversation_id) AS position
     FROM work_items WHERE status = 'queued' AND queue = ANY($2::text[])
+), told AS (
+    UPDATE work_items w SET last_position = r.position
+    FROM ranked r WHERE r.conversation_id = ANY($1::text[]) AND w.conversation_id = r.conversation_id
+    RETURNING r.conversation_id, r.queue, r.position
 )
-SELECT conversation_id, position::int AS position FROM ranked WHERE conversation_id = ANY($1::text[]);
+SELECT t.conversation_id, t.queue, t.position::int AS position, COALESCE(s.handled, 0) AS handled,
+       COALESCE(s.handle_seconds, 0) AS handle_seconds, COALESCE(s.staffed_slots, 0) AS staffed_slots,
+       COALESCE(s.arrivals_per_s, 0) AS arrivals_per_s
+FROM told t LEFT JOIN queue_stats s ON s.queue = t.queue;
 
 -- --- reads for the supervisor view and the agent's Home (GET /queues, /agents, /work) ----------
 
