@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -243,6 +244,50 @@ async def test_rejections_are_emitted_in_place_of_the_command() -> None:
         sample("switchboard_records_consumed_total", service="test", topic=topics.SESSIONS_COMMANDS, outcome="rejected")
         >= 1
     )
+
+
+async def test_a_refused_command_undoes_only_its_own_writes_in_a_batch_run_without_savepoints_first() -> None:
+    class Ledger:
+        def __init__(self) -> None:
+            self.writes: list[str] = []
+
+    ledger = Ledger()
+    calls: list[str] = []
+
+    async def accept(uow: Any, ev: c.CloudEvent, data: c.AcceptOffer) -> None:
+        calls.append(ev.id)
+        ledger.writes.append(ev.id)  # written before the refusal: must not stay
+        if data.offer_id == "o-refused":
+            raise Rejection(c.CommandRejected(agent_id=data.agent_id, command_id=ev.id, reason="offer expired"))
+        uow.emit(
+            c.OfferAccepted(
+                agent_id=data.agent_id,
+                offer_id=data.offer_id,
+                conversation_id="c-1",
+                channel="chat",
+                expires_at=datetime.now(UTC),
+            )
+        )
+
+    p = Pipeline(topics.SESSIONS_COMMANDS, {"offer.accept": accept}, savepoints=True)
+    p.consumer.database = p.db = MemoryDatabase(ledger)
+    records = [
+        p.record(command(id=f"cmd-{i}", data={"agent_id": "agent-7", "offer_id": offer}))
+        for i, offer in enumerate(("o-1", "o-refused", "o-2"))
+    ]
+    await p.consumer.process(records)
+    assert ledger.writes == ["cmd-0", "cmd-2"]
+    assert [(ev.type, ev.data.get("offer_id") or ev.data.get("command_id")) for ev in p.emitted()] == [
+        ("offer.accepted", "o-1"),
+        ("command.rejected", "cmd-1"),
+        ("offer.accepted", "o-2"),
+    ]
+    # first without savepoints until the refusal, then the whole batch again, each in its own
+    assert calls == ["cmd-0", "cmd-1", "cmd-0", "cmd-1", "cmd-2"]
+
+    calls.clear()  # a batch nobody refuses runs once
+    await p.consumer.process([p.record(command(id="cmd-3", data={"agent_id": "agent-7", "offer_id": "o-3"}))])
+    assert calls == ["cmd-3"]
 
 
 async def test_health_tracing_and_metric_hooks() -> None:

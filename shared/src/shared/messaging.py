@@ -147,6 +147,10 @@ class PoisonMessage(Exception):
     """The record can never be handled (invalid, impossible); it goes to the DLQ at once."""
 
 
+class _RunCarefully(Exception):
+    """A record of a batch run without savepoints was refused: roll back, run it with them."""
+
+
 class Rejection(Exception):
     """The event is refused; nothing it did stays, and `payload` is emitted in its place."""
 
@@ -778,13 +782,17 @@ class Consumer:
 
     async def _handle_batch(self, incoming: list[Incoming]) -> None:
         attempts = 0
+        careful = False
         while True:
             try:
-                await self._in_transaction(incoming)
+                await self._in_transaction(incoming, careful=careful)
                 self.stats.consecutive_failures = 0
                 return
             except asyncio.CancelledError:
                 raise
+            except _RunCarefully:
+                careful = True  # rolled back; again, each record in a savepoint of its own
+                continue
             except Exception as exc:
                 kind = classify(exc)
                 if kind in ("transient", "infrastructure"):
@@ -802,7 +810,7 @@ class Consumer:
                     await self._one_by_one(incoming)
                 return
 
-    async def _in_transaction(self, batch: list[Incoming]) -> None:
+    async def _in_transaction(self, batch: list[Incoming], *, careful: bool = False) -> None:
         started = time.perf_counter()
         async with self.database.transaction() as tx:
             uow = self.unit_of_work(tx)
@@ -815,7 +823,7 @@ class Consumer:
                     outcomes.append((item, "duplicate"))
                     continue
                 seen.add(eid)
-                outcome = await self._handle_one(uow, item)
+                outcome = await self._handle_one(uow, item, careful=careful)
                 outcomes.append((item, outcome))
             if self.after_batch is not None:
                 await self.after_batch(uow)
@@ -828,11 +836,21 @@ class Consumer:
             self._count(outcome.split(":", 1)[0])
             self._log_handled(item, outcome, elapsed_ms / len(batch))
 
-    async def _handle_one(self, uow: UnitOfWork[Any, Any], item: Incoming) -> str:
+    async def _handle_one(self, uow: UnitOfWork[Any, Any], item: Incoming, *, careful: bool) -> str:
+        """Run the record's handler. With `savepoints`, a `Rejection` undoes what that record did and
+        emits the refusal in its place: savepoints cost two round trips a record and refusals are
+        rare, so a batch first runs without them and, when a record is refused, the whole batch is
+        rolled back and runs again `careful`ly, each record in its own savepoint."""
         handler = self.handlers[item.envelope.type]
         with record_context(item.record):
             if not self.savepoints:
                 await handler(uow, item.envelope, item.payload)
+                return "handled"
+            if not careful:
+                try:
+                    await handler(uow, item.envelope, item.payload)
+                except Rejection:
+                    raise _RunCarefully from None
                 return "handled"
             mark = uow.savepoint_state()
             try:
@@ -852,7 +870,7 @@ class Consumer:
             while True:
                 if error is None:
                     try:
-                        await self._in_transaction([item])
+                        await self._in_transaction([item], careful=True)
                         self.stats.consecutive_failures = 0
                         break
                     except asyncio.CancelledError:
