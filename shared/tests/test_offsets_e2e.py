@@ -1,9 +1,14 @@
-"""When exactly FastStream commits Kafka offsets, pinned on a real broker.
+"""When exactly Kafka offsets are committed, pinned on a real broker.
 
-We use batch subscribers with AckPolicy.NACK_ON_ERROR: the offset is committed after the handler
-returns (so after our transaction), never before it; when the handler raises, nothing is committed
-and the partition is rewound, so the same records come again. AckPolicy.ACK, by contrast, commits
-even when the handler raised: it would lose the batch, which is why we do not use it.
+Our consumers (`shared.messaging.Consumer`) ack manually: the offsets are committed after the
+batches' transactions, by the poll (at once when nothing more arrived, at most every
+COMMIT_INTERVAL_S under load) and at stop, never before the transaction; when a batch fails it is
+rewound (nack: seek back), nothing past it is committed, and the same records come again. Records
+of types the consumer does not handle never reach it, and their offsets are committed with the rest.
+
+FastStream's own policies, pinned below for reference: NACK_ON_ERROR commits after the handler
+returns (a broker round trip per batch, which is why we commit on our own); AckPolicy.ACK commits
+even when the handler raised: it would lose the batch, which is why we never use it.
 """
 
 from __future__ import annotations
@@ -125,3 +130,72 @@ async def test_ack_policy_commits_even_when_the_handler_raises(infra) -> None:
         await broker.stop()
     assert await _committed(infra.bootstrap, group, topic) == 3
     assert len(group_calls) == 1  # never redelivered
+
+
+async def test_our_consumer_commits_after_its_transactions_skips_what_it_does_not_handle_and_rewinds_failures(
+    infra,
+) -> None:
+    from shared import contracts as c
+    from shared import topics
+    from shared.messaging import Consumer, UnitOfWork
+    from shared.settings import ServiceSettings
+    from shared.tx import MemoryDatabase
+
+    prefix = f"off{uuid.uuid4().hex[:6]}-"
+    topic = prefix + topics.CONVERSATIONS
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, 1, 1), NewTopic(topic + topics.DLQ_SUFFIX, 1, 1)])
+    await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap)
+    await producer.start()
+    sent = [
+        c.ConversationEnded(conversation_id="c-0"),  # a known type this consumer does not handle
+        c.ConversationArrived(conversation_id="c-1", channel="chat"),
+        c.ConversationEnded(conversation_id="c-1"),
+    ]
+    for payload in sent:
+        ev = c.event(payload, source="/tests")
+        await producer.send_and_wait(topic, ev.to_bytes(), headers=[("ce_type", ev.type.encode())])
+    await producer.stop()
+
+    settings = ServiceSettings(
+        kafka_bootstrap_servers=infra.bootstrap, topic_prefix=prefix, transient_retries=0, batch_timeout_ms=100
+    )
+    seen: list[tuple[str, int | None]] = []
+    handled = asyncio.Event()
+
+    async def arrived(uow: object, ev: c.CloudEvent, data: c.ConversationArrived) -> None:
+        seen.append((data.conversation_id, await _committed(infra.bootstrap, consumer.group_id, topic)))
+        if len(seen) == 1:
+            raise ConnectionError("PostgreSQL went away")  # infrastructure: rewound, not dead-lettered
+        handled.set()
+
+    broker = KafkaBroker(infra.bootstrap)
+    consumer = Consumer(
+        service="offsets",
+        topic=topics.CONVERSATIONS,
+        handlers={"conversation.arrived": arrived},
+        database=MemoryDatabase(),
+        unit_of_work=lambda tx: UnitOfWork(tx, None, None, topics.TopicNames(prefix), "/switchboard/offsets"),
+        broker=broker,
+        settings=settings,
+        exit_process=lambda code: None,
+    )
+    await broker.start()
+    try:
+        await asyncio.wait_for(handled.wait(), 30)
+        committed = None
+        for _ in range(100):  # quiet now: the poll commits what was handled
+            committed = await _committed(infra.bootstrap, consumer.group_id, topic)
+            if committed == 3:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await broker.stop()
+    # the failed batch committed nothing; it came again and then everything was committed, the
+    # records the consumer does not handle included (they never reached it)
+    assert [cid for cid, _ in seen] == ["c-1", "c-1"]
+    assert seen[0][1] in (None, 0, 1) and seen[1][1] in (None, 0, 1)  # never past the record in hand
+    assert committed == 3
+    assert consumer.stats.handled == 1 and consumer.stats.ignored >= 2

@@ -725,14 +725,16 @@ class Consumer:
             max_records=settings.max_batch,
             batch_timeout_ms=settings.batch_timeout_ms,
             auto_offset_reset="earliest",
-            ack_policy=AckPolicy.NACK_ON_ERROR,
+            # offsets: committed by `Offsets` after the batches' transactions, not one request per
+            # batch; a failed batch is rewound (nack: seek back) in `_consume`
+            ack_policy=AckPolicy.MANUAL,
             # `process` parses the raw records itself (once: orjson, then the contract); FastStream's
             # own JSON decoding of every record would be thrown away
             decoder=_undecoded,
             title=f"{service}:{topic}",
             description=f"{service} consumes {topic}: types {', '.join(sorted(handlers))}",
         )
-        take_available(self.subscriber, settings.batch_timeout_ms, settings.max_batch)
+        self.offsets = take_available(self.subscriber, settings.batch_timeout_ms, settings.max_batch, keep=self._wanted)
 
         # AsyncAPI documents each record as the topic's envelope; SkipValidation keeps FastStream
         # from validating bodies (`process` parses the raw records itself: poison -> DLQ).
@@ -745,7 +747,21 @@ class Consumer:
     async def _consume(self, body: Any, message: KafkaMessage) -> None:
         raw = message.raw_message
         records = list(raw) if isinstance(raw, tuple | list) else [raw]
-        await self.process(records)
+        try:
+            await self.process(records)
+        except BaseException:
+            # not handled: rewind each partition to the batch's earliest record (Kafka redelivers it)
+            await message.nack()
+            raise
+
+    def _wanted(self, rec: ConsumerRecord[Any, Any]) -> bool:
+        """False for a record of a known type this consumer does not handle (by its `ce_type`
+        header): dropped before the pipeline, unparsed; its offset is committed with the others."""
+        ce_type = _header(rec, "ce_type")
+        if ce_type is not None and ce_type not in self.handlers and ce_type in self._known_types:
+            self._count("ignored")
+            return False
+        return True
 
     async def process(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
         """Handle one batch; raises only when the batch must be retried from Kafka (not committed)."""
@@ -762,10 +778,6 @@ class Consumer:
         self.stats.batches += 1
         incoming: list[Incoming] = []
         for rec in records:
-            ce_type = _header(rec, "ce_type")
-            if ce_type is not None and ce_type not in self.handlers and ce_type in self._known_types:
-                self._count("ignored")  # a known type this consumer does not handle: skip unparsed
-                continue
             doc: dict[str, Any] | None = None
             try:
                 doc = contracts.decode(rec.value)
@@ -1046,7 +1058,44 @@ async def _undecoded(message: Any) -> None:
     return None
 
 
-def take_available(subscriber: Any, idle_wait_ms: int, max_records: int) -> None:
+# How often a busy consumer commits its offsets (an idle one commits at once).
+COMMIT_INTERVAL_S = 0.5
+
+
+class Offsets:
+    """A consumer's offset commits, taken off the path of each batch.
+
+    Offsets are committed only after the transactions of the batches before them (as before), but
+    not once per batch: a batch's commit was a broker round trip on every hop of a conversation's
+    path. `take_available`'s poll commits the consumer's position before it polls when the last
+    commit is `COMMIT_INTERVAL_S` old, and at once when nothing arrived; `stop` commits last. The
+    position then is past every batch handled, or rewound to a failed batch's earliest record
+    (`Consumer._consume` nacks it). A crash or a rebalance between two commits redelivers what was
+    handled since: the inbox recognises it (at-least-once with dedupe, as everywhere)."""
+
+    def __init__(self) -> None:
+        self.pending = False
+        self.last = time.monotonic()
+
+    async def commit(self, consumer: Any) -> None:
+        if not self.pending:
+            return
+        try:
+            await consumer.commit()
+        except KafkaError as exc:  # a rebalance in progress, the coordinator moving: next time
+            log.warning("offset_commit_deferred", error=repr(exc))
+            return
+        self.pending = False
+        self.last = time.monotonic()
+
+
+def take_available(
+    subscriber: Any,
+    idle_wait_ms: int,
+    max_records: int,
+    *,
+    keep: Callable[[ConsumerRecord[Any, Any]], bool] | None = None,
+) -> Offsets:
     """Make a batch subscriber take what has arrived, at once, and never wait on a clock.
 
     FastStream's batch poll (`getmany(timeout_ms=batch_timeout_ms)`) returns as soon as records are
@@ -1054,13 +1103,41 @@ def take_available(subscriber: Any, idle_wait_ms: int, max_records: int) -> None
     sleep waits for it, on every hop of a conversation's path. Here an empty poll just polls again,
     and the poll itself waits up to `idle_wait_ms` for the first record to arrive (returning the
     moment one does). Batches form only under load: whatever arrived while the last batch was
-    being handled, up to `max_records`."""
+    being handled, up to `max_records`. Records `keep` refuses never reach the handler (nor cost
+    it a batch). Offsets are committed by the returned `Offsets` (the subscriber acks manually)."""
+    offsets = Offsets()
 
     async def get_msg(consumer: Any) -> tuple[ConsumerRecord[Any, Any], ...]:
+        if offsets.pending and time.monotonic() - offsets.last >= COMMIT_INTERVAL_S:
+            await offsets.commit(consumer)
         fetched = await consumer.getmany(timeout_ms=idle_wait_ms, max_records=max_records)
-        return tuple(rec for recs in fetched.values() for rec in recs)
+        if not fetched:
+            await offsets.commit(consumer)  # quiet: commit what was handled now
+            return ()
+        offsets.pending = True
+        records = (rec for recs in fetched.values() for rec in recs)
+        return tuple(records if keep is None else (rec for rec in records if keep(rec)))
+
+    original_stop = subscriber.stop
+
+    async def stop() -> None:
+        """FastStream's stop (the batch in hand finishes, then its consumer stops), with the
+        offsets of what was handled committed in between."""
+        consumer = subscriber.consumer
+        if consumer is not None:
+            consumer_stop = consumer.stop
+
+            async def commit_then_stop() -> None:
+                with contextlib.suppress(Exception):
+                    await offsets.commit(consumer)
+                await consumer_stop()
+
+            consumer.stop = commit_then_stop
+        await original_stop()
 
     subscriber.get_msg = get_msg
+    subscriber.stop = stop
+    return offsets
 
 
 def declare_publishers(broker: KafkaBroker, names: topics.TopicNames, produced: dict[str, str]) -> None:
