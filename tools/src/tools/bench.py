@@ -164,6 +164,8 @@ class RssSampler:
             await asyncio.sleep(1.0)
 
 
+# How long the bench watches the services idle (every agent signed in, nothing arriving).
+IDLE_SAMPLE_S = 5.0
 LOCAL_ADDRESSES = frozenset({"127.0.0.1", "::ffff:127.0.0.1", "::1", "0.0.0.0", "::"})
 
 
@@ -428,7 +430,16 @@ async def scenario(
 
         async def ready() -> None:
             """Every agent is signed in and routable: what is measured starts here (signing 1,000
-            agents in is not work per conversation)."""
+            agents in is not work per conversation). First, what the services spend doing nothing
+            for a few seconds (timers, polls, sweeps over the agents): a cost per second, not per
+            conversation."""
+            idle0, t0 = sampler.cpu_seconds(), time.perf_counter()
+            await asyncio.sleep(IDLE_SAMPLE_S)
+            idle1, elapsed = sampler.cpu_seconds(), time.perf_counter() - t0
+            per_svc: dict[str, float] = collections.defaultdict(float)
+            for name in idle1:
+                per_svc[name.split("#")[0]] += (idle1[name] - idle0[name]) * 1000 / elapsed
+            marks["idle"] = {**{k: round(v, 1) for k, v in per_svc.items()}, "total": round(sum(per_svc.values()), 1)}
             marks["statements"] = await StatementCounter.start(dep)
             marks["offsets"] = await topic_offsets(dep)
             marks["cpu"] = sampler.cpu_seconds()
@@ -462,6 +473,9 @@ async def scenario(
         n_done = max(1, result["sessions_started"])
         per_service = {k: round(v * 1000 / n_done, 2) for k, v in per_svc_s.items()}
         result["cpu_ms_per_conversation"] = {**per_service, "total": round(sum(per_service.values()), 2)}
+        # the services' CPU with every agent signed in and nothing arriving, per second: at a low
+        # rate it is a large part of the figure per conversation above
+        result["idle_cpu_ms_per_s"] = marks["idle"]
         result["infra_cpu_ms_per_conversation"] = {
             k: round((infra_after[k] - infra_before[k]) * 1000 / n_done, 2) for k in infra_after
         }
@@ -524,6 +538,7 @@ def peak(run: dict[str, Any]) -> dict[str, Any]:
         "sessions_started": run["sessions_started"],
         "timed_out": run["timed_out"],
         "cpu_ms_per_conversation": run["cpu_ms_per_conversation"],
+        "idle_cpu_ms_per_s": run["idle_cpu_ms_per_s"],
         "infra_cpu_ms_per_conversation": run["infra_cpu_ms_per_conversation"],
         "cpu_seconds_during_load": run["cpu_seconds_during_load"],
         "events_per_conversation": run["events_per_conversation"],
