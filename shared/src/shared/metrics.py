@@ -2,8 +2,9 @@
 
 Three kinds, one exposition:
 - what the process counts as it goes, in prometheus_client's default registry: FastStream's
-  consume/publish metrics (`faststream_*`, from `KafkaPrometheusMiddleware`, labelled
-  `app_name=<service>`), the messaging counters (`switchboard_events_emitted_total`, dead letters,
+  publish metrics (`faststream_*`, from `KafkaPrometheusMiddleware`, labelled
+  `app_name=<service>`; consumers handle batches straight from the poll, so their consumption is
+  in the messaging counters), the messaging counters (`switchboard_events_emitted_total`, dead letters,
   records consumed, ...) and whatever a service defines itself (assist's latency histogram);
 - gauges computed at scrape time from the service's own database (read-only transaction, short
   statement timeout): each service registers its `sources` (`SERVICE/metrics.py` +
