@@ -447,7 +447,7 @@ async def test_what_assist_said_before_anyone_held_it_is_in_the_new_holders_pane
     assert pane["agent_id"] == "agent-3"
     assert {"replies", "articles", "summary"} <= set(pane["pane"])
     await bus.send(c.ConversationEnded(conversation_id="c-1"))
-    assert await fake.find_conversation_pane("c-1") == {}
+    assert "c-1" not in fake.conversation_panes
 
 
 async def test_a_conversation_flagged_while_waiting_opens_with_its_flag(

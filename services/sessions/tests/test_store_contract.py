@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -58,13 +59,27 @@ def conversation_session(agent_id: str, cid: str, title: str = "Ada Lovelace") -
     return Session(agent_id, f"conv-{cid}", "conversation", title, title[:2], cid, "chat", focused_tab="anchor")
 
 
+def anchor_of(session: Session) -> Tab:
+    return Tab(
+        session.session_id, "anchor", "conversation", session.title, True, {"conversation_id": session.conversation_id}
+    )
+
+
 async def open_with_anchor(store: SessionsStore, agent_id: str, cid: str) -> Session:
     session = conversation_session(agent_id, cid)
-    assert await store.insert_session(session)
-    await store.insert_tab(
-        agent_id, Tab(session.session_id, "anchor", "conversation", session.title, True, {"conversation_id": cid})
-    )
+    assert not await store.open_session(session, anchor_of(session))  # opened, not reopened
     return session
+
+
+async def said(store: SessionsStore, cid: str) -> dict[str, Any]:
+    """What the conversation keeps of assist's latest outputs, read as an assignment reads it."""
+    return (await store.assign(Assignment(cid, "a-reader", "chat"), None, 0)).said
+
+
+async def pane_of(store: SessionsStore, cid: str, patch: dict[str, Any]) -> dict[str, Any]:
+    change = await store.merge_open_pane(cid, patch)
+    assert change is not None
+    return change.session.pane
 
 
 # --- agents, focus, sequence numbers ------------------------------------------------------------------
@@ -95,9 +110,9 @@ async def test_an_agent_starts_with_home_in_focus(store: SessionsStore) -> None:
 
 async def test_sequence_numbers_are_reserved_per_agent(store: SessionsStore) -> None:
     assert await store.get_seq("a-1") == 0
-    assert await store.bump_seq("a-1", 3) == 3
-    assert await store.bump_seq("a-1", 2) == 5
-    assert await store.bump_seq("a-2", 1) == 1
+    assert await store.bump_seqs({"a-1": 3}) == {"a-1": 3}
+    assert await store.bump_seqs({"a-1": 2}) == {"a-1": 5}
+    assert await store.bump_seqs({"a-2": 1}) == {"a-2": 1}
     assert (await store.get_seq("a-1"), await store.get_seq("a-2")) == (5, 1)
 
 
@@ -106,22 +121,27 @@ async def test_sequence_numbers_are_reserved_per_agent(store: SessionsStore) -> 
 
 async def test_an_offer_is_recorded_once_and_its_status_changes(store: SessionsStore) -> None:
     offer = Offer("o-1", "a-1", "c-1", "chat", EXPIRES, "general", "Ada", {"customer": {"name": "Ada"}})
-    assert await store.insert_offer(offer)
-    assert not await store.insert_offer(Offer("o-1", "a-2", "c-9", "email", EXPIRES))
-    assert await store.find_offer("o-1") == offer
+    assert await store.receive_offer(offer, EXPIRES) is not None
+    assert await store.receive_offer(Offer("o-1", "a-2", "c-9", "email", EXPIRES, "billing"), EXPIRES) is None
+    assert await store.find_offer("o-1") == offer  # the first one stays
     assert await store.find_offer("o-9") is None
-    await store.insert_offer(Offer("o-2", "a-1", "c-2", "chat", EXPIRES))
-    await store.insert_offer(Offer("o-3", "a-1", "c-3", "chat", EXPIRES))
-    await store.insert_offer(Offer("o-4", "a-2", "c-4", "chat", EXPIRES))
-    await store.set_offer_status("o-1", "accepted")
-    await store.set_offer_status("o-2", "rejected")
+    await store.receive_offer(Offer("o-2", "a-1", "c-2", "chat", EXPIRES, "general"), EXPIRES)
+    await store.receive_offer(Offer("o-3", "a-1", "c-3", "chat", EXPIRES, "general"), EXPIRES)
+    await store.receive_offer(Offer("o-4", "a-2", "c-4", "chat", EXPIRES, "general"), EXPIRES)
+    before = EXPIRES - timedelta(seconds=1)
+    await store.answer_offer("o-1", "a-1", "accepted", before)
+    await store.answer_offer("o-2", "a-1", "rejected", before)
     found = await store.find_offer("o-1")
     assert found is not None and found.status == "accepted"
     pending = await store.list_pending_offers("a-1")
     assert sorted(o.offer_id for o in pending) == ["o-1", "o-3"]  # pending or accepted, this agent's
-    for status in ("assigned", "withdrawn"):
-        await store.set_offer_status("o-1", status)
-        assert sorted(o.offer_id for o in await store.list_pending_offers("a-1")) == ["o-3"]
+    await store.assign(Assignment("c-1", "a-1", "chat"), "o-1", 0)
+    found = await store.find_offer("o-1")
+    assert found is not None and found.status == "assigned"
+    assert sorted(o.offer_id for o in await store.list_pending_offers("a-1")) == ["o-3"]
+    await store.withdraw_offer("o-3")
+    assert await store.list_pending_offers("a-1") == []
+    assert [o.offer_id for o in await store.list_pending_offers("a-2")] == ["o-4"]
 
 
 # --- sessions ------------------------------------------------------------------------------------
@@ -130,6 +150,7 @@ async def test_an_offer_is_recorded_once_and_its_status_changes(store: SessionsS
 async def test_sessions_open_close_and_reopen(store: SessionsStore) -> None:
     await store.ensure_agent("a-1")
     session = await open_with_anchor(store, "a-1", "c-1")
+    anchor = anchor_of(session)
     found = await store.find_session("a-1", "conv-c-1")
     assert found is not None
     assert (found.kind, found.title, found.icon, found.conversation_id, found.channel) == (
@@ -147,13 +168,16 @@ async def test_sessions_open_close_and_reopen(store: SessionsStore) -> None:
         {},
         None,
     )
-    assert not await store.insert_session(session)  # it exists
-    assert not await store.insert_session(conversation_session("a-2", "c-1"))  # the conversation is open elsewhere
+    assert not await store.open_session(session, anchor)  # open already: not reopened, nothing changes
+    assert await store.find_session("a-1", "conv-c-1") == found
+    assert await store.list_tabs("a-1") == [anchor]
+    elsewhere = conversation_session("a-2", "c-1")
+    assert not await store.open_session(elsewhere, anchor_of(elsewhere))  # the conversation is open elsewhere
     assert await store.find_session("a-2", "conv-c-1") is None
+    assert await store.list_tabs("a-2") == []
     held = await store.find_open_session("c-1")
     assert held is not None and (held.agent_id, held.session_id) == ("a-1", "conv-c-1")
     assert await store.count_open_sessions("a-1") == 1
-    assert not await store.reopen_session("a-1", "conv-c-1")  # not closed
 
     await store.close_session("a-1", "conv-c-1")
     closed = await store.find_session("a-1", "conv-c-1")
@@ -163,10 +187,18 @@ async def test_sessions_open_close_and_reopen(store: SessionsStore) -> None:
     listed = {s.session_id: s.status for s in await store.list_sessions("a-1")}
     assert listed == {"home": "open", "conv-c-1": "closed"}  # closed today: still listed
 
-    assert await store.reopen_session("a-1", "conv-c-1")
+    assert await store.open_session(session, anchor)
     reopened = await store.find_session("a-1", "conv-c-1")
     assert reopened is not None and (reopened.status, reopened.closed_at) == ("open", None)
     assert await store.count_open_sessions("a-1") == 1
+
+
+async def test_a_session_does_not_reopen_while_its_conversation_is_open_elsewhere(store: SessionsStore) -> None:
+    session = await open_with_anchor(store, "a-1", "c-1")
+    await store.close_session("a-1", "conv-c-1")
+    await open_with_anchor(store, "a-2", "c-1")
+    with pytest.raises(Exception):  # noqa: B017 - PostgreSQL and the fake raise their own errors
+        await store.open_session(session, anchor_of(session))
 
 
 async def test_a_session_is_retitled_focused_and_fills_its_pane(store: SessionsStore) -> None:
@@ -175,9 +207,9 @@ async def test_a_session_is_retitled_focused_and_fills_its_pane(store: SessionsS
     record = {"type": "contact", "id": "42", "title": "Katherine Johnson"}
     await store.retitle_session("a-1", "conv-c-1", "Katherine Johnson", "Ka", record)
     await store.set_focused_tab("a-1", "conv-c-1", "kb-1")
-    assert await store.merge_pane("a-1", "conv-c-1", {"summary": {"summary": "one"}}) == {"summary": {"summary": "one"}}
-    await store.merge_pane("a-1", "conv-c-1", {"articles": {"articles": []}})
-    pane = await store.merge_pane("a-1", "conv-c-1", {"summary": {"summary": "two"}})
+    assert await pane_of(store, "c-1", {"summary": {"summary": "one"}}) == {"summary": {"summary": "one"}}
+    await pane_of(store, "c-1", {"articles": {"articles": []}})
+    pane = await pane_of(store, "c-1", {"summary": {"summary": "two"}})
     assert pane == {"summary": {"summary": "two"}, "articles": {"articles": []}}
     session = await store.find_session("a-1", "conv-c-1")
     assert session is not None
@@ -288,21 +320,22 @@ async def test_drafts_are_versioned_and_follow_their_conversation(store: Session
 async def test_an_assignment_is_upserted_and_released_by_its_holder_only(store: SessionsStore) -> None:
     assert await store.find_assignment("c-1") is None
     conversation = {"customer": {"name": "Ada"}}
-    await store.upsert_assignment(Assignment("c-1", "a-1", "chat", conversation))
+    await store.assign(Assignment("c-1", "a-1", "chat", conversation), None, 0)
     assert await store.find_assignment("c-1") == Assignment("c-1", "a-1", "chat", conversation, False)
     await store.release_assignment("c-1", "a-2")  # not a-2's: nothing happens
     assert (await store.find_assignment("c-1")) == Assignment("c-1", "a-1", "chat", conversation, False)
     await store.release_assignment("c-1", "a-1")
     assert (await store.find_assignment("c-1")) == Assignment("c-1", "a-1", "chat", conversation, True)
-    await store.upsert_assignment(Assignment("c-1", "a-2", "email", {}, released=True))
+    await store.assign(Assignment("c-1", "a-2", "email", {}, released=True), None, 0)  # one per conversation
     assert (await store.find_assignment("c-1")) == Assignment("c-1", "a-2", "email", {}, False)
+    assert await store.list_assignments("a-1") == []
 
 
 async def test_an_agents_assignments_are_listed_with_their_queue(store: SessionsStore) -> None:
-    await store.upsert_assignment(Assignment("c-2", "a-1", "chat", {}, queue="billing"))
-    await store.upsert_assignment(Assignment("c-1", "a-1", "email", {}, queue="general"))
-    await store.upsert_assignment(Assignment("c-3", "a-2", "chat", {}))
-    await store.upsert_assignment(Assignment("c-4", "a-1", "chat", {}))
+    await store.assign(Assignment("c-2", "a-1", "chat", {}, queue="billing"), None, 0)
+    await store.assign(Assignment("c-1", "a-1", "email", {}, queue="general"), None, 0)
+    await store.assign(Assignment("c-3", "a-2", "chat", {}), None, 0)
+    await store.assign(Assignment("c-4", "a-1", "chat", {}), None, 0)
     await store.release_assignment("c-4", "a-1")
     assert [(a.conversation_id, a.queue) for a in await store.list_assignments("a-1")] == [
         ("c-1", "general"),
@@ -346,7 +379,7 @@ async def test_profiles_are_stored_as_given_and_read_with_their_defaults(store: 
 
 async def test_expiry_times_round_trip(store: SessionsStore) -> None:
     later = EXPIRES + timedelta(microseconds=123)
-    await store.insert_offer(Offer("o-1", "a-1", "c-1", "chat", later))
+    await store.receive_offer(Offer("o-1", "a-1", "c-1", "chat", later, "general"), EXPIRES)
     found = await store.find_offer("o-1")
     assert found is not None and found.expires_at == later
 
@@ -367,7 +400,8 @@ async def test_a_close_keeps_its_wrap_up_until_the_session_reopens(store: Sessio
     await store.close_session("a-1", "conv-c-1", disposition="spam")  # closed already: unchanged
     again = await store.find_session("a-1", "conv-c-1")
     assert again is not None and again.disposition == "resolved"
-    assert await store.reopen_session("a-1", "conv-c-1")
+    session = conversation_session("a-1", "c-1")
+    assert await store.open_session(session, anchor_of(session))
     reopened = await store.find_session("a-1", "conv-c-1")
     assert reopened is not None and (reopened.disposition, reopened.note, reopened.close_reason) == (None,) * 3
 
@@ -404,10 +438,10 @@ def message(cid: str, mid: str, text: str = "hi", seconds: int = 0, **kw: object
 
 
 async def test_messages_are_stored_once_in_their_conversations_order(store: SessionsStore) -> None:
-    first = await store.insert_message(message("c-1", "m-1", sender_id="cust-1"))
-    assert first == message("c-1", "m-1", sender_id="cust-1", ordinal=1)
-    assert await store.insert_message(message("c-1", "m-1", "again")) is None
-    second = await store.insert_message(
+    first = await store.post_message(message("c-1", "m-1", sender_id="cust-1"))
+    assert first == Posted(message("c-1", "m-1", sender_id="cust-1", ordinal=1), None, None)
+    assert await store.post_message(message("c-1", "m-1", "again")) is None
+    second = await store.post_message(
         Message(
             "c-1",
             "m-2",
@@ -420,9 +454,9 @@ async def test_messages_are_stored_once_in_their_conversations_order(store: Sess
             command_id="cmd-1",
         )
     )
-    assert second is not None and second.ordinal == 2
-    other = await store.insert_message(message("c-2", "m-1"))  # ids are per conversation
-    assert other is not None and other.ordinal == 1
+    assert second is not None and second.message.ordinal == 2
+    other = await store.post_message(message("c-2", "m-1"))  # ids are per conversation
+    assert other is not None and other.message.ordinal == 1
     stored = await store.list_messages_before("c-1", None, 10)
     assert stored == [
         message("c-1", "m-1", sender_id="cust-1", ordinal=1),
@@ -432,8 +466,8 @@ async def test_messages_are_stored_once_in_their_conversations_order(store: Sess
 
 async def test_transcripts_are_read_newest_page_first(store: SessionsStore) -> None:
     for i in range(1, 8):
-        await store.insert_message(message("c-1", f"m-{i}", f"text {i}", i))
-    await store.insert_message(message("c-2", "x-1"))
+        await store.post_message(message("c-1", f"m-{i}", f"text {i}", i))
+    await store.post_message(message("c-2", "x-1"))
 
     def ids(messages: list[Message]) -> list[str]:
         return [m.message_id for m in messages]
@@ -484,8 +518,7 @@ async def test_waiting_work_follows_the_queues_with_its_arrivals_details(store: 
     assert await store.list_waiting_work(["general"]) == []
     assert await store.list_waiting_work([]) == []
     await store.upsert_conversation(ConversationInfo("c-2", "email", t0 + timedelta(hours=1), "Invoice", 1))
-    await store.remove_waiting_work("c-1")
-    await store.remove_waiting_work("c-1")
+    await store.assign(Assignment("c-1", "a-1", "chat"), None, 0)  # assigned: it waits no more
     assert await store.list_waiting_work(None) == [
         WaitingWork("c-2", "email", "billing", "waiting", t0 + timedelta(seconds=1), "Invoice", 1)
     ]
@@ -527,33 +560,36 @@ async def test_open_conversation_sessions_are_listed_for_every_agent(store: Sess
     await open_with_anchor(store, "a-1", "c-1")
     await open_with_anchor(store, "a-1", "c-2")
     await store.close_session("a-1", "conv-c-2")
-    await store.insert_session(Session("a-1", "rec-case-1", "record", "Case 1", "Ca"))
+    await store.open_session(
+        Session("a-1", "rec-case-1", "record", "Case 1", "Ca"), Tab("rec-case-1", "anchor", "record")
+    )
     listed = [(s.agent_id, s.session_id) for s in await store.list_open_conversation_sessions()]
     assert listed == [("a-1", "conv-c-1"), ("a-2", "conv-c-3")]
 
 
-async def test_an_escalation_is_found_by_conversation(store: SessionsStore) -> None:
-    assert await store.find_escalation("c-1") == []
+async def test_an_assignment_comes_with_its_conversations_escalation_signals(store: SessionsStore) -> None:
+    assert (await store.assign(Assignment("c-1", "a-1", "chat"), None, 0)).signals == []
     await store.add_escalation("c-1", ["upset"])
-    assert await store.find_escalation("c-1") == ["upset"]
+    await store.add_escalation("c-1", ["asks_for_manager"])
+    assert (await store.assign(Assignment("c-1", "a-2", "chat"), None, 0)).signals == ["asks_for_manager", "upset"]
+    assert (await store.assign(Assignment("c-2", "a-2", "chat"), None, 0)).signals == []
 
 
 async def test_assist_output_is_remembered_per_conversation_until_it_ends(store: SessionsStore) -> None:
-    assert await store.find_conversation_pane("c-1") == {}
-    await store.merge_conversation_pane("c-1", {"replies": {"replies": [1]}})
-    await store.merge_conversation_pane("c-1", {"summary": {"summary": "a"}})
-    await store.merge_conversation_pane("c-1", {"replies": {"replies": [2]}})
-    assert await store.find_conversation_pane("c-1") == {"replies": {"replies": [2]}, "summary": {"summary": "a"}}
-    assert await store.find_conversation_pane("c-2") == {}
+    assert await said(store, "c-1") == {}
+    for patch in ({"replies": {"replies": [1]}}, {"summary": {"summary": "a"}}, {"replies": {"replies": [2]}}):
+        assert await store.merge_open_pane("c-1", patch, remember=True) is None  # held by nobody
+    assert await said(store, "c-1") == {"replies": {"replies": [2]}, "summary": {"summary": "a"}}
+    assert await said(store, "c-2") == {}
     await store.forget_conversation("c-1")
-    assert await store.find_conversation_pane("c-1") == {}
+    assert await said(store, "c-1") == {}
 
 
 # --- the hot path's combined statements (issue 13) ------------------------------------------------------
 
 
 async def test_sequence_numbers_of_several_agents_are_reserved_at_once(store: SessionsStore) -> None:
-    await store.bump_seq("a-2", 4)
+    await store.bump_seqs({"a-2": 4})
     assert await store.bump_seqs({"a-2": 2, "a-1": 3}) == {"a-1": 3, "a-2": 6}
     assert await store.bump_seqs({}) == {}
     assert (await store.get_seq("a-1"), await store.get_seq("a-2")) == (3, 6)
@@ -581,7 +617,7 @@ async def test_a_received_offer_shows_the_work_offered_and_answers_the_agents_pr
 
 
 async def test_only_the_agents_pending_unexpired_offer_is_answered(store: SessionsStore) -> None:
-    await store.insert_offer(Offer("o-1", "a-1", "c-1", "chat", EXPIRES))
+    await store.receive_offer(Offer("o-1", "a-1", "c-1", "chat", EXPIRES, "general"), EXPIRES)
     before = EXPIRES - timedelta(seconds=1)
     assert await store.answer_offer("o-1", "a-2", "accepted", before) is None  # not a-2's
     assert await store.answer_offer("o-1", "a-1", "accepted", EXPIRES) is None  # expired
@@ -589,21 +625,20 @@ async def test_only_the_agents_pending_unexpired_offer_is_answered(store: Sessio
     found = await store.find_offer("o-1")
     assert found is not None and found.status == "pending"
     answered = await store.answer_offer("o-1", "a-1", "accepted", before)
-    assert answered == Offer("o-1", "a-1", "c-1", "chat", EXPIRES, status="accepted")
+    assert answered == Offer("o-1", "a-1", "c-1", "chat", EXPIRES, "general", status="accepted")
     assert await store.answer_offer("o-1", "a-1", "rejected", before) is None  # no longer pending
 
 
 async def test_an_assignment_is_recorded_with_what_is_known_of_the_conversation(store: SessionsStore) -> None:
-    await store.insert_offer(Offer("o-1", "a-2", "c-1", "chat", EXPIRES))
-    await store.upsert_waiting_work("c-1", "chat", "general", "offered", EXPIRES)
+    await store.receive_offer(Offer("o-1", "a-2", "c-1", "chat", EXPIRES, "general"), EXPIRES)
     empty = await store.assign(Assignment("c-9", "a-2", "chat", queue="general"), None, 50)
     assert empty == Assigned(None, {}, [], [])
     await store.ensure_agent("a-1")
     await open_with_anchor(store, "a-1", "c-1")
-    await store.merge_conversation_pane("c-1", {"summary": {"summary": "a"}})
+    await store.merge_open_pane("c-1", {"summary": {"summary": "a"}}, remember=True)
     await store.add_escalation("c-1", ["upset"])
     for i in range(1, 4):
-        await store.insert_message(message("c-1", f"m-{i}", f"text {i}", seconds=i))
+        await store.post_message(message("c-1", f"m-{i}", f"text {i}", seconds=i))
     held = await store.assign(Assignment("c-1", "a-2", "chat", {"customer": {}}, queue="general"), "o-1", 2)
     assert held.session is not None and (held.session.agent_id, held.session.session_id) == ("a-1", "conv-c-1")
     assert (held.said, held.signals) == ({"summary": {"summary": "a"}}, ["upset"])
@@ -637,16 +672,6 @@ async def test_a_session_opens_or_reopens_in_focus_with_its_anchor(store: Sessio
     assert await store.find_focus("a-1") == "conv-c-1"
 
 
-async def test_home_takes_the_focus_only_from_the_session_that_had_it(store: SessionsStore) -> None:
-    await store.ensure_agent("a-1")
-    await store.set_focus("a-1", "conv-c-1")
-    assert not await store.unfocus("a-1", "conv-c-2")
-    assert await store.find_focus("a-1") == "conv-c-1"
-    assert await store.unfocus("a-1", "conv-c-1")
-    assert await store.find_focus("a-1") == "home"
-    assert not await store.unfocus("a-9", "home")
-
-
 async def test_a_posted_message_comes_with_its_holder_and_the_holders_focus(store: SessionsStore) -> None:
     alone = await store.post_message(message("c-1", "m-1"))
     assert alone == Posted(message("c-1", "m-1", ordinal=1), None, None)
@@ -670,8 +695,11 @@ async def test_a_release_ends_the_waiting_and_presence_makes_the_agent(store: Se
 
 
 async def test_only_an_open_offer_is_withdrawn(store: SessionsStore) -> None:
-    for offer_id, status in (("o-1", "pending"), ("o-2", "accepted"), ("o-3", "rejected")):
-        await store.insert_offer(Offer(offer_id, "a-1", f"c-{offer_id}", "chat", EXPIRES, status=status))
+    for offer_id in ("o-1", "o-2", "o-3"):
+        await store.receive_offer(Offer(offer_id, "a-1", f"c-{offer_id}", "chat", EXPIRES, "general"), EXPIRES)
+    before = EXPIRES - timedelta(seconds=1)
+    await store.answer_offer("o-2", "a-1", "accepted", before)
+    await store.answer_offer("o-3", "a-1", "rejected", before)
     withdrawn = await store.withdraw_offer("o-1")
     assert withdrawn is not None and (withdrawn.agent_id, withdrawn.status) == ("a-1", "withdrawn")
     assert await store.withdraw_offer("o-1") is None  # withdrawn already
@@ -700,12 +728,13 @@ async def test_closing_the_session_in_focus_gives_home_the_focus(store: Sessions
     again = await store.close_and_unfocus("a-1", "conv-c-2")
     assert again is not None and again.unfocused
     assert await store.find_focus("a-1") == "home"
+    assert await store.close_and_unfocus("a-9", "home") is None  # an agent never seen
 
 
 async def test_a_pane_change_reaches_the_open_session_holding_the_conversation(store: SessionsStore) -> None:
     assert await store.merge_open_pane("c-1", {"summary": {"summary": "a"}}, remember=True) is None  # held by nobody
     assert await store.merge_open_pane("c-1", {"replies": {"replies": [1]}}) is None
-    assert await store.find_conversation_pane("c-1") == {"summary": {"summary": "a"}}  # remembered only when asked
+    assert await said(store, "c-1") == {"summary": {"summary": "a"}}  # remembered only when asked
     await store.upsert_profile("tight", SessionProfile(pane_tools=["summary"]))
     await store.assign_profile("a-1", "tight")
     await open_with_anchor(store, "a-1", "c-1")
@@ -716,7 +745,7 @@ async def test_a_pane_change_reaches_the_open_session_holding_the_conversation(s
     assert (change.tools, change.focused_kind) == (["summary"], "conversation")
     again = await store.merge_open_pane("c-1", {"summary": {"summary": "b"}})
     assert again is not None and again.session.pane == {"articles": {"articles": []}, "summary": {"summary": "b"}}
-    assert await store.find_conversation_pane("c-1") == {"summary": {"summary": "a"}, "articles": {"articles": []}}
+    assert await said(store, "c-1") == {"summary": {"summary": "a"}, "articles": {"articles": []}}
     await open_with_anchor(store, "a-2", "c-2")
     other = await store.merge_open_pane("c-2", {"summary": {}})
     assert other is not None and other.tools == list(SessionProfile().pane_tools)  # the defaults without a profile

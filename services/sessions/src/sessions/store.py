@@ -57,30 +57,17 @@ class SessionsStore(Protocol):
 
     async def find_focus(self, agent_id: str) -> str | None: ...
 
-    async def bump_seq(self, agent_id: str, count: int) -> int:
-        """Reserve `count` sequence numbers for the agent's events; returns the last one."""
-        ...
-
     async def get_seq(self, agent_id: str) -> int:
         """The agent's last sequence number (0 before its first event)."""
         ...
 
     async def bump_seqs(self, counts: dict[str, int]) -> dict[str, int]:
-        """`bump_seq` for each agent of `counts`, in one go, locking the agents in sorted order."""
-        ...
-
-    async def unfocus(self, agent_id: str, session_id: str) -> bool:
-        """Home takes the agent's focus if `session_id` had it; True when it did."""
+        """Reserve `counts[agent]` sequence numbers for each agent's events, locking the agents in sorted
+        order; returns each agent's last one."""
         ...
 
     # offers
-    async def insert_offer(self, offer: Offer) -> bool:
-        """Record an offer once; False when it was recorded already."""
-        ...
-
     async def find_offer(self, offer_id: str) -> Offer | None: ...
-
-    async def set_offer_status(self, offer_id: str, status: str) -> None: ...
 
     async def receive_offer(self, offer: Offer, queued_at: datetime) -> SessionProfile | None:
         """work.offered: the agent (with its Home) exists, the work shows as offered since `queued_at`
@@ -102,17 +89,10 @@ class SessionsStore(Protocol):
         ...
 
     # sessions
-    async def insert_session(self, session: Session) -> bool:
-        """Open a new session; False when it exists, or when its conversation is open elsewhere."""
-        ...
-
-    async def reopen_session(self, agent_id: str, session_id: str) -> bool:
-        """Reopen a closed session; False when there is none closed."""
-        ...
-
     async def open_session(self, session: Session, anchor: Tab) -> bool:
-        """Reopen the closed session or insert it with its `anchor` tab; either way the anchor has the
-        session's focus and the session the agent's. True when it was reopened."""
+        """Reopen the closed session (its wrap-up cleared) or insert it with its `anchor` tab (nothing when
+        it is open, or its conversation is open elsewhere); either way the anchor has the session's focus
+        and the session the agent's. True when it was reopened."""
         ...
 
     async def find_session(self, agent_id: str, session_id: str) -> Session | None: ...
@@ -168,16 +148,13 @@ class SessionsStore(Protocol):
 
     async def clear_unread(self, agent_id: str, session_id: str) -> None: ...
 
-    async def merge_pane(self, agent_id: str, session_id: str, patch: dict[str, Any]) -> dict[str, Any]:
-        """Replace the pane's tools named in `patch`; returns the whole pane."""
-        ...
-
     async def merge_open_pane(
         self, conversation_id: str, patch: dict[str, Any], *, remember: bool = False
     ) -> PaneChange | None:
-        """`merge_pane` on the open session holding the conversation (and, when `remember`,
-        `merge_conversation_pane`); returns that session with its whole pane, its agent's pane tools and
-        its focused tab's kind (None when no session holds the conversation)."""
+        """Replace the tools named in `patch` in the pane of the open session holding the conversation
+        (and, when `remember`, in what the conversation keeps of assist's latest outputs, for `assign`);
+        returns that session with its whole pane, its agent's pane tools and its focused tab's kind (None
+        when no session holds the conversation)."""
         ...
 
     # tabs
@@ -205,10 +182,6 @@ class SessionsStore(Protocol):
         ...
 
     # assignments
-    async def upsert_assignment(self, assignment: Assignment) -> None:
-        """The conversation is now held by `assignment.agent_id` (not released)."""
-        ...
-
     async def find_assignment(self, conversation_id: str) -> Assignment | None: ...
 
     async def release_assignment(self, conversation_id: str, agent_id: str) -> None:
@@ -217,8 +190,9 @@ class SessionsStore(Protocol):
 
     async def assign(self, assignment: Assignment, offer_id: str | None, earlier: int) -> Assigned:
         """work.assigned: the agent (with its Home) exists, its offer is assigned, the work no longer
-        waits, the assignment is recorded (`upsert_assignment`); returns the conversation's open
-        session, what assist said of it, its escalation signals and its newest `earlier` messages."""
+        waits, the conversation is now held by `assignment.agent_id` (not released, whoever held it);
+        returns the conversation's open session, what assist said of it, its escalation signals and its
+        newest `earlier` messages."""
         ...
 
     async def list_assignments(self, agent_id: str) -> list[Assignment]:
@@ -226,12 +200,9 @@ class SessionsStore(Protocol):
         ...
 
     # transcripts
-    async def insert_message(self, message: Message) -> Message | None:
-        """Store a message as its conversation's next one (`ordinal` set); None when stored already."""
-        ...
-
     async def post_message(self, message: Message) -> Posted | None:
-        """`insert_message`, with the open session holding the conversation and its agent's focus."""
+        """Store a message as its conversation's next one (`ordinal` set), with the open session holding
+        the conversation and its agent's focus; None when it was stored already."""
         ...
 
     async def list_recent_messages(self, conversation_ids: list[str], limit: int) -> dict[str, list[Message]]:
@@ -258,14 +229,6 @@ class SessionsStore(Protocol):
         """The conversation ended: its arrival, waiting work, escalation flags and pane go."""
         ...
 
-    async def merge_conversation_pane(self, conversation_id: str, patch: dict[str, Any]) -> None:
-        """Remember assist's latest output of each kind in `patch` for the conversation."""
-        ...
-
-    async def find_conversation_pane(self, conversation_id: str) -> dict[str, Any]:
-        """Assist's latest outputs for the conversation ({} when none)."""
-        ...
-
     async def upsert_waiting_work(
         self, conversation_id: str, channel: str, queue: str, state: str | None, queued_at: datetime
     ) -> None:
@@ -276,8 +239,6 @@ class SessionsStore(Protocol):
     async def move_waiting_work(self, conversation_id: str, queue: str) -> None:
         """Overflowed to another queue (if it is waiting)."""
         ...
-
-    async def remove_waiting_work(self, conversation_id: str) -> None: ...
 
     async def list_waiting_work(self, queues: list[str] | None) -> list[WaitingWork]:
         """Waiting and offered work of `queues` (all when None): highest priority, then longest waiting first."""
@@ -298,10 +259,6 @@ class SessionsStore(Protocol):
 
     async def add_escalation(self, conversation_id: str, signals: list[str]) -> list[str]:
         """Add signals to the conversation's; returns all seen so far, sorted."""
-        ...
-
-    async def find_escalation(self, conversation_id: str) -> list[str]:
-        """The conversation's signals so far (none: empty)."""
         ...
 
     async def list_escalations(self) -> dict[str, list[str]]: ...
@@ -346,9 +303,6 @@ class PgSessionsStore:
         focus: str | None = await self.conn.fetchval(Q.get_focus, agent_id)
         return focus
 
-    async def bump_seq(self, agent_id: str, count: int) -> int:
-        return int(await self.conn.fetchval(Q.bump_seq, agent_id, count))
-
     async def get_seq(self, agent_id: str) -> int:
         return int(await self.conn.fetchval(Q.get_seq, agent_id) or 0)
 
@@ -357,30 +311,9 @@ class PgSessionsStore:
         rows = await self.conn.fetch(Q.bump_seqs, agents, [counts[a] for a in agents])
         return {r["agent_id"]: int(r["seq"]) for r in rows}
 
-    async def unfocus(self, agent_id: str, session_id: str) -> bool:
-        return await self.conn.fetchval(Q.unfocus, agent_id, session_id) is not None
-
-    async def insert_offer(self, offer: Offer) -> bool:
-        inserted = await self.conn.fetchval(
-            Q.insert_offer,
-            offer.offer_id,
-            offer.agent_id,
-            offer.conversation_id,
-            offer.channel,
-            offer.queue,
-            offer.title,
-            offer.conversation,
-            offer.status,
-            offer.expires_at,
-        )
-        return inserted is not None
-
     async def find_offer(self, offer_id: str) -> Offer | None:
         row = await self.conn.fetchrow(Q.get_offer, offer_id)
         return Offer(**dict(row)) if row else None
-
-    async def set_offer_status(self, offer_id: str, status: str) -> None:
-        await self.conn.execute(Q.set_offer_status, offer_id, status)
 
     async def receive_offer(self, offer: Offer, queued_at: datetime) -> SessionProfile | None:
         o = offer
@@ -409,24 +342,6 @@ class PgSessionsStore:
 
     async def list_pending_offers(self, agent_id: str) -> list[Offer]:
         return [Offer(**dict(r)) for r in await self.conn.fetch(Q.list_pending_offers, agent_id)]
-
-    async def insert_session(self, session: Session) -> bool:
-        s = session
-        inserted = await self.conn.fetchval(
-            Q.insert_session,
-            s.agent_id,
-            s.session_id,
-            s.kind,
-            s.conversation_id,
-            s.channel,
-            s.title,
-            s.icon,
-            s.focused_tab,
-        )
-        return inserted is not None
-
-    async def reopen_session(self, agent_id: str, session_id: str) -> bool:
-        return await self.conn.fetchval(Q.reopen_session, agent_id, session_id) is not None
 
     async def open_session(self, session: Session, anchor: Tab) -> bool:
         s = session
@@ -506,10 +421,6 @@ class PgSessionsStore:
     async def clear_unread(self, agent_id: str, session_id: str) -> None:
         await self.conn.execute(Q.clear_unread, agent_id, session_id)
 
-    async def merge_pane(self, agent_id: str, session_id: str, patch: dict[str, Any]) -> dict[str, Any]:
-        pane: dict[str, Any] = await self.conn.fetchval(Q.merge_pane, agent_id, session_id, patch)
-        return pane
-
     async def merge_open_pane(
         self, conversation_id: str, patch: dict[str, Any], *, remember: bool = False
     ) -> PaneChange | None:
@@ -555,10 +466,6 @@ class PgSessionsStore:
     async def list_drafts(self, agent_id: str) -> list[Draft]:
         return [Draft(**dict(r)) for r in await self.conn.fetch(Q.list_drafts, agent_id)]
 
-    async def upsert_assignment(self, assignment: Assignment) -> None:
-        a = assignment
-        await self.conn.execute(Q.upsert_assignment, a.conversation_id, a.agent_id, a.channel, a.conversation, a.queue)
-
     async def find_assignment(self, conversation_id: str) -> Assignment | None:
         row = await self.conn.fetchrow(Q.get_assignment, conversation_id)
         return Assignment(**dict(row)) if row else None
@@ -579,22 +486,6 @@ class PgSessionsStore:
 
     async def list_assignments(self, agent_id: str) -> list[Assignment]:
         return [Assignment(**dict(r)) for r in await self.conn.fetch(Q.list_assignments, agent_id)]
-
-    async def insert_message(self, message: Message) -> Message | None:
-        m = message
-        ordinal = await self.conn.fetchval(
-            Q.insert_message,
-            m.conversation_id,
-            m.message_id,
-            m.sender,
-            m.sender_id,
-            m.visibility,
-            m.text,
-            m.time,
-            m.suggestion_id,
-            m.command_id,
-        )
-        return None if ordinal is None else replace(m, ordinal=ordinal)
 
     async def post_message(self, message: Message) -> Posted | None:
         m = message
@@ -638,13 +529,6 @@ class PgSessionsStore:
     async def forget_conversation(self, conversation_id: str) -> None:
         await self.conn.execute(Q.forget_conversation, conversation_id)
 
-    async def merge_conversation_pane(self, conversation_id: str, patch: dict[str, Any]) -> None:
-        await self.conn.execute(Q.merge_conversation_pane, conversation_id, patch)
-
-    async def find_conversation_pane(self, conversation_id: str) -> dict[str, Any]:
-        pane: dict[str, Any] | None = await self.conn.fetchval(Q.get_conversation_pane, conversation_id)
-        return pane or {}
-
     async def upsert_waiting_work(
         self, conversation_id: str, channel: str, queue: str, state: str | None, queued_at: datetime
     ) -> None:
@@ -652,9 +536,6 @@ class PgSessionsStore:
 
     async def move_waiting_work(self, conversation_id: str, queue: str) -> None:
         await self.conn.execute(Q.move_waiting_work, conversation_id, queue)
-
-    async def remove_waiting_work(self, conversation_id: str) -> None:
-        await self.conn.execute(Q.remove_waiting_work, conversation_id)
 
     async def list_waiting_work(self, queues: list[str] | None) -> list[WaitingWork]:
         return [WaitingWork(**dict(r)) for r in await self.conn.fetch(Q.list_waiting_work, queues)]
@@ -687,9 +568,6 @@ class PgSessionsStore:
 
     async def add_escalation(self, conversation_id: str, signals: list[str]) -> list[str]:
         return list(await self.conn.fetchval(Q.add_escalation, conversation_id, signals))
-
-    async def find_escalation(self, conversation_id: str) -> list[str]:
-        return list(await self.conn.fetchval(Q.get_escalation, conversation_id) or [])
 
     async def list_escalations(self) -> dict[str, list[str]]:
         return {r["conversation_id"]: list(r["signals"]) for r in await self.conn.fetch(Q.list_escalations)}
@@ -770,41 +648,24 @@ class FakeSessionsStore:
         agent = self.agents.get(agent_id)
         return agent["focused_session"] if agent else None
 
-    async def bump_seq(self, agent_id: str, count: int) -> int:
-        self.seq[agent_id] = self.seq.get(agent_id, 0) + count
-        return self.seq[agent_id]
-
     async def get_seq(self, agent_id: str) -> int:
         return self.seq.get(agent_id, 0)
 
     async def bump_seqs(self, counts: dict[str, int]) -> dict[str, int]:
-        return {agent_id: await self.bump_seq(agent_id, counts[agent_id]) for agent_id in sorted(counts)}
-
-    async def unfocus(self, agent_id: str, session_id: str) -> bool:
-        if await self.find_focus(agent_id) != session_id:
-            return False
-        await self.set_focus(agent_id, HOME)
-        return True
-
-    async def insert_offer(self, offer: Offer) -> bool:
-        if offer.offer_id in self.offers:
-            return False
-        self.offers[offer.offer_id] = offer
-        return True
+        for agent_id in sorted(counts):
+            self.seq[agent_id] = self.seq.get(agent_id, 0) + counts[agent_id]
+        return {agent_id: self.seq[agent_id] for agent_id in sorted(counts)}
 
     async def find_offer(self, offer_id: str) -> Offer | None:
         return self.offers.get(offer_id)
-
-    async def set_offer_status(self, offer_id: str, status: str) -> None:
-        if offer_id in self.offers:
-            self.offers[offer_id] = replace(self.offers[offer_id], status=status)
 
     async def receive_offer(self, offer: Offer, queued_at: datetime) -> SessionProfile | None:
         profile = self.agents[offer.agent_id]["profile"] if offer.agent_id in self.agents else "default"
         await self.ensure_agent(offer.agent_id)
         await self.upsert_waiting_work(offer.conversation_id, offer.channel, offer.queue or "", "offered", queued_at)
-        if not await self.insert_offer(offer):
+        if offer.offer_id in self.offers:
             return None
+        self.offers[offer.offer_id] = offer
         return SessionProfile.model_validate(self.profiles.get(profile, {}))
 
     async def answer_offer(self, offer_id: str, agent_id: str, status: str, now: datetime) -> Offer | None:
@@ -824,40 +685,37 @@ class FakeSessionsStore:
     async def list_pending_offers(self, agent_id: str) -> list[Offer]:
         return [o for o in self.offers.values() if o.agent_id == agent_id and o.status in ("pending", "accepted")]
 
-    async def insert_session(self, session: Session) -> bool:
-        key = (session.agent_id, session.session_id)
-        if key in self.sessions or (session.conversation_id and await self.find_open_session(session.conversation_id)):
-            return False
-        self.sessions[key] = replace(
-            session,
-            status="open",
-            unread=0,
-            record=None,
-            pane={},
-            opened_at=_now(),
-            closed_at=None,
-            disposition=None,
-            note=None,
-            close_reason=None,
-        )
-        return True
-
-    async def reopen_session(self, agent_id: str, session_id: str) -> bool:
-        session = self.sessions.get((agent_id, session_id))
-        if session is None or session.status != "closed":
-            return False
-        if session.conversation_id and await self.find_open_session(session.conversation_id):
-            raise StoreConflict(f"conversation {session.conversation_id} is open in another session")
-        self.sessions[(agent_id, session_id)] = replace(
-            session, status="open", closed_at=None, disposition=None, note=None, close_reason=None
-        )
-        return True
-
     async def open_session(self, session: Session, anchor: Tab) -> bool:
-        reopened = await self.reopen_session(session.agent_id, session.session_id)
-        if reopened:
-            self._update(session.agent_id, session.session_id, focused_tab=anchor.tab_id)
-        elif await self.insert_session(replace(session, focused_tab=anchor.tab_id)):
+        key = (session.agent_id, session.session_id)
+        old = self.sessions.get(key)
+        reopened = False
+        if old is not None and old.status == "closed":
+            reopened = True
+            if old.conversation_id and await self.find_open_session(old.conversation_id):
+                raise StoreConflict(f"conversation {old.conversation_id} is open in another session")
+            self.sessions[key] = replace(
+                old,
+                status="open",
+                focused_tab=anchor.tab_id,
+                closed_at=None,
+                disposition=None,
+                note=None,
+                close_reason=None,
+            )
+        elif old is None and not (session.conversation_id and await self.find_open_session(session.conversation_id)):
+            self.sessions[key] = replace(
+                session,
+                status="open",
+                unread=0,
+                focused_tab=anchor.tab_id,
+                record=None,
+                pane={},
+                opened_at=_now(),
+                closed_at=None,
+                disposition=None,
+                note=None,
+                close_reason=None,
+            )
             await self.insert_tab(session.agent_id, replace(anchor, session_id=session.session_id, anchor=True))
         await self.set_focus(session.agent_id, session.session_id)
         return reopened
@@ -928,7 +786,10 @@ class FakeSessionsStore:
         closed = await self.close_session(agent_id, session_id, disposition=disposition, note=note, reason=reason)
         if closed is None:
             return None
-        return Closed(closed, await self.unfocus(agent_id, session_id))
+        unfocused = await self.find_focus(agent_id) == session_id
+        if unfocused:
+            await self.set_focus(agent_id, HOME)
+        return Closed(closed, unfocused)
 
     async def retitle_session(
         self, agent_id: str, session_id: str, title: str, icon: str, record: dict[str, Any] | None
@@ -946,24 +807,19 @@ class FakeSessionsStore:
     async def clear_unread(self, agent_id: str, session_id: str) -> None:
         self._update(agent_id, session_id, unread=0)
 
-    async def merge_pane(self, agent_id: str, session_id: str, patch: dict[str, Any]) -> dict[str, Any]:
-        session = self.sessions[(agent_id, session_id)]
-        pane = {**session.pane, **patch}
-        self._update(agent_id, session_id, pane=pane)
-        return pane
-
     async def merge_open_pane(
         self, conversation_id: str, patch: dict[str, Any], *, remember: bool = False
     ) -> PaneChange | None:
         if remember:
-            await self.merge_conversation_pane(conversation_id, patch)
+            self.conversation_panes[conversation_id] = {**self.conversation_panes.get(conversation_id, {}), **patch}
         session = await self.find_open_session(conversation_id)
         if session is None:
             return None
-        pane = await self.merge_pane(session.agent_id, session.session_id, patch)
+        session = replace(session, pane={**session.pane, **patch})
+        self.sessions[(session.agent_id, session.session_id)] = session
         profile = await self.find_profile(session.agent_id) or SessionProfile()
         tab = await self.find_tab(session.agent_id, session.session_id, session.focused_tab or "")
-        return PaneChange(replace(session, pane=pane), list(profile.pane_tools), tab.kind if tab else None)
+        return PaneChange(session, list(profile.pane_tools), tab.kind if tab else None)
 
     async def insert_tab(self, agent_id: str, tab: Tab) -> None:
         if (agent_id, tab.session_id) not in self.sessions:
@@ -1013,9 +869,6 @@ class FakeSessionsStore:
         }
         return [d for d in self.drafts.values() if d.agent_id == agent_id or d.conversation_id in mine]
 
-    async def upsert_assignment(self, assignment: Assignment) -> None:
-        self.assignments[assignment.conversation_id] = replace(assignment, released=False)
-
     async def find_assignment(self, conversation_id: str) -> Assignment | None:
         return self.assignments.get(conversation_id)
 
@@ -1026,36 +879,31 @@ class FakeSessionsStore:
         self.waiting.pop(conversation_id, None)
 
     async def assign(self, assignment: Assignment, offer_id: str | None, earlier: int) -> Assigned:
+        cid = assignment.conversation_id
         await self.ensure_agent(assignment.agent_id)
-        if offer_id is not None:
-            await self.set_offer_status(offer_id, "assigned")
-        self.waiting.pop(assignment.conversation_id, None)
-        await self.upsert_assignment(assignment)
+        if offer_id in self.offers:
+            self.offers[offer_id] = replace(self.offers[offer_id], status="assigned")
+        self.waiting.pop(cid, None)
+        self.assignments[cid] = replace(assignment, released=False)
         return Assigned(
-            await self.find_open_session(assignment.conversation_id),
-            await self.find_conversation_pane(assignment.conversation_id),
-            await self.find_escalation(assignment.conversation_id),
-            await self.list_messages_before(assignment.conversation_id, None, earlier),
+            await self.find_open_session(cid),
+            dict(self.conversation_panes.get(cid, {})),
+            list(self.escalations.get(cid, [])),
+            await self.list_messages_before(cid, None, earlier),
         )
 
     async def list_assignments(self, agent_id: str) -> list[Assignment]:
         held = (a for a in self.assignments.values() if a.agent_id == agent_id and not a.released)
         return sorted(held, key=lambda a: a.conversation_id)
 
-    async def insert_message(self, message: Message) -> Message | None:
+    async def post_message(self, message: Message) -> Posted | None:
         stored = self.messages.setdefault(message.conversation_id, [])
         if any(m.message_id == message.message_id for m in stored):
             return None
         message = replace(message, ordinal=len(stored) + 1)
         stored.append(message)
-        return message
-
-    async def post_message(self, message: Message) -> Posted | None:
-        stored = await self.insert_message(message)
-        if stored is None:
-            return None
         session = await self.find_open_session(message.conversation_id)
-        return Posted(stored, session, await self.find_focus(session.agent_id) if session else None)
+        return Posted(message, session, await self.find_focus(session.agent_id) if session else None)
 
     async def list_recent_messages(self, conversation_ids: list[str], limit: int) -> dict[str, list[Message]]:
         return {
@@ -1086,12 +934,6 @@ class FakeSessionsStore:
         for held in (self.conversations, self.waiting, self.escalations, self.conversation_panes):
             held.pop(conversation_id, None)
 
-    async def merge_conversation_pane(self, conversation_id: str, patch: dict[str, Any]) -> None:
-        self.conversation_panes[conversation_id] = {**self.conversation_panes.get(conversation_id, {}), **patch}
-
-    async def find_conversation_pane(self, conversation_id: str) -> dict[str, Any]:
-        return dict(self.conversation_panes.get(conversation_id, {}))
-
     async def upsert_waiting_work(
         self, conversation_id: str, channel: str, queue: str, state: str | None, queued_at: datetime
     ) -> None:
@@ -1107,9 +949,6 @@ class FakeSessionsStore:
     async def move_waiting_work(self, conversation_id: str, queue: str) -> None:
         if conversation_id in self.waiting:
             self.waiting[conversation_id] = replace(self.waiting[conversation_id], queue=queue)
-
-    async def remove_waiting_work(self, conversation_id: str) -> None:
-        self.waiting.pop(conversation_id, None)
 
     async def list_waiting_work(self, queues: list[str] | None) -> list[WaitingWork]:
         work = []
@@ -1138,9 +977,6 @@ class FakeSessionsStore:
     async def add_escalation(self, conversation_id: str, signals: list[str]) -> list[str]:
         self.escalations[conversation_id] = sorted({*self.escalations.get(conversation_id, []), *signals})
         return list(self.escalations[conversation_id])
-
-    async def find_escalation(self, conversation_id: str) -> list[str]:
-        return list(self.escalations.get(conversation_id, []))
 
     async def list_escalations(self) -> dict[str, list[str]]:
         return {cid: list(signals) for cid, signals in sorted(self.escalations.items())}

@@ -13,42 +13,16 @@ UPDATE agents SET focused_session = $2 WHERE agent_id = $1;
 -- name: get_focus
 SELECT focused_session FROM agents WHERE agent_id = $1;
 
--- name: bump_seq
--- Numbers an agent's events; the row lock orders concurrent transactions of one agent.
-INSERT INTO agent_seq (agent_id, seq) VALUES ($1, $2)
-ON CONFLICT (agent_id) DO UPDATE SET seq = agent_seq.seq + EXCLUDED.seq
-RETURNING seq;
-
 -- name: get_seq
 SELECT seq FROM agent_seq WHERE agent_id = $1;
-
--- name: insert_offer
-INSERT INTO offers (offer_id, agent_id, conversation_id, channel, queue, title, conversation, status, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-ON CONFLICT (offer_id) DO NOTHING
-RETURNING offer_id;
 
 -- name: get_offer
 SELECT offer_id, agent_id, conversation_id, channel, expires_at, queue, title, conversation, status
 FROM offers WHERE offer_id = $1 FOR UPDATE;
 
--- name: set_offer_status
-UPDATE offers SET status = $2 WHERE offer_id = $1;
-
 -- name: list_pending_offers
 SELECT offer_id, agent_id, conversation_id, channel, expires_at, queue, title, conversation, status FROM offers
 WHERE agent_id = $1 AND status IN ('pending', 'accepted') ORDER BY received_at;
-
--- name: insert_session
-INSERT INTO sessions (agent_id, session_id, kind, conversation_id, channel, title, icon, focused_tab)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-ON CONFLICT DO NOTHING
-RETURNING session_id;
-
--- name: reopen_session
-UPDATE sessions SET status = 'open', closed_at = NULL, disposition = NULL, note = NULL, close_reason = NULL
-WHERE agent_id = $1 AND session_id = $2 AND status = 'closed'
-RETURNING session_id;
 
 -- name: get_session
 SELECT agent_id, session_id, kind, title, icon, conversation_id, channel, status, unread, focused_tab, record, pane,
@@ -95,9 +69,6 @@ UPDATE sessions SET unread = unread + 1 WHERE agent_id = $1 AND session_id = $2 
 -- name: clear_unread
 UPDATE sessions SET unread = 0 WHERE agent_id = $1 AND session_id = $2;
 
--- name: merge_pane
-UPDATE sessions SET pane = pane || $3 WHERE agent_id = $1 AND session_id = $2 RETURNING pane;
-
 -- name: insert_tab
 INSERT INTO tabs (agent_id, session_id, tab_id, kind, title, anchor, target)
 VALUES ($1, $2, $3, $4, $5, $6, $7);
@@ -133,11 +104,6 @@ SELECT d.draft_key, d.agent_id, d.session_id, d.tab_id, d.conversation_id, d.fie
 FROM drafts d
 WHERE d.agent_id = $1
    OR d.conversation_id IN (SELECT conversation_id FROM sessions WHERE agent_id = $1 AND status = 'open');
-
--- name: upsert_assignment
-INSERT INTO assignments (conversation_id, agent_id, channel, conversation, queue) VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (conversation_id) DO UPDATE SET agent_id = $2, channel = $3, conversation = $4, queue = $5,
-    assigned_at = now(), released = false;
 
 -- name: get_assignment
 SELECT conversation_id, agent_id, channel, conversation, released, queue FROM assignments WHERE conversation_id = $1;
@@ -177,14 +143,6 @@ ON CONFLICT (agent_id) DO UPDATE SET status = $2, base = $3, closed_channels = $
 -- name: get_presence
 SELECT agent_id, status, source, since, base, closed_channels, colour FROM presence WHERE agent_id = $1;
 
--- name: insert_message
--- The conversation's next ordinal; a message already stored (same message_id) is left as it is.
-INSERT INTO messages (conversation_id, message_id, ordinal, sender, sender_id, visibility, text, time, suggestion_id,
-                      command_id)
-SELECT $1, $2, coalesce(max(ordinal), 0) + 1, $3, $4, $5, $6, $7, $8, $9 FROM messages WHERE conversation_id = $1
-ON CONFLICT (conversation_id, message_id) DO NOTHING
-RETURNING ordinal;
-
 -- name: list_recent_messages
 -- The newest $2 messages of each conversation, oldest first.
 SELECT m.conversation_id, m.message_id, m.sender, m.text, m.time, m.sender_id, m.visibility, m.suggestion_id,
@@ -220,13 +178,6 @@ WITH w AS (DELETE FROM waiting_work WHERE conversation_id = $1),
      p AS (DELETE FROM conversation_pane WHERE conversation_id = $1)
 DELETE FROM conversations WHERE conversation_id = $1;
 
--- name: merge_conversation_pane
-INSERT INTO conversation_pane (conversation_id, pane) VALUES ($1, $2)
-ON CONFLICT (conversation_id) DO UPDATE SET pane = conversation_pane.pane || EXCLUDED.pane, updated_at = now();
-
--- name: get_conversation_pane
-SELECT pane FROM conversation_pane WHERE conversation_id = $1;
-
 -- name: upsert_waiting_work
 -- Waiting since it was first queued (a re-announced position or an offer keeps that time); a null
 -- state keeps the current one (a new item waits).
@@ -236,9 +187,6 @@ ON CONFLICT (conversation_id) DO UPDATE SET channel = $2, queue = $3, state = co
 
 -- name: move_waiting_work
 UPDATE waiting_work SET queue = $2 WHERE conversation_id = $1;
-
--- name: remove_waiting_work
-DELETE FROM waiting_work WHERE conversation_id = $1;
 
 -- name: list_waiting_work
 -- Waiting and offered work of the queues $1 (of all queues when null), the most urgent first.
@@ -276,17 +224,15 @@ ON CONFLICT (conversation_id) DO UPDATE SET
     updated_at = now()
 RETURNING signals;
 
--- name: get_escalation
-SELECT signals FROM escalations WHERE conversation_id = $1;
-
 -- name: list_escalations
 SELECT conversation_id, signals FROM escalations ORDER BY conversation_id;
 
 -- Hot path (issue 13): one round trip per step of a conversation where several statements were.
 
 -- name: bump_seqs
--- bump_seq for several agents at once ($1 sorted): rows are locked in that order, so two batches
--- never deadlock on each other's agents.
+-- Numbers agents' events ($2[i] more for agent $1[i], $1 sorted): the row locks order concurrent
+-- transactions of one agent, and are taken in $1's order, so two batches never deadlock on each
+-- other's agents.
 INSERT INTO agent_seq (agent_id, seq)
 SELECT agent_id, n FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS b (agent_id, n, i) ORDER BY i
 ON CONFLICT (agent_id) DO UPDATE SET seq = agent_seq.seq + EXCLUDED.seq
@@ -375,13 +321,10 @@ SELECT agent_id, session_id, kind, title, icon, conversation_id, channel, status
        opened_at, closed_at, disposition, note, close_reason, EXISTS (SELECT 1 FROM f) AS unfocused
 FROM c;
 
--- name: unfocus
--- Home takes the focus if session $2 had it; a row when it did.
-UPDATE agents SET focused_session = 'home' WHERE agent_id = $1 AND focused_session = $2 RETURNING agent_id;
-
 -- name: post_message
--- insert_message, returning with it the open session holding the conversation (its columns null
--- when none) and that agent's focus; no row when the message was stored already.
+-- The message as the conversation's next ordinal, returned with the open session holding the
+-- conversation (its columns null when none) and that agent's focus; no row when the message was
+-- stored already (same message_id).
 WITH m AS (
     INSERT INTO messages (conversation_id, message_id, ordinal, sender, sender_id, visibility, text, time,
                           suggestion_id, command_id)
