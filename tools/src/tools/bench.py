@@ -397,6 +397,9 @@ async def scenario(
                 "SWITCHBOARD_CONFIG": str(cfg_file),
                 "LOG_LEVEL": "WARNING",
                 "LOG_FORMAT": "json",
+                # the simulated agents sign in once and never heartbeat: without this, presence
+                # would take them offline a minute in, in the middle of a long scenario
+                "PRESENCE_DEVICE_TIMEOUT_S": "86400",
             }
             port = _free_port()
             argv = stack.service_argv(svc, port)
