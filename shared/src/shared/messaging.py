@@ -726,11 +726,8 @@ class Consumer:
             batch_timeout_ms=settings.batch_timeout_ms,
             auto_offset_reset="earliest",
             # offsets: committed by `Offsets` after the batches' transactions, not one request per
-            # batch; a failed batch is rewound (nack: seek back) in `_consume`
+            # batch; a failed batch is rewound (seek back) in `_polled`
             ack_policy=AckPolicy.MANUAL,
-            # `process` parses the raw records itself (once: orjson, then the contract); FastStream's
-            # own JSON decoding of every record would be thrown away
-            decoder=_undecoded,
             title=f"{service}:{topic}",
             description=f"{service} consumes {topic}: types {', '.join(sorted(handlers))}",
         )
@@ -738,23 +735,15 @@ class Consumer:
             self.subscriber, settings.batch_timeout_ms, settings.max_batch, keep=self._wanted, handle=self._polled
         )
 
-        # AsyncAPI documents each record as the topic's envelope; SkipValidation keeps FastStream
-        # from validating bodies (`process` parses the raw records itself: poison -> DLQ).
+        # FastStream needs a handler, and AsyncAPI documents each record as the topic's envelope
+        # (SkipValidation: never validated by FastStream). The poll hands batches to `_polled` and
+        # FastStream's consume path never runs; should it ever deliver, it goes the same way.
         async def consume(body: Any, message: KafkaMessage) -> None:
-            await self._consume(body, message)
+            raw = message.raw_message
+            await self._polled(tuple(raw) if isinstance(raw, tuple | list) else (raw,), message.consumer)
 
         consume.__annotations__["body"] = Annotated[envelope, SkipValidation]
         self.subscriber(consume)
-
-    async def _consume(self, body: Any, message: KafkaMessage) -> None:
-        raw = message.raw_message
-        records = list(raw) if isinstance(raw, tuple | list) else [raw]
-        try:
-            await self.process(records)
-        except BaseException:
-            # not handled: rewind each partition to the batch's earliest record (Kafka redelivers it)
-            await message.nack()
-            raise
 
     async def _polled(self, records: tuple[ConsumerRecord[Any, Any], ...], consumer: Any) -> None:
         """A polled batch, handled straight from the poll (`take_available`): FastStream's per-
@@ -1072,11 +1061,6 @@ def _header(rec: ConsumerRecord[Any, Any], name: str) -> str | None:
     return None
 
 
-async def _undecoded(message: Any) -> None:
-    """A subscriber's decoder that leaves the records as they are (see `Consumer`)."""
-    return None
-
-
 # How often a busy consumer commits its offsets (an idle one commits at once).
 COMMIT_INTERVAL_S = 0.5
 
@@ -1089,7 +1073,7 @@ class Offsets:
     path. `take_available`'s poll commits the consumer's position before it polls when the last
     commit is `COMMIT_INTERVAL_S` old, and at once when nothing arrived; `stop` commits last. The
     position then is past every batch handled, or rewound to a failed batch's earliest record
-    (`Consumer._consume` nacks it). A crash or a rebalance between two commits redelivers what was
+    (`Consumer._polled` seeks back). A crash or a rebalance between two commits redelivers what was
     handled since: the inbox recognises it (at-least-once with dedupe, as everywhere)."""
 
     def __init__(self) -> None:
