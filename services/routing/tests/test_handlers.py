@@ -96,9 +96,7 @@ async def test_an_arrival_is_queued_then_offered_to_an_available_agent(routing: 
     await routing.arrive("c-1")
     [queued] = routing.events("work.queued")
     assert queued["conversation_id"] == "c-1" and queued["queue"] == "support" and queued["position"] == 1
-    assert routing.events("work.offered") == []  # offers come from the drain loop
-
-    assert await routing.drain() == 1
+    # offered in the transaction that queued it: the drain loop has nothing left to place
     offer = routing.offer("c-1")
     assert offer["agent_id"] == "agent-1" and offer["queue"] == "support"
     assert routing.events("capacity.changed", agent_id="agent-1")[-1]["used"] == {"chat": 1}
@@ -117,10 +115,10 @@ async def test_a_redelivered_arrival_is_handled_once(routing: Routing) -> None:
 
 async def test_nobody_available_means_the_work_waits(routing: Routing) -> None:
     await routing.arrive("c-1")
-    assert await routing.drain() == 0
-    await routing.presence("agent-2")
-    assert await routing.drain() == 1
+    assert await routing.drain() == 0 and routing.events("work.offered") == []
+    await routing.presence("agent-2")  # routable now: offered with that change
     assert routing.offer("c-1")["agent_id"] == "agent-2"
+    assert await routing.drain() == 0
 
 
 async def test_an_accepted_offer_assigns_the_work(routing: Routing) -> None:
@@ -152,8 +150,7 @@ async def test_a_rejected_offer_is_requeued_and_offered_to_another_agent(routing
     assert routing.events("work.offer_expired")[-1]["cause"] == "rejected"
     assert routing.events("work.requeued", conversation_id="c-1")
     assert routing.used(first["agent_id"]) == {}
-    assert await routing.drain() == 1
-    second = routing.offer("c-1")
+    second = routing.offer("c-1")  # offered again in the transaction that requeued it
     assert second["agent_id"] != first["agent_id"]
 
 
@@ -216,9 +213,10 @@ async def test_a_release_frees_capacity_and_offers_the_oldest_waiting_work(routi
     await routing.bus.send(c.SessionClosed(agent_id="agent-1", session_id="s-1", conversation_id="c-1"))
     [released] = routing.events("work.released")
     assert released["conversation_id"] == "c-1" and released["reason"] == "session_closed"
-    assert routing.used("agent-1") == {"chat": 2}
-    assert await routing.drain() == 1
+    # the freed slot goes to the oldest waiting item in the transaction that freed it
+    assert routing.used("agent-1") == {"chat": 3}
     assert routing.events("work.offered")[-1]["conversation_id"] == "c-3"
+    assert await routing.drain() == 0
     assert routing.store.stats["support"].handled == 1
 
 
@@ -258,6 +256,33 @@ async def test_a_conversation_path_is_explained_decision_by_decision(routing: Ro
     assert decisions[3].detail == {"agent_id": "agent-1"}
 
 
+async def test_the_drain_loop_is_woken_only_for_what_the_batch_could_not_place(config_file: str) -> None:
+    fake = FakeRoutingStore()
+    settings = RoutingSettings(config_file=config_file, drain_batch=2)  # a pass places two items at most
+    runtime = build_runtime(settings, database=MemoryDatabase(fake))
+    async with in_memory(runtime) as bus:
+        routing = Routing(bus, runtime, fake)
+        await routing.presence("agent-1")
+        [consumer] = [co for co in runtime.consumers if co.topic == c.ConversationArrived.TOPIC]
+        woken: list[bool] = []
+        consumer.on_committed = lambda uow: woken.append(service.DRAIN in uow.flags)
+        await routing.arrive("c-1")
+        assert routing.offer("c-1")["agent_id"] == "agent-1" and woken == [False]  # all placed: no wake-up
+
+        def record(offset: int, cid: str) -> Any:
+            from aiokafka import ConsumerRecord
+
+            value = c.event(c.ConversationArrived(conversation_id=cid, channel="chat"), source="/test").to_bytes()
+            return ConsumerRecord(consumer.names(consumer.topic), 0, offset, 0, 0, b"k", value, None, 1, len(value), [])
+
+        await routing.presence("agent-2")
+        await consumer.process([record(10, "c-2"), record(11, "c-3"), record(12, "c-4")])
+        assert woken == [False, True]  # the pass placed two of three: the loop places the rest
+        assert len(routing.events("work.offered")) == 3
+        await routing.drain()
+        assert routing.offer("c-4")
+
+
 async def test_a_pass_that_placed_all_it_saw_asks_for_no_second_pass(routing: Routing) -> None:
     await routing.presence("agent-1")
     await routing.arrive("c-1")
@@ -285,7 +310,6 @@ async def test_the_drain_looks_past_the_first_idle_agents_when_none_of_them_fits
             await routing.presence(f"agent-{i:02}")
         await routing.arrive("c-1", required_skills={"french": 2})
         await routing.arrive("c-2")
-        assert await routing.drain() == 2
         assert routing.offer("c-1")["agent_id"] == f"agent-{n:02}"
         assert routing.offer("c-2")["agent_id"] == "agent-01"  # the longest idle
 
@@ -339,7 +363,9 @@ async def test_transfer_to_an_agent_and_to_a_queue(routing: Routing) -> None:
     queued = routing.events("work.queued")[-1]
     assert queued["queue"] == "billing" and queued["routed_by"] == "transfer from agent-2"
     assert routing.used("agent-2") == {}
-    assert routing.store.work["c-1"].status == "queued"
+    # queued, and offered in the same transaction to the one available agent
+    assert routing.offer("c-1")["queue"] == "billing" and routing.offer("c-1")["agent_id"] == "agent-1"
+    assert routing.store.work["c-1"].status == "offered"
 
 
 async def test_an_ended_conversation_withdraws_its_offer(routing: Routing) -> None:
@@ -419,7 +445,9 @@ async def test_supervisor_reads_agree_with_the_events(tmp_path: Path) -> None:
     path = tmp_path / "switchboard.yaml"
     path.write_text(READS_CONFIG)
     fake = FakeRoutingStore()
-    app = create_app(RoutingSettings(config_file=str(path)), database=MemoryDatabase(fake))
+    # work waits between the steps below: offers come from the drain loop only, when the test says
+    settings = RoutingSettings(config_file=str(path), drain_with_batch=False)
+    app = create_app(settings, database=MemoryDatabase(fake))
     auth = Auth(DEV_SECRET)
     supervisor = {"Authorization": f"Bearer {auth.mint('lead-1', ('agent', 'supervisor'))}"}
     agent_1 = {"Authorization": f"Bearer {auth.mint('agent-1')}"}

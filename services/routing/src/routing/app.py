@@ -58,7 +58,9 @@ def _build(settings: RoutingSettings | None, database: Database | None) -> tuple
         package="routing",
         produces=PRODUCES,
         store=store_factory(database),
-        batch=lambda: RoutingBatch(known=known),
+        batch=lambda: RoutingBatch(
+            known=known, drain_with_batch=settings.drain_with_batch, drain_limit=settings.drain_batch
+        ),
         database=database,
     )
     drainer = service.Drainer()

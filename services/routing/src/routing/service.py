@@ -81,6 +81,8 @@ class RoutingBatch:
     new_work: list[tuple[NewWork, str]] = field(default_factory=list)  # to insert in one step, and why queued
     decisions: list[Decision] = field(default_factory=list)
     more: bool = False  # a drain pass left work another pass may place at once
+    drain_with_batch: bool = True  # RoutingSettings.drain_with_batch
+    drain_limit: int = 1000  # RoutingSettings.drain_batch
     presence: dict[str, PresenceUpdate] = field(default_factory=dict)  # the latest change per agent
 
 
@@ -671,6 +673,15 @@ async def after_batch(uow: Uow) -> None:
     arrived, uow.batch.arrived = uow.batch.arrived, []
     if arrived:
         await _announce_arrivals(uow, arrived)
+    if DRAIN in uow.flags and uow.batch.drain_with_batch:
+        # The batch queued work or freed capacity: drain in its own transaction, so an arrival is
+        # offered with the commit that queues it (one transaction, one relay cycle, no wake-up of the
+        # drain loop in between). The loop is woken only when this pass may have left work to place
+        # (`Drainer.on_committed`), and stays the safety net: a pass that fails fails the batch, and
+        # the batch is retried.
+        await drain(uow, uow.batch.drain_limit)
+        if not uow.batch.more:
+            uow.flags.discard(DRAIN)
     await flush_decisions(uow)
 
 
