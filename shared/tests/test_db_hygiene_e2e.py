@@ -131,3 +131,30 @@ async def test_a_connection_goes_back_to_the_pool_without_a_round_trip_unless_it
             assert await conn.fetchval("SHOW statement_timeout") != "1234ms"
     finally:
         await pool.close()
+
+
+async def test_a_transactions_events_enter_the_outbox_in_one_statement_and_in_emission_order(
+    deployment: Deployment,
+) -> None:
+    from shared.tx import OutboxRow, PgTx
+
+    url = stack.service_database_url(deployment.database_url, "presence")
+    pool = await db.create_pool(url, "presence")
+    try:
+        async with pool.acquire() as conn:
+            await db.migrate(conn, "presence", db.load_migrations("shared", "shared"))
+            await conn.execute("DELETE FROM outbox")
+            # keys and topics out of sorted order, one key absent: the order is the emission order
+            rows = [
+                OutboxRow(f"t{(7 * i) % 5}", None if i == 3 else f"k{(11 * i) % 13}", f"p{i}".encode(), {"n": str(i)})
+                for i in range(40)
+            ]
+            async with conn.transaction():
+                await PgTx(conn).write_outbox(rows)
+                await PgTx(conn).write_outbox([])  # nothing to write: no statement
+            stored = await conn.fetch("SELECT topic, key, payload, headers FROM outbox ORDER BY id")
+            assert [(r["topic"], r["key"], bytes(r["payload"]), r["headers"]) for r in stored] == [
+                (r.topic, r.key, r.payload, r.headers) for r in rows
+            ]
+    finally:
+        await pool.close()

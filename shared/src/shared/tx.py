@@ -61,7 +61,14 @@ class PgTx:
         return {r["event_id"] for r in rows}
 
     async def write_outbox(self, rows: Sequence[OutboxRow]) -> None:
-        await self.conn.executemany(Q.insert_outbox, [(r.topic, r.key, r.payload, r.headers) for r in rows])
+        if rows:
+            await self.conn.execute(
+                Q.insert_outbox,
+                [r.topic for r in rows],
+                [r.key for r in rows],
+                [r.payload for r in rows],
+                [r.headers for r in rows],
+            )
 
     @contextlib.asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:

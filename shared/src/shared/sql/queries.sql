@@ -8,7 +8,11 @@ INSERT INTO inbox (consumer, event_id) SELECT $1, unnest($2::text[])
 ON CONFLICT DO NOTHING RETURNING event_id;
 
 -- name: insert_outbox
-INSERT INTO outbox (topic, key, payload, headers) VALUES ($1, $2, $3, $4);
+-- A transaction's events in one statement, in the order they were emitted: ids are drawn as the
+-- rows are inserted, in ordinality order, and the relay publishes in id order.
+INSERT INTO outbox (topic, key, payload, headers)
+SELECT t, k, p, h FROM unnest($1::text[], $2::text[], $3::bytea[], $4::jsonb[]) WITH ORDINALITY AS r(t, k, p, h, n)
+ORDER BY n;
 
 -- name: bury_outbox
 UPDATE outbox SET dead_at = now(), dead_reason = $2 WHERE id = $1;
