@@ -70,7 +70,7 @@ class Tail:
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50, **aiokafka_options()
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, **aiokafka_options()
         )
         await self._consumer.start()
         tps = [TopicPartition(real, p) for real in self._real for p in await partitions_of(self.bootstrap, real)]
