@@ -638,6 +638,9 @@ async def prune_inbox(conn: Conn, retention_hours: float, *, chunk: int = 5000) 
 
 Handler = Callable[[Any, CloudEvent, Any], Awaitable[None]]
 AfterBatch = Callable[[Any], Awaitable[None]]
+# Called first in a batch's transaction with the payloads about to be handled (duplicates left out):
+# e.g. to lock the rows the batch will touch in one order, so that replicas never deadlock.
+BeforeBatch = Callable[[Any, list[Payload]], Awaitable[None]]
 # Given the decoded record (None when it is not a JSON object) and why it was refused: an event to
 # emit in answer, or None. Called after the record went to the DLQ.
 OnInvalid = Callable[[dict[str, Any] | None, InvalidEvent], Payload | None]
@@ -680,6 +683,7 @@ class Consumer:
         broker: KafkaBroker,
         settings: ServiceSettings,
         after_batch: AfterBatch | None = None,
+        before_batch: BeforeBatch | None = None,
         on_committed: Callable[[UnitOfWork[Any, Any]], None] | None = None,
         on_invalid: OnInvalid | None = None,
         savepoints: bool = False,
@@ -693,6 +697,7 @@ class Consumer:
         self.broker = broker
         self.settings = settings
         self.after_batch = after_batch
+        self.before_batch = before_batch
         self.on_committed = on_committed
         self.on_invalid = on_invalid
         self.savepoints = savepoints
@@ -835,6 +840,10 @@ class Consumer:
         async with self.database.transaction() as tx:
             uow = self.unit_of_work(tx)
             fresh = await tx.claim_inbox(self.consumer_name, [i.envelope.id for i in batch])
+            if self.before_batch is not None:
+                await self.before_batch(
+                    uow, list({i.envelope.id: i.payload for i in batch if i.envelope.id in fresh}.values())
+                )
             seen: set[str] = set()
             outcomes: list[tuple[Incoming, str]] = []
             for item in batch:

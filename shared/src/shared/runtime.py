@@ -36,6 +36,7 @@ from shared import logging as sblogging
 from shared.health import Health, Report
 from shared.messaging import (
     AfterBatch,
+    BeforeBatch,
     Consumer,
     Handler,
     OnInvalid,
@@ -210,6 +211,7 @@ class Runtime(Generic[S, B]):
         handlers: dict[str, Handler],
         *,
         after_batch: AfterBatch | None = None,
+        before_batch: BeforeBatch | None = None,
         on_committed: Callable[[UnitOfWork[S, B]], None] | None = None,
         savepoints: bool = False,
         on_invalid: OnInvalid | None = None,
@@ -225,6 +227,7 @@ class Runtime(Generic[S, B]):
             broker=self.broker,
             settings=self.settings,
             after_batch=after_batch,
+            before_batch=before_batch,
             on_committed=on_committed,
             savepoints=savepoints,
             on_invalid=on_invalid,

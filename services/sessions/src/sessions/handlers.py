@@ -20,6 +20,7 @@ def register(runtime: Runtime) -> None:
             "work.requeued": service.on_work_requeued,
             "work.overflowed": service.on_work_overflowed,
         },
+        before_batch=service.lock_agents,
     )
     runtime.consume(
         topics.SESSIONS_COMMANDS,
@@ -39,10 +40,13 @@ def register(runtime: Runtime) -> None:
             "supervisor.act": service.on_supervisor_act,
         },
         savepoints=True,
+        before_batch=service.lock_agents,
         # a command refused at parse time (too long an id, a bad field) also answers its agent
         on_invalid=contracts.reject_invalid_command,
     )
-    runtime.consume(topics.PRESENCE, {"presence.changed": service.on_presence_changed})
+    runtime.consume(
+        topics.PRESENCE, {"presence.changed": service.on_presence_changed}, before_batch=service.lock_agents
+    )
     runtime.consume(
         topics.CONVERSATIONS,
         {

@@ -168,6 +168,19 @@ async def _close_transferred(uow: Uow, session: Session) -> None:
     )
 
 
+# --- every batch ------------------------------------------------------------------------------
+
+
+async def lock_agents(uow: Uow, payloads: list[c.Payload]) -> None:
+    """First in every batch: lock the agents the batch is about, in sorted order (their sequence rows,
+    which the sequencer takes again last). Handlers then lock each agent's rows in the batch's order,
+    and two replicas' batches about the same agents would otherwise each hold one and wait for the
+    other's: PostgreSQL kills one of them (a deadlock), and the batch is retried."""
+    agents = sorted({agent for p in payloads if isinstance(agent := getattr(p, "agent_id", None), str)})
+    if agents:
+        await uow.store.bump_seqs(dict.fromkeys(agents, 0))
+
+
 # --- routing.v1 --------------------------------------------------------------------------------
 
 
