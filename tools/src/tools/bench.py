@@ -146,12 +146,19 @@ class RssSampler:
 
     @staticmethod
     def _cpu(proc: psutil.Process) -> float:
-        t = proc.cpu_times()
-        return t.user + t.system
+        """The process's CPU seconds and its live children's: under `--profile` the process started
+        is py-spy, and the service is its child."""
+        total = 0.0
+        for p in (proc, *proc.children(recursive=True)):
+            try:
+                t = p.cpu_times()
+            except psutil.Error:
+                continue
+            total += t.user + t.system
+        return total
 
     def cpu_seconds(self) -> dict[str, float]:
         return {name: round(self._cpu(p) - self.cpu0[name], 2) for name, p in self.procs.items()}
-        self._task: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         while True:
@@ -433,6 +440,8 @@ async def scenario(
 
         # The floor is measured with the services up but idle, before any load: a raw Kafka hop and a
         # one-row commit on the same broker and database, at the scenario's rate (at most 1,000/s).
+        # (at most 30 s of it: a scenario run at a trickle would otherwise spend minutes on its floor)
+        floor_n = max(50, min(floor_n, int(rate * 30)))
         floor_kafka = await kafka_floor(infra.bootstrap, n=floor_n, rate=min(rate, 1000.0)) if floor else None
         floor_pg = await postgres_floor(dep.database_url, n=floor_n) if floor else None
 
