@@ -407,13 +407,20 @@ async def test_a_poll_takes_what_has_arrived_and_an_empty_poll_never_sleeps(monk
     monkeypatch.setattr("asyncio.sleep", sleep)
     broker = KafkaBroker("127.0.0.1:9")
     subscriber = broker.subscriber("t", group_id="g", batch=True, max_records=3, batch_timeout_ms=5000)
-    messaging.take_available(subscriber, idle_wait_ms=50, max_records=3)
+    handled: list[list[int]] = []
+
+    async def handle(batch: tuple[ConsumerRecord[Any, Any], ...], consumer: Any) -> None:
+        handled.append([r.offset for r in batch])
+
+    messaging.take_available(subscriber, idle_wait_ms=50, max_records=3, handle=handle)
     polls = _Polls()
 
     assert await subscriber.get_msg(polls) == ()  # nothing there: the poll's own wait, no sleep after it
-    assert polls.calls == [(50, 3)] and slept == []
+    assert polls.calls == [(50, 3)] and slept == [] and handled == []
 
     polls.waiting = [ConsumerRecord("t", 0, offset, 0, 0, None, b"{}", None, 0, 2, []) for offset in range(5)]
-    assert [r.offset for r in await subscriber.get_msg(polls)] == [0, 1, 2]  # what is there, up to max_records
-    assert [r.offset for r in await subscriber.get_msg(polls)] == [3, 4]
+    assert await subscriber.get_msg(polls) == ()  # handed to `handle`, not to FastStream's consume path
+    assert handled == [[0, 1, 2]]  # what is there, up to max_records
+    assert await subscriber.get_msg(polls) == ()
+    assert handled == [[0, 1, 2], [3, 4]]
     assert slept == []

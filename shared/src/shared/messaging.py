@@ -737,7 +737,7 @@ class Consumer:
             description=f"{service} consumes {topic}: types {', '.join(sorted(handlers))}",
         )
         self.offsets = take_available(
-            self.subscriber, settings.batch_timeout_ms, settings.max_batch, keep=self._wanted, handle=self._polled
+            self.subscriber, settings.batch_timeout_ms, settings.max_batch, handle=self._polled, keep=self._wanted
         )
 
         # FastStream needs a handler, and AsyncAPI documents each record as the topic's envelope
@@ -1106,8 +1106,8 @@ def take_available(
     idle_wait_ms: int,
     max_records: int,
     *,
+    handle: Callable[[tuple[ConsumerRecord[Any, Any], ...], Any], Awaitable[None]],
     keep: Callable[[ConsumerRecord[Any, Any]], bool] | None = None,
-    handle: Callable[[tuple[ConsumerRecord[Any, Any], ...], Any], Awaitable[None]] | None = None,
 ) -> Offsets:
     """Make a batch subscriber take what has arrived, at once, and never wait on a clock.
 
@@ -1116,10 +1116,10 @@ def take_available(
     sleep waits for it, on every hop of a conversation's path. Here an empty poll just polls again,
     and the poll itself waits up to `idle_wait_ms` for the first record to arrive (returning the
     moment one does). Batches form only under load: whatever arrived while the last batch was
-    being handled, up to `max_records`. Records `keep` refuses never reach the handler (nor cost
-    it a batch). With `handle`, the poll hands each batch to it directly (under the subscriber's
-    lock, so a graceful stop waits for it) and FastStream's consume path is not used. Offsets are
-    committed by the returned `Offsets` (the subscriber acks manually)."""
+    being handled, up to `max_records`. The poll hands each batch to `handle` directly (under the
+    subscriber's lock, so a graceful stop waits for it) and FastStream's consume path is not used.
+    Records `keep` refuses never reach `handle` (nor cost it a batch). Offsets are committed by the
+    returned `Offsets` (the subscriber acks manually)."""
     offsets = Offsets()
 
     async def get_msg(consumer: Any) -> tuple[ConsumerRecord[Any, Any], ...]:
@@ -1132,8 +1132,6 @@ def take_available(
         offsets.pending = True
         records = (rec for recs in fetched.values() for rec in recs)
         batch = tuple(records if keep is None else (rec for rec in records if keep(rec)))
-        if handle is None:
-            return batch
         if batch:
             with subscriber.lock:
                 await handle(batch, consumer)
