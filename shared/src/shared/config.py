@@ -11,6 +11,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
+# libyaml's loader when PyYAML was built with it (its wheels are): the same safe constructors, parsed
+# in C. A 10,000-agent file takes about 1.5 s instead of 16 s, and every service reads it at start.
+LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # "queues.0.overflow.to: unknown queue 'x'; agents.3.queues: ..." — problems found across fields
 _PATHED = re.compile(r"^[A-Za-z_][\w-]*(\.[\w-]+)*: ")
 
@@ -29,22 +32,32 @@ class ConfigError(ValueError):
         self.problems = problems
 
 
-def parse(text: str, model: type[M], section: str | None) -> M:
+def read_yaml(text: str) -> Any:
+    """A YAML document's data (safe constructors only)."""
+    return yaml.load(text, Loader=LOADER)  # LOADER is a SafeLoader
+
+
+def parse(text: str, model: type[M], section: str | None, *, required: bool = False) -> M:
     """Parse and validate YAML text (its `section`, or the whole document when None) as `model`;
-    a missing section is an empty one."""
+    a missing section is an empty one, or an error when `required`."""
     try:
-        node = yaml.compose(text)
-        doc = yaml.safe_load(text) or {}
+        doc = read_yaml(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError([f"not valid YAML: {exc}"]) from exc
     prefix: tuple[str, ...] = ()
     if section is not None:
         if not isinstance(doc, dict):
             raise ConfigError(["the configuration file must be a mapping of sections (routing:, sessions:, ...)"])
-        doc, node, prefix = doc.get(section) or {}, _child(node, section), (section,)
+        if required and section not in doc:
+            raise ConfigError([f"no '{section}:' section in the file"])
+        doc, prefix = doc.get(section) or {}, (section,)
     try:
         return model.model_validate(doc)
     except ValidationError as exc:
+        # the node tree (for line numbers) is composed only when there is something to point at
+        node = yaml.compose(text, Loader=LOADER)  # LOADER is a SafeLoader
+        if section is not None:
+            node = _child(node, section)
         problems = []
         for err in exc.errors():
             loc = tuple(err["loc"])

@@ -23,7 +23,6 @@ from typing import Any, Generic, TypeVar
 
 import asyncpg
 import structlog
-import yaml
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 from starlette.applications import Starlette
@@ -33,6 +32,7 @@ from starlette.routing import BaseRoute, Route
 
 from shared import db, messaging, production, topics, tracing
 from shared import logging as sblogging
+from shared.config import read_yaml
 from shared.health import Health, Report
 from shared.messaging import (
     AfterBatch,
@@ -407,5 +407,5 @@ def load_config(path: str | None, section: str) -> dict[str, Any]:
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"configuration file {p} does not exist (SWITCHBOARD_CONFIG)")
-    doc = yaml.safe_load(p.read_text()) or {}
+    doc = read_yaml(p.read_text()) or {}
     return doc.get(section) or {}

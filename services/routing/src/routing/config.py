@@ -10,13 +10,13 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, field_validator, model_validator
 
 from routing import domain
 from routing.store import AgentProfile, Configuration, RoutingStore
 from shared import config as shared_config
-from shared.config import ConfigError, Strict
+from shared.config import ConfigError as ConfigError
+from shared.config import Strict
 
 Method = Literal["longest_idle", "round_robin", "least_active", "highest_capacity", "priority_fifo"]
 Presence = Literal["available", "busy", "busy_dnd", "away", "inactive"]
@@ -191,10 +191,7 @@ class RoutingConfig(Strict):
 
 def parse(text: str, section: str | None = "routing") -> RoutingConfig:
     """Parse and validate YAML text; errors name the line (1-based) and the field."""
-    cfg = shared_config.parse(text, RoutingConfig, section)
-    if section is not None and section not in (yaml.safe_load(text) or {}):
-        raise ConfigError([f"no '{section}:' section in the file"])
-    return cfg
+    return shared_config.parse(text, RoutingConfig, section, required=True)
 
 
 def document(cfg: RoutingConfig) -> dict[str, Any]:
