@@ -422,12 +422,38 @@ async def test_dispositions_are_replaced_as_a_whole_in_order(store: SessionsStor
 async def test_the_agents_presence_is_kept_as_last_announced(store: SessionsStore) -> None:
     assert await store.find_presence("a-1") is None
     first = Presence("a-1", "available", "manual", EXPIRES, base="available", colour="green")
-    await store.upsert_presence(first)
+    await store.upsert_presences([first])
     assert await store.find_presence("a-1") == first
     later = Presence("a-1", "Lunch", "automatic", EXPIRES + timedelta(minutes=5), "away", ["voice"], None)
-    await store.upsert_presence(later)
+    await store.upsert_presences([later])
     assert await store.find_presence("a-1") == later
     assert await store.find_presence("a-2") is None
+
+
+async def test_a_batchs_presences_and_arrivals_are_stored_together(store: SessionsStore) -> None:
+    """One call per batch: several agents (new ones get their Home), several conversations (a repeated
+    arrival keeps its first arrival time), in any order."""
+    await store.upsert_presences([Presence("a-1", "available", "manual", EXPIRES)])
+    b = Presence("b-2", "busy", "automatic", EXPIRES, base="busy", closed_channels=["chat", "voice"])
+    a = Presence("a-1", "Lunch", "manual", EXPIRES + timedelta(minutes=1), "away", [], "#ff8800")
+    await store.upsert_presences([b, a])
+    assert (await store.find_presence("a-1"), await store.find_presence("b-2")) == (a, b)
+    assert await store.find_focus("b-2") == "home" and await store.find_session("b-2", "home") is not None
+
+    t0 = EXPIRES
+    await store.upsert_waiting_work("c-1", "chat", "general", "waiting", t0)
+    await store.upsert_waiting_work("c-2", "chat", "general", "waiting", t0 + timedelta(seconds=1))
+    await store.upsert_conversations([ConversationInfo("c-2", "chat", t0, "Ada", 1)])
+    await store.upsert_conversations(
+        [
+            ConversationInfo("c-2", "chat", t0 + timedelta(hours=1), "Ada Lovelace", 2),
+            ConversationInfo("c-1", "chat", t0, None, 0),
+        ]
+    )
+    assert await store.list_waiting_work(None) == [
+        WaitingWork("c-2", "chat", "general", "waiting", t0 + timedelta(seconds=1), "Ada Lovelace", 2),
+        WaitingWork("c-1", "chat", "general", "waiting", t0),
+    ]
 
 
 # --- transcripts ---------------------------------------------------------------------------------
@@ -500,8 +526,8 @@ async def test_waiting_work_follows_the_queues_with_its_arrivals_details(store: 
     t0 = EXPIRES
     await store.upsert_waiting_work("c-1", "chat", "general", "waiting", t0)
     await store.upsert_waiting_work("c-2", "email", "billing", None, t0 + timedelta(seconds=1))
-    await store.upsert_conversation(ConversationInfo("c-2", "email", t0, "Invoice question", 5))
-    await store.upsert_conversation(ConversationInfo("c-3", "chat", t0, "Not queued", 9))
+    await store.upsert_conversations([ConversationInfo("c-2", "email", t0, "Invoice question", 5)])
+    await store.upsert_conversations([ConversationInfo("c-3", "chat", t0, "Not queued", 9)])
     assert await store.list_waiting_work(None) == [
         WaitingWork("c-2", "email", "billing", "waiting", t0 + timedelta(seconds=1), "Invoice question", 5),
         WaitingWork("c-1", "chat", "general", "waiting", t0),
@@ -517,7 +543,7 @@ async def test_waiting_work_follows_the_queues_with_its_arrivals_details(store: 
     ]
     assert await store.list_waiting_work(["general"]) == []
     assert await store.list_waiting_work([]) == []
-    await store.upsert_conversation(ConversationInfo("c-2", "email", t0 + timedelta(hours=1), "Invoice", 1))
+    await store.upsert_conversations([ConversationInfo("c-2", "email", t0 + timedelta(hours=1), "Invoice", 1)])
     await store.assign(Assignment("c-1", "a-1", "chat"), None, 0)  # assigned: it waits no more
     assert await store.list_waiting_work(None) == [
         WaitingWork("c-2", "email", "billing", "waiting", t0 + timedelta(seconds=1), "Invoice", 1)
@@ -689,7 +715,7 @@ async def test_a_release_ends_the_waiting_and_presence_makes_the_agent(store: Se
     await store.upsert_waiting_work("c-1", "chat", "general", "waiting", EXPIRES)
     await store.release_assignment("c-1", "a-1")  # held by nobody: the waiting ends all the same
     assert await store.list_waiting_work(None) == []
-    await store.upsert_presence(Presence("a-1", "available", "manual", EXPIRES))
+    await store.upsert_presences([Presence("a-1", "available", "manual", EXPIRES)])
     assert await store.find_focus("a-1") == "home"
     assert await store.find_session("a-1", "home") is not None
 

@@ -63,17 +63,18 @@ def store_factory(database: Database | None) -> Callable[[Tx], SessionsStore]:
 
 def build_runtime(
     settings: SessionsSettings | None = None, database: Database | None = None
-) -> Runtime[SessionsStore, None]:
+) -> Runtime[SessionsStore, service.SessionsBatch]:
     """The service's consumers on PostgreSQL, or on `database` (a MemoryDatabase holding a
     FakeSessionsStore, for handler tests). The `sessions:` configuration is checked here."""
     settings = settings or SessionsSettings()
     cfg = load(settings.config_file or os.environ.get("SWITCHBOARD_CONFIG"), config.SessionsConfig, "sessions")
-    runtime: Runtime[SessionsStore, None] = Runtime(
+    runtime: Runtime[SessionsStore, service.SessionsBatch] = Runtime(
         "sessions",
         settings,
         package="sessions",
         produces=PRODUCES,
         store=store_factory(database),
+        batch=service.SessionsBatch,
         database=database,
     )
     runtime.sequencer = service.stamp_sequence

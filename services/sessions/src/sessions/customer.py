@@ -65,7 +65,7 @@ class CustomerDemo:
 
     def __init__(
         self,
-        runtime: Runtime[SessionsStore, None],
+        runtime: Runtime[SessionsStore, service.SessionsBatch],
         auth: Auth,
         tail: Tail,
         sockets: Sockets | None = None,

@@ -294,7 +294,7 @@ class Hub:
 class Gateway:
     def __init__(
         self,
-        runtime: Runtime[SessionsStore, None],
+        runtime: Runtime[SessionsStore, service.SessionsBatch],
         auth: Auth,
         hub: Hub,
         heartbeat_interval_s: float,

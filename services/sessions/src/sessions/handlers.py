@@ -45,7 +45,10 @@ def register(runtime: Runtime) -> None:
         on_invalid=contracts.reject_invalid_command,
     )
     runtime.consume(
-        topics.PRESENCE, {"presence.changed": service.on_presence_changed}, before_batch=service.lock_agents
+        topics.PRESENCE,
+        {"presence.changed": service.on_presence_changed},
+        before_batch=service.lock_agents,
+        after_batch=service.write_projections,
     )
     runtime.consume(
         topics.CONVERSATIONS,
@@ -53,6 +56,7 @@ def register(runtime: Runtime) -> None:
             "conversation.arrived": service.on_conversation_arrived,
             "conversation.ended": service.on_conversation_ended,
         },
+        after_batch=service.write_projections,
     )
     runtime.consume(topics.MESSAGES, {"message.posted": service.on_message_posted})
     runtime.consume(

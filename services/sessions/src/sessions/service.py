@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -29,7 +30,17 @@ from sessions.store import SessionsStore
 from shared import contracts as c
 from shared.messaging import Rejection, UnitOfWork
 
-Uow = UnitOfWork[SessionsStore, None]
+
+@dataclass
+class SessionsBatch:
+    """What a batch's handlers leave to its end (`write_projections`): projections no handler of
+    the batch reads back, each written in one statement, last announcement per key."""
+
+    presences: dict[str, Presence] = field(default_factory=dict)
+    conversations: dict[str, ConversationInfo] = field(default_factory=dict)
+
+
+Uow = UnitOfWork[SessionsStore, SessionsBatch]
 
 
 def _now() -> datetime:
@@ -181,6 +192,18 @@ async def lock_agents(uow: Uow, payloads: list[c.Payload]) -> None:
         await uow.store.bump_seqs(dict.fromkeys(agents, 0))
 
 
+async def write_projections(uow: Uow) -> None:
+    """Last in a batch of presence.v1 or conversations.v1: the presences and arrivals its handlers
+    collected, one statement each (not one per event), in the batch's transaction."""
+    pending = uow.batch
+    if pending.presences:
+        await uow.store.upsert_presences(list(pending.presences.values()))
+        pending.presences.clear()
+    if pending.conversations:
+        await uow.store.upsert_conversations(list(pending.conversations.values()))
+        pending.conversations.clear()
+
+
 # --- routing.v1 --------------------------------------------------------------------------------
 
 
@@ -308,16 +331,15 @@ async def on_work_overflowed(uow: Uow, ev: c.CloudEvent, data: c.WorkOverflowed)
 
 
 async def on_presence_changed(uow: Uow, ev: c.CloudEvent, data: c.PresenceChanged) -> None:
-    await uow.store.upsert_presence(
-        Presence(
-            data.agent_id,
-            data.status,
-            data.source,
-            ev.time,
-            base=data.base,
-            closed_channels=list(data.closed_channels),
-            colour=data.colour,
-        )
+    # stored at the batch's end with the batch's other presences (`write_projections`)
+    uow.batch.presences[data.agent_id] = Presence(
+        data.agent_id,
+        data.status,
+        data.source,
+        ev.time,
+        base=data.base,
+        closed_channels=list(data.closed_channels),
+        colour=data.colour,
     )
     uow.emit(
         c.PresenceUpdated(
@@ -340,12 +362,14 @@ async def on_conversation_arrived(uow: Uow, ev: c.CloudEvent, data: c.Conversati
     title = domain.arrival_title(
         data.customer.name if data.customer else None, data.record.title if data.record else None, data.subject
     )
-    await uow.store.upsert_conversation(
-        ConversationInfo(data.conversation_id, data.channel, ev.time, title=title, priority=data.priority)
+    # stored at the batch's end with the batch's other arrivals (`write_projections`)
+    uow.batch.conversations[data.conversation_id] = ConversationInfo(
+        data.conversation_id, data.channel, ev.time, title=title, priority=data.priority
     )
 
 
 async def on_conversation_ended(uow: Uow, ev: c.CloudEvent, data: c.ConversationEnded) -> None:
+    uow.batch.conversations.pop(data.conversation_id, None)  # arrived earlier in this batch: ended all the same
     await uow.store.forget_conversation(data.conversation_id)
 
 

@@ -7,6 +7,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+import orjson
+
 from sessions.config import SessionProfile
 from sessions.domain import (
     HOME,
@@ -43,8 +45,8 @@ class SessionsStore(Protocol):
         """The agent exists, with its Home session."""
         ...
 
-    async def upsert_presence(self, presence: Presence) -> None:
-        """The agent's presence (the agent, with its Home, exists from then on)."""
+    async def upsert_presences(self, presences: list[Presence]) -> None:
+        """The agents' presences, one per agent (each agent, with its Home, exists from then on)."""
         ...
 
     async def find_presence(self, agent_id: str) -> Presence | None: ...
@@ -221,8 +223,9 @@ class SessionsStore(Protocol):
         ...
 
     # conversations waiting in queues
-    async def upsert_conversation(self, info: ConversationInfo) -> None:
-        """What the arrival said (a repeated arrival updates all but the arrival time)."""
+    async def upsert_conversations(self, infos: list[ConversationInfo]) -> None:
+        """What the arrivals said, one per conversation (a repeated arrival updates all but the
+        arrival time)."""
         ...
 
     async def forget_conversation(self, conversation_id: str) -> None:
@@ -282,10 +285,17 @@ class PgSessionsStore:
     async def ensure_agent(self, agent_id: str) -> None:
         await self.conn.execute(Q.ensure_agent, agent_id)
 
-    async def upsert_presence(self, presence: Presence) -> None:
-        p = presence
+    async def upsert_presences(self, presences: list[Presence]) -> None:
+        ps = presences
         await self.conn.execute(
-            Q.upsert_presence, p.agent_id, p.status, p.base, p.closed_channels, p.colour, p.source, p.since
+            Q.upsert_presences,
+            [p.agent_id for p in ps],
+            [p.status for p in ps],
+            [p.base for p in ps],
+            [orjson.dumps(p.closed_channels).decode() for p in ps],
+            [p.colour for p in ps],
+            [p.source for p in ps],
+            [p.since for p in ps],
         )
 
     async def find_presence(self, agent_id: str) -> Presence | None:
@@ -522,9 +532,15 @@ class PgSessionsStore:
     async def held_conversation(self, agent_id: str, conversation_id: str) -> bool:
         return bool(await self.conn.fetchval(Q.held_conversation, agent_id, conversation_id))
 
-    async def upsert_conversation(self, info: ConversationInfo) -> None:
-        i = info
-        await self.conn.execute(Q.upsert_conversation, i.conversation_id, i.channel, i.title, i.priority, i.arrived_at)
+    async def upsert_conversations(self, infos: list[ConversationInfo]) -> None:
+        await self.conn.execute(
+            Q.upsert_conversations,
+            [i.conversation_id for i in infos],
+            [i.channel for i in infos],
+            [i.title for i in infos],
+            [i.priority for i in infos],
+            [i.arrived_at for i in infos],
+        )
 
     async def forget_conversation(self, conversation_id: str) -> None:
         await self.conn.execute(Q.forget_conversation, conversation_id)
@@ -627,9 +643,10 @@ class FakeSessionsStore:
     def _agent(profile: str = "default") -> dict[str, Any]:
         return {"focused_session": HOME, "visitor_counter": 0, "profile": profile}
 
-    async def upsert_presence(self, presence: Presence) -> None:
-        await self.ensure_agent(presence.agent_id)
-        self.presence[presence.agent_id] = replace(presence, closed_channels=list(presence.closed_channels))
+    async def upsert_presences(self, presences: list[Presence]) -> None:
+        for presence in presences:
+            await self.ensure_agent(presence.agent_id)
+            self.presence[presence.agent_id] = replace(presence, closed_channels=list(presence.closed_channels))
 
     async def find_presence(self, agent_id: str) -> Presence | None:
         return self.presence.get(agent_id)
@@ -926,9 +943,10 @@ class FakeSessionsStore:
     async def held_conversation(self, agent_id: str, conversation_id: str) -> bool:
         return any(s.agent_id == agent_id and s.conversation_id == conversation_id for s in self.sessions.values())
 
-    async def upsert_conversation(self, info: ConversationInfo) -> None:
-        old = self.conversations.get(info.conversation_id)
-        self.conversations[info.conversation_id] = replace(info, arrived_at=old.arrived_at) if old else info
+    async def upsert_conversations(self, infos: list[ConversationInfo]) -> None:
+        for info in infos:
+            old = self.conversations.get(info.conversation_id)
+            self.conversations[info.conversation_id] = replace(info, arrived_at=old.arrived_at) if old else info
 
     async def forget_conversation(self, conversation_id: str) -> None:
         for held in (self.conversations, self.waiting, self.escalations, self.conversation_panes):

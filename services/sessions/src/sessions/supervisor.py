@@ -145,7 +145,7 @@ def _frame(body: dict[str, Any]) -> str:
 class Supervisor:
     def __init__(
         self,
-        runtime: Runtime[SessionsStore, None],
+        runtime: Runtime[SessionsStore, service.SessionsBatch],
         auth: Auth,
         services: Services,
         tail: Tail,

@@ -130,15 +130,23 @@ SELECT p.settings FROM agents a JOIN profiles p ON p.name = a.profile WHERE a.ag
 -- name: list_profiles
 SELECT name, settings FROM profiles ORDER BY name;
 
--- name: upsert_presence
--- The agent (with its Home) exists from its first presence on.
-WITH a AS (INSERT INTO agents (agent_id) VALUES ($1) ON CONFLICT (agent_id) DO NOTHING),
-     h AS (INSERT INTO sessions (agent_id, session_id, kind, title, icon) VALUES ($1, 'home', 'home', 'Home', 'Ho')
-           ON CONFLICT (agent_id, session_id) DO NOTHING)
+-- name: upsert_presences
+-- The agents' presences as presence.v1 last announced them, one row per agent ($1 agents, $2 statuses,
+-- $3 bases, $4 closed channels as JSON arrays, $5 colours, $6 sources, $7 times), taken in agent
+-- order. An agent (with its Home) exists from its first presence on.
+WITH p AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])
+        AS p (agent_id, status, base, closed, colour, source, since)
+),
+a AS (INSERT INTO agents (agent_id) SELECT agent_id FROM p ORDER BY agent_id ON CONFLICT (agent_id) DO NOTHING),
+h AS (INSERT INTO sessions (agent_id, session_id, kind, title, icon)
+      SELECT agent_id, 'home', 'home', 'Home', 'Ho' FROM p ORDER BY agent_id
+      ON CONFLICT (agent_id, session_id) DO NOTHING)
 INSERT INTO presence (agent_id, status, base, closed_channels, colour, source, since)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-ON CONFLICT (agent_id) DO UPDATE SET status = $2, base = $3, closed_channels = $4, colour = $5, source = $6,
-    since = $7;
+SELECT agent_id, status, base, closed::jsonb, colour, source, since FROM p ORDER BY agent_id
+ON CONFLICT (agent_id) DO UPDATE SET status = EXCLUDED.status, base = EXCLUDED.base,
+    closed_channels = EXCLUDED.closed_channels, colour = EXCLUDED.colour, source = EXCLUDED.source,
+    since = EXCLUDED.since;
 
 -- name: get_presence
 SELECT agent_id, status, source, since, base, closed_channels, colour FROM presence WHERE agent_id = $1;
@@ -168,9 +176,13 @@ ORDER BY ordinal;
 -- name: held_conversation
 SELECT EXISTS (SELECT 1 FROM sessions WHERE agent_id = $1 AND conversation_id = $2);
 
--- name: upsert_conversation
-INSERT INTO conversations (conversation_id, channel, title, priority, arrived_at) VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (conversation_id) DO UPDATE SET channel = $2, title = $3, priority = $4;
+-- name: upsert_conversations
+-- What the arrivals said, one row per conversation ($1 ids, $2 channels, $3 titles, $4 priorities,
+-- $5 arrival times); a repeated arrival updates all but the arrival time.
+INSERT INTO conversations (conversation_id, channel, title, priority, arrived_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::timestamptz[]) ORDER BY 1
+ON CONFLICT (conversation_id) DO UPDATE SET channel = EXCLUDED.channel, title = EXCLUDED.title,
+    priority = EXCLUDED.priority;
 
 -- name: forget_conversation
 WITH w AS (DELETE FROM waiting_work WHERE conversation_id = $1),
