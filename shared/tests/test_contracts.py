@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -124,3 +125,46 @@ def test_keys_follow_design() -> None:
 @pytest.mark.parametrize(("title", "icon"), [("Grace Hopper", "Gr"), ("Ada Lovelace", "Ad"), ("Visitor 3", "Vi")])
 def test_icon_is_the_first_two_letters(title: str, icon: str) -> None:
     assert c.icon_of(title) == icon
+
+
+def test_a_records_json_is_pydantics_document_written_faster() -> None:
+    """`to_bytes` writes with orjson what `model_dump_json(exclude_none=True)` writes: null envelope
+    attributes left out, nulls in data kept, extensions after the attributes, times as RFC 3339."""
+    from decimal import Decimal
+
+    cases = [
+        c.event(c.AgentSignedIn(agent_id="agent-1"), source="/tests"),
+        c.CloudEvent(id="e-1", source="/s", type="capacity.changed", data={"a": None, "b": {"c": [None, 1.5]}}),
+        c.CloudEvent(
+            id="e-2",
+            source="/s",
+            type="capacity.changed",
+            subject=None,
+            time=datetime(2026, 1, 1, 1, 2, 3, 450000, tzinfo=timezone(timedelta(hours=2))),
+            data={"text": "é \u2028 \U0001f600", "n": 2**53},
+            traceparent="00-abc",
+            sampled=True,
+            nothing=None,
+        ),
+        c.CloudEvent(id="e-3", source="/s", type="capacity.changed", time=datetime(2026, 1, 1, tzinfo=UTC), data={}),
+        c.CloudEvent(id="e-4", source="/s", type="capacity.changed", data={"d": Decimal("1.10"), "big": 2**70}),
+    ]
+    for ev in cases:
+        assert ev.to_bytes() == ev.model_dump_json(exclude_none=True).encode(), ev.id
+
+
+def test_event_ids_are_distinct_version_4_uuids_and_a_forked_child_draws_its_own() -> None:
+    import os
+    import uuid
+
+    ids = [c.new_id() for _ in range(3000)]  # more than one read of the pool
+    assert len(set(ids)) == len(ids)
+    assert {uuid.UUID(i).version for i in ids} == {4} and all(str(uuid.UUID(i)) == i for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first id must not be the parent's next one
+        os.write(write, c.new_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 36).decode()
+    assert child != c.new_id() and uuid.UUID(child).version == 4

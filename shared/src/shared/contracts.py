@@ -36,7 +36,9 @@ a consumer must never refuse what a valid input made a producer write.
 from __future__ import annotations
 
 import functools
+import os
 import re
+import threading
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal, Union
@@ -214,7 +216,15 @@ class CloudEvent(BaseModel):
         return self
 
     def to_bytes(self) -> bytes:
-        return self.model_dump_json(exclude_none=True).encode()
+        """The record's JSON: pydantic's `model_dump_json(exclude_none=True)`, written by orjson (the
+        envelope's attributes are plain values, and every event the services emit passes here)."""
+        doc = {k: v for k, v in self.__dict__.items() if v is not None}
+        if self.__pydantic_extra__:
+            doc.update((k, v) for k, v in self.__pydantic_extra__.items() if v is not None)
+        try:
+            return orjson.dumps(doc, option=orjson.OPT_UTC_Z)
+        except TypeError:  # a value orjson does not write (a Decimal, a set, a huge integer)
+            return self.model_dump_json(exclude_none=True).encode()
 
 
 # --- conversations.v1 ---------------------------------------------------------------------------
@@ -1011,6 +1021,34 @@ def reject_invalid_command(doc: dict[str, Any] | None, error: InvalidEvent) -> C
     return CommandRejected(agent_id=agent_id, command_id=command_id, command_type=command_type, reason=reason)
 
 
+class _Ids:
+    """Random (version 4) UUIDs from the operating system's CSPRNG, read 4 KiB at a time: one system
+    call per 256 ids, and text without `uuid.UUID`'s checks (a third of what emitting an event cost)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        self.pool, self.at = b"", 0
+
+    def __call__(self) -> str:
+        with self.lock:
+            if self.at >= len(self.pool):
+                self.pool, self.at = os.urandom(4096), 0
+            raw = bytearray(self.pool[self.at : self.at + 16])
+            self.at += 16
+        raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+        x = raw.hex()
+        return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+
+
+new_id = _Ids()
+# a forked child must not hand out its parent's remaining ids
+os.register_at_fork(after_in_child=new_id.reset)
+
+
 def event(payload: Payload, *, source: str, subject: str | None = None, id: str | None = None) -> CloudEvent:
     """Wrap a payload in a CloudEvent; `subject` defaults to the payload's key field.
 
@@ -1025,7 +1063,7 @@ def event(payload: Payload, *, source: str, subject: str | None = None, id: str 
     if subject is None:
         subject = key_of(payload)
     return CloudEvent(
-        id=id if id is not None else str(uuid.uuid4()),
+        id=id if id is not None else new_id(),
         source=source,
         type=payload.TYPE,
         subject=subject,
