@@ -22,7 +22,7 @@ DEMO_CONFIG = str(stack.ROOT / "deploy/demo/switchboard.yaml")
 
 
 def routing(dep: Deployment, **kw: Any):  # type: ignore[no-untyped-def]
-    return routing_runtime(dep.settings(RoutingSettings, "routing", config_file=DEMO_CONFIG, **kw))
+    return routing_runtime(dep.settings(RoutingSettings, "routing", **{"config_file": DEMO_CONFIG, **kw}))
 
 
 def sessions(dep: Deployment, **kw: Any):  # type: ignore[no-untyped-def]
