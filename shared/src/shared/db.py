@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -248,3 +248,9 @@ async def migrate(conn: Conn, schema: str, migrations: Iterable[Migration]) -> l
 
 def jsonable(value: Any) -> Any:
     return orjson.loads(orjson.dumps(value))
+
+
+def columns(items: Sequence[Any], *fields: str) -> list[list[Any]]:
+    """The items' `fields`, one list per field: the arrays of an `unnest($1::text[], $2::int[], ...)`
+    statement that writes many rows at once."""
+    return [[getattr(item, name) for item in items] for name in fields]

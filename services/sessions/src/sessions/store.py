@@ -28,7 +28,7 @@ from sessions.domain import (
     Tab,
     WaitingWork,
 )
-from shared.db import Conn, Queries
+from shared.db import Conn, Queries, columns
 
 Q = Queries("sessions")
 # Closed sessions stay listed in the workspace this long.
@@ -286,17 +286,11 @@ class PgSessionsStore:
         await self.conn.execute(Q.ensure_agent, agent_id)
 
     async def upsert_presences(self, presences: list[Presence]) -> None:
-        ps = presences
-        await self.conn.execute(
-            Q.upsert_presences,
-            [p.agent_id for p in ps],
-            [p.status for p in ps],
-            [p.base for p in ps],
-            [orjson.dumps(p.closed_channels).decode() for p in ps],
-            [p.colour for p in ps],
-            [p.source for p in ps],
-            [p.since for p in ps],
+        agents, statuses, bases, closed, colours, sources, since = columns(
+            presences, "agent_id", "status", "base", "closed_channels", "colour", "source", "since"
         )
+        closed = [orjson.dumps(channels).decode() for channels in closed]
+        await self.conn.execute(Q.upsert_presences, agents, statuses, bases, closed, colours, sources, since)
 
     async def find_presence(self, agent_id: str) -> Presence | None:
         row = await self.conn.fetchrow(Q.get_presence, agent_id)
@@ -533,14 +527,8 @@ class PgSessionsStore:
         return bool(await self.conn.fetchval(Q.held_conversation, agent_id, conversation_id))
 
     async def upsert_conversations(self, infos: list[ConversationInfo]) -> None:
-        await self.conn.execute(
-            Q.upsert_conversations,
-            [i.conversation_id for i in infos],
-            [i.channel for i in infos],
-            [i.title for i in infos],
-            [i.priority for i in infos],
-            [i.arrived_at for i in infos],
-        )
+        fields = ("conversation_id", "channel", "title", "priority", "arrived_at")
+        await self.conn.execute(Q.upsert_conversations, *columns(infos, *fields))
 
     async def forget_conversation(self, conversation_id: str) -> None:
         await self.conn.execute(Q.forget_conversation, conversation_id)
