@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from shared.db import Conn, Queries
+from shared.db import Conn, Queries, columns
 
 Q = Queries("shared")
 
@@ -62,13 +62,7 @@ class PgTx:
 
     async def write_outbox(self, rows: Sequence[OutboxRow]) -> None:
         if rows:
-            await self.conn.execute(
-                Q.insert_outbox,
-                [r.topic for r in rows],
-                [r.key for r in rows],
-                [r.payload for r in rows],
-                [r.headers for r in rows],
-            )
+            await self.conn.execute(Q.insert_outbox, *columns(rows, "topic", "key", "payload", "headers"))
 
     @contextlib.asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:

@@ -19,7 +19,7 @@ import asyncpg
 
 from assist import domain, embedding
 from assist.embedding import Vector
-from shared.db import Conn, Queries
+from shared.db import Conn, Queries, columns
 from shared.tx import Tx
 
 Q = Queries("assist")
@@ -498,13 +498,8 @@ class PgAssistStore:
         await self.conn.execute(Q.insert_conversation, conversation_id, channel, subject, customer_name)
 
     async def add_conversations(self, conversations: list[Conversation]) -> None:
-        await self.conn.execute(
-            Q.insert_conversations,
-            [x.conversation_id for x in conversations],
-            [x.channel for x in conversations],
-            [x.subject for x in conversations],
-            [x.customer_name for x in conversations],
-        )
+        fields = ("conversation_id", "channel", "subject", "customer_name")
+        await self.conn.execute(Q.insert_conversations, *columns(conversations, *fields))
 
     async def find_conversation(self, conversation_id: str) -> Conversation | None:
         r = await self.conn.fetchrow(Q.get_conversation, conversation_id)

@@ -12,7 +12,7 @@ import asyncpg
 
 from presence import domain
 from shared.contracts import BASE_PRESENCES
-from shared.db import Conn, Queries
+from shared.db import Conn, Queries, columns
 
 Q = Queries("presence")
 
@@ -183,15 +183,8 @@ class PgPresenceStore:
         return domain.Status(status, r["base"], r["colour"])
 
     async def set_statuses(self, changes: Sequence[domain.StatusChange]) -> list[domain.Status]:
-        rows = await self.conn.fetch(
-            Q.set_statuses,
-            [x.agent_id for x in changes],
-            [x.status for x in changes],
-            [x.manual for x in changes],
-            [x.previous for x in changes],
-            [x.source for x in changes],
-            [x.reason for x in changes],
-        )
+        fields = ("agent_id", "status", "manual", "previous", "source", "reason")
+        rows = await self.conn.fetch(Q.set_statuses, *columns(changes, *fields))
         return [domain.Status(x.status, r["base"], r["colour"]) for x, r in zip(changes, rows, strict=True)]
 
     async def remember_before(

@@ -19,7 +19,7 @@ import asyncpg
 import orjson
 
 from routing import domain
-from shared.db import Conn, Queries
+from shared.db import Conn, Queries, columns
 
 Q = Queries("routing")
 
@@ -615,15 +615,8 @@ class PgRoutingStore:
     async def mark_offered(self, offers: Sequence[Offer]) -> None:
         if not offers:
             return
-        await self.conn.execute(
-            Q.mark_offered,
-            [o.offer_id for o in offers],
-            [o.conversation_id for o in offers],
-            [o.agent_id for o in offers],
-            [o.channel for o in offers],
-            [o.queue for o in offers],
-            [o.expires_at for o in offers],
-        )
+        fields = ("offer_id", "conversation_id", "agent_id", "channel", "queue", "expires_at")
+        await self.conn.execute(Q.mark_offered, *columns(offers, *fields))
 
     async def mark_assigned(
         self, conversation_id: str, agent_id: str, offer_id: str | None, from_statuses: Sequence[str]
@@ -767,12 +760,7 @@ class PgRoutingStore:
 
     async def insert_decisions(self, decisions: Sequence[Decision]) -> None:
         if decisions:
-            await self.conn.execute(
-                Q.insert_decisions,
-                [d.conversation_id for d in decisions],
-                [d.kind for d in decisions],
-                [d.detail for d in decisions],
-            )
+            await self.conn.execute(Q.insert_decisions, *columns(decisions, "conversation_id", "kind", "detail"))
 
     async def list_decisions(self, conversation_id: str) -> list[Decision]:
         rows = await self.conn.fetch(Q.list_decisions, conversation_id)

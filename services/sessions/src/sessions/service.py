@@ -195,13 +195,10 @@ async def lock_agents(uow: Uow, payloads: list[c.Payload]) -> None:
 async def write_projections(uow: Uow) -> None:
     """Last in a batch of presence.v1 or conversations.v1: the presences and arrivals its handlers
     collected, one statement each (not one per event), in the batch's transaction."""
-    pending = uow.batch
-    if pending.presences:
-        await uow.store.upsert_presences(list(pending.presences.values()))
-        pending.presences.clear()
-    if pending.conversations:
-        await uow.store.upsert_conversations(list(pending.conversations.values()))
-        pending.conversations.clear()
+    if uow.batch.presences:
+        await uow.store.upsert_presences(list(uow.batch.presences.values()))
+    if uow.batch.conversations:
+        await uow.store.upsert_conversations(list(uow.batch.conversations.values()))
 
 
 # --- routing.v1 --------------------------------------------------------------------------------
