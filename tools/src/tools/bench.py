@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -294,6 +295,16 @@ def bench_config(agents: int) -> dict[str, Any]:
     return {"routing": routing, "presence": {"sign_in": [a["id"] for a in routing["agents"]]}}
 
 
+async def attempt(report: dict[str, Any], name: str, work: Awaitable[dict[str, Any]]) -> None:
+    """One scenario's figures into the report; a scenario that fails is reported in its place, with
+    why, and the others still run (a long `make bench` keeps what it measured)."""
+    try:
+        report[name] = await work
+    except Exception as exc:
+        traceback.print_exc()
+        report[name] = {"error": f"{type(exc).__name__}: {exc}"}
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     # start_infrastructure is synchronous and runs its own event loop to wait for Kafka: off this one
     infra = await asyncio.to_thread(testing.start_infrastructure)
@@ -305,72 +316,91 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             # that runs for weeks. Raw records through it first, on a topic of their own.
             await kafka_floor(infra.bootstrap, n=args.warmup_records, rate=WARMUP_RATE)
         if args.scenario in ("all", "peak"):
-            report["peak"] = peak(
-                await scenario(infra, args, 1_000, args.peak_rate, floor=True, duration=args.peak_duration, floor_n=300)
-            )
+
+            async def peak_report() -> dict[str, Any]:
+                return peak(
+                    await scenario(
+                        infra, args, 1_000, args.peak_rate, floor=True, duration=args.peak_duration, floor_n=300
+                    )
+                )
+
+            await attempt(report, "peak", peak_report())
         if args.scenario in ("all", "throughput"):
-            report["throughput"] = await scenario(infra, args, args.agents, args.rate, floor=True)
+            await attempt(report, "throughput", scenario(infra, args, args.agents, args.rate, floor=True))
         if args.scenario in ("all", "replicas"):
-            # the busiest service (most CPU per conversation in the throughput run) at 1 and 2 replicas,
-            # side by side at the throughput scenario's load
-            base = report.get("throughput") or await scenario(infra, args, args.agents, args.rate, floor=False)
-            per = {k: v for k, v in base["cpu_ms_per_conversation"].items() if k != "total"}
-            busiest = max(per, key=lambda k: per[k])
-            two = await scenario(infra, args, args.agents, args.rate, floor=False, replicas_of={busiest: 2})
-            report["replicas"] = {
-                "service": busiest,
-                "throughput_sessions_per_s": {
-                    "1": base["throughput_sessions_per_s"],
-                    "2": two["throughput_sessions_per_s"],
-                },
-                "cpu_ms_per_conversation": {"1": base["cpu_ms_per_conversation"], "2": two["cpu_ms_per_conversation"]},
-                "arrival_to_offer_p99_ms": {
-                    "1": base["arrival_to_offer"]["p99_ms"],
-                    "2": two["arrival_to_offer"]["p99_ms"],
-                },
-                "capacity_violations": base["capacity_violations"]["violations"]
-                + two["capacity_violations"]["violations"],
-            }
+
+            async def replicas_report() -> dict[str, Any]:
+                # the busiest service (most CPU per conversation in the throughput run) at 1 and 2 replicas,
+                # side by side at the throughput scenario's load
+                base = report.get("throughput", {})
+                if "cpu_ms_per_conversation" not in base:  # not run, or failed: run the load here
+                    base = await scenario(infra, args, args.agents, args.rate, floor=False)
+                per = {k: v for k, v in base["cpu_ms_per_conversation"].items() if k != "total"}
+                busiest = max(per, key=lambda k: per[k])
+                two = await scenario(infra, args, args.agents, args.rate, floor=False, replicas_of={busiest: 2})
+                return {
+                    "service": busiest,
+                    "throughput_sessions_per_s": {
+                        "1": base["throughput_sessions_per_s"],
+                        "2": two["throughput_sessions_per_s"],
+                    },
+                    "cpu_ms_per_conversation": {
+                        "1": base["cpu_ms_per_conversation"],
+                        "2": two["cpu_ms_per_conversation"],
+                    },
+                    "arrival_to_offer_p99_ms": {
+                        "1": base["arrival_to_offer"]["p99_ms"],
+                        "2": two["arrival_to_offer"]["p99_ms"],
+                    },
+                    "capacity_violations": base["capacity_violations"]["violations"]
+                    + two["capacity_violations"]["violations"],
+                }
+
+            await attempt(report, "replicas", replicas_report())
         if args.scenario in ("all", "scale"):
-            # below saturation (a real centre's peak rate by default), long enough for a p99 of note
-            small = await scenario(infra, args, 1_000, args.scale_rate, floor=False, duration=args.scale_duration)
-            large = await scenario(infra, args, 10_000, args.scale_rate, floor=False, duration=args.scale_duration)
-            report["agents_scale"] = {
-                "rate_per_s": args.scale_rate,
-                "duration_s": args.scale_duration,
-                # achieved / offered: about 1 means the run kept up (below saturation)
-                "kept_up": {
-                    "1000": _ratio(small["throughput_sessions_per_s"], args.scale_rate),
-                    "10000": _ratio(large["throughput_sessions_per_s"], args.scale_rate),
-                },
-                "arrival_to_offer_1000_agents": small["arrival_to_offer"],
-                "arrival_to_offer_10000_agents": large["arrival_to_offer"],
-                "p99_ratio_10000_over_1000": _ratio(
-                    large["arrival_to_offer"]["p99_ms"], small["arrival_to_offer"]["p99_ms"]
-                ),
-                "routing_peak_rss_mb_10000_agents": large["peak_rss_mb"]["routing"],
-                "capacity_violations": small["capacity_violations"]["violations"]
-                + large["capacity_violations"]["violations"],
-                "sessions_started": {"1000": small["sessions_started"], "10000": large["sessions_started"]},
-            }
+
+            async def scale_report() -> dict[str, Any]:
+                # below saturation (a real centre's peak rate by default), long enough for a p99 of note
+                small = await scenario(infra, args, 1_000, args.scale_rate, floor=False, duration=args.scale_duration)
+                large = await scenario(infra, args, 10_000, args.scale_rate, floor=False, duration=args.scale_duration)
+                return {
+                    "rate_per_s": args.scale_rate,
+                    "duration_s": args.scale_duration,
+                    # achieved / offered: about 1 means the run kept up (below saturation)
+                    "kept_up": {
+                        "1000": _ratio(small["throughput_sessions_per_s"], args.scale_rate),
+                        "10000": _ratio(large["throughput_sessions_per_s"], args.scale_rate),
+                    },
+                    "arrival_to_offer_1000_agents": small["arrival_to_offer"],
+                    "arrival_to_offer_10000_agents": large["arrival_to_offer"],
+                    "p99_ratio_10000_over_1000": _ratio(
+                        large["arrival_to_offer"]["p99_ms"], small["arrival_to_offer"]["p99_ms"]
+                    ),
+                    "routing_peak_rss_mb_10000_agents": large["peak_rss_mb"]["routing"],
+                    "capacity_violations": small["capacity_violations"]["violations"]
+                    + large["capacity_violations"]["violations"],
+                    "sessions_started": {"1000": small["sessions_started"], "10000": large["sessions_started"]},
+                }
+
+            await attempt(report, "agents_scale", scale_report())
         if args.scenario in ("all", "assist"):
             from tools.bench_assist import assist_scenario
 
-            report["assist"] = await assist_scenario(infra)
+            await attempt(report, "assist", assist_scenario(infra))
         if args.scenario in ("all", "browser"):
             from tools.bench_browser import browser_scenario
 
-            report["browser"] = await browser_scenario(infra)
+            await attempt(report, "browser", browser_scenario(infra))
         if args.scenario in ("all", "faults"):
             # the long fault-injection and rolling-restart runs, on their own Kafka and PostgreSQL
             from tools import faults
 
-            report["faults"] = await faults.run(long=True)
+            await attempt(report, "faults", faults.run(long=True))
         if args.scenario in ("all", "fuzz"):
             # property-based fuzzing of every consumer: 10,000 hostile batches (own event loop)
             from tools import fuzz
 
-            report["fuzz"] = await asyncio.to_thread(fuzz.run, 10_000)
+            await attempt(report, "fuzz", asyncio.to_thread(fuzz.run, 10_000))
         return report
     finally:
         infra.close()
@@ -842,6 +872,9 @@ def main() -> None:
         sys.stdout.flush()
         os.dup2(stdout, 1)
     print(json.dumps(report, indent=2))
+    failed = [name for name, figures in report.items() if isinstance(figures, dict) and "error" in figures]
+    if failed:
+        sys.exit(f"bench: {', '.join(failed)} failed (the report says why; the other figures stand)")
 
 
 if __name__ == "__main__":
