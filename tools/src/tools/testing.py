@@ -98,18 +98,22 @@ def start_infrastructure() -> Infrastructure:
         pg_port=int(os.environ.get("SWITCHBOARD_TEST_PG_PORT", 25432)),
     )
     keep = os.environ.get("SWITCHBOARD_KEEP_INFRA") == "1"
-    if not db_url:
-        already = stack.port_open(layout.pg_port)
-        stack.start_postgres(layout)
-        infra.admin_url = layout.admin_url()
-        if not already and not keep:
-            infra.cleanup.append(lambda: stack.stop_postgres(layout))
-    if not bootstrap:
-        already = stack.port_open(layout.kafka_port)
-        stack.start_kafka(layout)
-        infra.bootstrap = layout.bootstrap
-        if not already and not keep:
-            infra.cleanup.append(lambda: stack.stop_pid(layout.run / "kafka.pid", "Kafka", 30))
+    try:
+        if not db_url:
+            already = stack.port_open(layout.pg_port)
+            stack.start_postgres(layout)
+            infra.admin_url = layout.admin_url()
+            if not already and not keep:
+                infra.cleanup.append(lambda: stack.stop_postgres(layout))
+        if not bootstrap:
+            already = stack.port_open(layout.kafka_port)
+            stack.start_kafka(layout)
+            infra.bootstrap = layout.bootstrap
+            if not already and not keep:
+                infra.cleanup.append(lambda: stack.stop_pid(layout.run / "kafka.pid", "Kafka", 30))
+    except BaseException:
+        infra.close()  # PostgreSQL started here must not outlive a Kafka that could not start
+        raise
     return infra
 
 

@@ -1,0 +1,25 @@
+"""The embedded test infrastructure: what it started is stopped again when the rest cannot start."""
+
+from __future__ import annotations
+
+import pytest
+
+from tools import stack, testing
+
+
+def test_postgres_started_for_the_tests_is_stopped_when_kafka_cannot_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "SWITCHBOARD_KEEP_INFRA"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SWITCHBOARD_TESTCONTAINERS", "never")
+    calls: list[str] = []
+    monkeypatch.setattr(stack, "port_open", lambda port: False)
+    monkeypatch.setattr(stack, "start_postgres", lambda layout: calls.append("start postgres"))
+    monkeypatch.setattr(stack, "stop_postgres", lambda layout: calls.append("stop postgres"))
+
+    def kafka_refuses(layout: stack.Layout) -> None:
+        raise stack.StackError("port 29092 is taken by another program")
+
+    monkeypatch.setattr(stack, "start_kafka", kafka_refuses)
+    with pytest.raises(stack.StackError, match="29092"):
+        testing.start_infrastructure()
+    assert calls == ["start postgres", "stop postgres"]
