@@ -12,8 +12,7 @@ def test_postgres_started_for_the_tests_is_stopped_when_kafka_cannot_start(monke
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("SWITCHBOARD_TESTCONTAINERS", "never")
     calls: list[str] = []
-    monkeypatch.setattr(stack, "port_open", lambda port: False)
-    monkeypatch.setattr(stack, "start_postgres", lambda layout: calls.append("start postgres"))
+    monkeypatch.setattr(stack, "start_postgres", lambda layout: calls.append("start postgres") or True)
     monkeypatch.setattr(stack, "stop_postgres", lambda layout: calls.append("stop postgres"))
 
     def kafka_refuses(layout: stack.Layout) -> None:
@@ -23,3 +22,19 @@ def test_postgres_started_for_the_tests_is_stopped_when_kafka_cannot_start(monke
     with pytest.raises(stack.StackError, match="29092"):
         testing.start_infrastructure()
     assert calls == ["start postgres", "stop postgres"]
+
+
+def test_a_stack_that_was_already_running_is_left_running(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ownership is what start_* did, not a port probed before: a stack stopping while the probe ran
+    (its port still open) used to be replaced by one of ours that nothing stopped."""
+    for var in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "SWITCHBOARD_KEEP_INFRA"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SWITCHBOARD_TESTCONTAINERS", "never")
+    calls: list[str] = []
+    monkeypatch.setattr(stack, "port_open", lambda port: True)  # what the old probe would have seen
+    monkeypatch.setattr(stack, "start_postgres", lambda layout: True)  # ... and yet this call started it
+    monkeypatch.setattr(stack, "start_kafka", lambda layout: False)  # this one was running already
+    monkeypatch.setattr(stack, "stop_postgres", lambda layout: calls.append("stop postgres"))
+    monkeypatch.setattr(stack, "stop_pid", lambda *a: calls.append("stop kafka"))
+    testing.start_infrastructure().close()
+    assert calls == ["stop postgres"]

@@ -521,7 +521,7 @@ def kafka_principals() -> list[str]:
     return [KAFKA_ADMIN, *topics.PRINCIPALS]
 
 
-def start_kafka(layout: Layout, heap: str | None = None) -> None:
+def start_kafka(layout: Layout, heap: str | None = None) -> bool:
     pid_file = layout.run / "kafka.pid"
     if read_pid(pid_file) is not None and port_open(layout.kafka_port):
         running = layout.running_mode() or "plaintext"
@@ -531,7 +531,7 @@ def start_kafka(layout: Layout, heap: str | None = None) -> None:
                 f"starting it {'with' if layout.secure else 'without'} SECURE=1"
             )
         say(f"Kafka already running on {layout.bootstrap}")
-        return
+        return False
     for port in (layout.kafka_port, layout.controller_port):
         if port_open(port):
             raise StackError(f"port {port} is taken by another program; stop it or set SWITCHBOARD_KAFKA_PORT")
@@ -624,6 +624,7 @@ def start_kafka(layout: Layout, heap: str | None = None) -> None:
     layout.mode_file.write_text("secure" if layout.secure else "plaintext")
     wait_for(lambda: port_open(layout.kafka_port), "Kafka", 120, layout.logs / "kafka.log")
     asyncio.run(_wait_kafka_metadata(layout.bootstrap, layout.kafka_security()))
+    return True
 
 
 async def _wait_kafka_metadata(
@@ -672,13 +673,13 @@ def _as_postgres(argv: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *argv]
 
 
-def start_postgres(layout: Layout) -> None:
+def start_postgres(layout: Layout) -> bool:
     pg_dir = layout.pg_dir
     data = pg_dir / "data"
     bindir = pg_bindir()
     if (data / "postmaster.pid").exists() and port_open(layout.pg_port):
         say(f"PostgreSQL already running on 127.0.0.1:{layout.pg_port}")
-        return
+        return False
     if port_open(layout.pg_port):
         raise StackError(f"port {layout.pg_port} is taken by another program; stop it or set SWITCHBOARD_PG_PORT")
     pg_dir.mkdir(parents=True, exist_ok=True)
@@ -746,6 +747,7 @@ def start_postgres(layout: Layout) -> None:
     if r.returncode != 0:
         tail = logfile.read_text(errors="replace")[-2000:] if logfile.exists() else ""
         raise StackError("PostgreSQL did not start:\n" + r.stdout + r.stderr + tail)
+    return True
 
 
 def stop_postgres(layout: Layout) -> None:

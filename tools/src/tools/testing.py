@@ -99,18 +99,15 @@ def start_infrastructure() -> Infrastructure:
     )
     keep = os.environ.get("SWITCHBOARD_KEEP_INFRA") == "1"
     try:
+        # what this call started, and only that, is stopped again (not a stack that was running)
         if not db_url:
-            already = stack.port_open(layout.pg_port)
-            stack.start_postgres(layout)
-            infra.admin_url = layout.admin_url()
-            if not already and not keep:
+            if stack.start_postgres(layout) and not keep:
                 infra.cleanup.append(lambda: stack.stop_postgres(layout))
+            infra.admin_url = layout.admin_url()
         if not bootstrap:
-            already = stack.port_open(layout.kafka_port)
-            stack.start_kafka(layout)
-            infra.bootstrap = layout.bootstrap
-            if not already and not keep:
+            if stack.start_kafka(layout) and not keep:
                 infra.cleanup.append(lambda: stack.stop_pid(layout.run / "kafka.pid", "Kafka", 30))
+            infra.bootstrap = layout.bootstrap
     except BaseException:
         infra.close()  # PostgreSQL started here must not outlive a Kafka that could not start
         raise
