@@ -84,11 +84,11 @@ class OwnStack:
 
     def start(self) -> testing.Infrastructure:
         """Start whatever of the two is not running (synchronous: run it in a thread from async code)."""
-        lay = self.layout
-        if not (stack.port_open(lay.pg_port) and stack.port_open(lay.kafka_port)):
+        # ours to stop when this call started either (what start_* did, not a port probed before)
+        if stack.start_postgres(self.layout):
             self.started_here = True
-        stack.start_postgres(lay)
-        stack.start_kafka(lay)
+        if stack.start_kafka(self.layout):
+            self.started_here = True
         return self.infra
 
     def stop(self) -> None:
