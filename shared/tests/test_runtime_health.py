@@ -16,7 +16,7 @@ import pytest
 from presence.app import create_app as presence_app
 from presence.settings import PresenceSettings
 from presence.store import FakePresenceStore
-from shared.health import Health
+from shared.health import GroupWatchdog, Health
 from shared.settings import ServiceSettings
 from shared.tx import MemoryDatabase
 from tools.testing import in_memory
@@ -195,3 +195,73 @@ async def test_a_check_that_raises_fails_the_probe_with_the_error() -> None:
     body = (await Health(runtime(consumers=[broken])).ready()).as_json("svc")
     assert body["failed"] == ["checks"]
     assert "AttributeError" in body["reason"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def watchdog(rt: Any, clock: Clock, exits: list[int]) -> GroupWatchdog:
+    rt.health = Health(rt)
+    return GroupWatchdog(rt, clock=clock, exit_process=exits.append)
+
+
+async def test_a_consumer_out_of_its_group_too_long_while_kafka_answers_exits_the_process() -> None:
+    clock, exits = Clock(), []
+    kc = FakeKafkaConsumer(coordinator=None)
+    rt = runtime(consumers=[consumer("orders.v1", FakeKafkaConsumer()), consumer("items.v1", kc)])
+    rt.settings = ServiceSettings(ready_probe_timeout_s=0.2, group_lost_exit_s=120.0)
+    dog = watchdog(rt, clock, exits)
+    await dog.step()
+    clock.now += 119.0
+    await dog.step()
+    assert exits == []  # not yet: a rebalance or a broker restart takes a while
+    clock.now += 1.0
+    await dog.step()
+    assert exits == [75]
+
+
+async def test_a_consumer_that_rejoins_in_time_starts_the_count_again() -> None:
+    clock, exits = Clock(), []
+    kc = FakeKafkaConsumer(member=False)
+    rt = runtime(consumers=[consumer("orders.v1", kc)])
+    rt.settings = ServiceSettings(group_lost_exit_s=60.0)
+    dog = watchdog(rt, clock, exits)
+    await dog.step()
+    clock.now += 50.0
+    kc._coordinator.member_id, kc._coordinator.generation = "m-2", 4  # rejoined
+    await dog.step()
+    kc._coordinator.member_id, kc._coordinator.generation = "", -1  # out again
+    clock.now += 50.0
+    await dog.step()
+    clock.now += 50.0
+    await dog.step()
+    assert exits == []  # out for 50 s since the last time it was a member, not 150
+    clock.now += 10.0
+    await dog.step()
+    assert exits == [75]
+
+
+async def test_no_exit_while_the_broker_does_not_answer_nor_while_starting_draining_or_switched_off() -> None:
+    clock, exits = Clock(), []
+    lost = consumer("orders.v1", FakeKafkaConsumer(coordinator=None))
+    down = runtime(consumers=[lost], admin=FakeAdmin(OSError("down")))
+    down.settings = ServiceSettings(ready_probe_timeout_s=0.2, group_lost_exit_s=30.0)
+    dog = watchdog(down, clock, exits)
+    for _ in range(5):
+        await dog.step()
+        clock.now += 60.0
+    assert exits == []  # a new process would not reach the broker either
+
+    for state, limit in (("starting", 30.0), ("draining", 30.0), ("running", 0.0)):
+        rt = runtime(consumers=[consumer("orders.v1", None)], running_state=state)
+        rt.settings = ServiceSettings(group_lost_exit_s=limit)
+        dog = watchdog(rt, clock, exits)
+        for _ in range(3):
+            await dog.step()
+            clock.now += 60.0
+    assert exits == []

@@ -8,6 +8,12 @@
   a metadata request, each within `ready_probe_timeout_s`; every consumer is a member of its group;
   the outbox relay is alive and cycling.
 
+A consumer that stays out of its group while the broker answers is not waited on forever:
+`GroupWatchdog` exits the process after `group_lost_exit_s` so the supervisor (Kubernetes, or
+`tools.supervise` in the embedded stack) starts a fresh one. Once, after a broker was killed and
+restarted, one consumer of a service never found its group coordinator again for four minutes while
+every other consumer had rejoined; a new client joins at once.
+
 Probes are single-flight and their result is kept for `CACHE_S` (unless the runtime changed state
 meanwhile: draining turns readiness to 503 at once), so a burst of probes (several kubelets, a load
 balancer, a person with curl) costs one round of checks.
@@ -16,11 +22,13 @@ balancer, a person with curl) costs one round of checks.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from aiokafka.protocol.group import JoinGroupRequest
 
 if TYPE_CHECKING:
@@ -30,6 +38,11 @@ if TYPE_CHECKING:
     from shared.runtime import Runtime
 
 CACHE_S = 1.0
+# How often the group watchdog looks; the exit code it leaves with (EX_TEMPFAIL: try again)
+WATCHDOG_INTERVAL_S = 5.0
+EXIT_GROUP_LOST = 75
+
+log = structlog.get_logger()
 
 
 @dataclass
@@ -229,6 +242,62 @@ class Health:
         if age > stale:
             return Check("outbox_relay", False, f"no relay cycle for {age:.0f}s (> {stale:.0f}s): publishing is stuck")
         return Check("outbox_relay", True, "", {"last_cycle_s_ago": round(age, 3), "published": relay.published})
+
+
+class GroupWatchdog:
+    """Exits the process when a consumer has been out of its group for `group_lost_exit_s` while
+    Kafka answers a metadata request (module docstring). While the broker does not answer, a new
+    process would fare no better, so it waits; 0 switches the watchdog off."""
+
+    def __init__(
+        self,
+        runtime: Runtime[Any, Any],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        exit_process: Callable[[int], None] = os._exit,
+    ) -> None:
+        self.runtime = runtime
+        self.clock = clock
+        self.exit_process = exit_process
+        self.out_since: dict[str, float] = {}  # consumer's topic -> when it was first seen out of its group
+
+    def out_of_group(self) -> dict[str, tuple[float, str]]:
+        """Consumers out of their group now: topic -> (seconds out, why)."""
+        now = self.clock()
+        out: dict[str, tuple[float, str]] = {}
+        for consumer in self.runtime.consumers:
+            kc = kafka_consumer(consumer)
+            member, detail = group_member(kc) if kc is not None else (False, "consumer not running")
+            if member:
+                self.out_since.pop(consumer.topic, None)
+                continue
+            since = self.out_since.setdefault(consumer.topic, now)
+            out[consumer.topic] = (now - since, f"{consumer.group_id}: {detail}")
+        return out
+
+    async def step(self) -> int:
+        limit = self.runtime.settings.group_lost_exit_s
+        if limit <= 0 or self.runtime.running_state != "running":
+            self.out_since.clear()  # starting or draining: out of the group on purpose
+            return 0
+        lost = {topic: why for topic, (seconds, why) in self.out_of_group().items() if seconds >= limit}
+        if not lost:
+            return 0
+        kafka = await self.runtime.health._kafka()
+        if not kafka.ok:
+            log.warning(
+                "consumer_group_lost_broker_down", service=self.runtime.name, consumers=lost, kafka=kafka.detail
+            )
+            return 0
+        log.critical(
+            "consumer_group_lost",
+            service=self.runtime.name,
+            consumers=lost,
+            limit_s=limit,
+            action="exiting: the broker answers but this client does not rejoin; its supervisor starts a new one",
+        )
+        self.exit_process(EXIT_GROUP_LOST)
+        return 0
 
 
 def _describe(exc: BaseException) -> str:

@@ -33,7 +33,7 @@ from starlette.routing import BaseRoute, Route
 from shared import db, messaging, production, topics, tracing
 from shared import logging as sblogging
 from shared.config import read_yaml
-from shared.health import Health, Report
+from shared.health import WATCHDOG_INTERVAL_S, GroupWatchdog, Health, Report
 from shared.messaging import (
     AfterBatch,
     BeforeBatch,
@@ -110,8 +110,10 @@ class Runtime(Generic[S, B]):
         self._tasks: list[tuple[str, asyncio.Task[None]]] = []
         self.health = Health(self)
         self.metrics = ScrapeMetrics(self)
+        self.group_watchdog = GroupWatchdog(self)
         if database is None:
             self.periodic("inbox-prune", self._prune_inbox, interval_s=INBOX_PRUNE_INTERVAL_S)
+            self.periodic("group-watchdog", self.group_watchdog.step, interval_s=WATCHDOG_INTERVAL_S)
 
     @property
     def ready(self) -> bool:

@@ -56,6 +56,9 @@ class ServiceSettings(BaseSettings):
     # health: each readiness probe's timeout; a consumer silent for longer than this is stuck
     ready_probe_timeout_s: float = 2.0
     live_stall_s: float = 60.0
+    # a consumer out of its group this long while Kafka answers: the process exits to be restarted
+    # (shared.health.GroupWatchdog); 0 turns this off
+    group_lost_exit_s: float = 120.0
     # graceful drain on SIGTERM: finish the batch, flush the relay, leave the group, within this
     drain_timeout_s: float = 20.0
     # observability: Prometheus /metrics (on by default), OpenTelemetry tracing (off by default)

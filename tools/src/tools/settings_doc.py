@@ -71,6 +71,8 @@ MEANINGS: dict[str, str] = {
     "inbox_retention_hours": "inbox rows (handled event ids) are pruned after this; keep it longer than "
     "the topics' retention",
     "live_stall_s": "/health/live fails when a consumer's fetch loop has not polled for this long",
+    "group_lost_exit_s": "a consumer out of its group this long while Kafka answers makes the process exit "
+    "(to be restarted by its supervisor); 0: never",
     "tracing_enabled": "OpenTelemetry tracing across the services (trace context in Kafka headers)",
     "otlp_endpoint": "where traces are sent (OTLP over HTTP)",
     "security_protocol": "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (production: SSL or SASL_SSL)",
