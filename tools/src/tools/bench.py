@@ -7,7 +7,7 @@ service's peak RSS, and the floor: a raw aiokafka produce->consume hop on the sa
 single-row PostgreSQL commit. Ratios are to that floor.
 
 python -m tools.bench [--scenario all|peak|throughput|replicas|scale|assist|browser|faults|fuzz]
-                      [--rate 1000] [--duration 10] [--agents 1000] [--handle-time 0.5] [--scale-rate 28]
+                      [--rate 1000] [--duration 10] [--agents 1000] [--handle-time 0.5] [--scale-rate 14]
                       [--peak-rate 28] [--peak-duration 60] [--replica SERVICE=N ...] [--profile DIR]
 
 Scenarios: `peak` (a real centre's busiest minute: 28 arrivals/s, 1,000 agents, 60 s; arrival->offer
@@ -360,17 +360,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.scenario in ("all", "scale"):
 
             async def scale_report() -> dict[str, Any]:
-                # below saturation (a real centre's peak rate by default), long enough for a p99 of note
+                # below saturation, so the ratio measures agent selection and not queueing: half a real
+                # centre's peak by default (28/s saturates two cores), 60 s for a p99 of 840 samples
                 small = await scenario(infra, args, 1_000, args.scale_rate, floor=False, duration=args.scale_duration)
                 large = await scenario(infra, args, 10_000, args.scale_rate, floor=False, duration=args.scale_duration)
+                kept_up = {
+                    "1000": _ratio(small["throughput_sessions_per_s"], args.scale_rate),
+                    "10000": _ratio(large["throughput_sessions_per_s"], args.scale_rate),
+                }
                 return {
                     "rate_per_s": args.scale_rate,
                     "duration_s": args.scale_duration,
                     # achieved / offered: about 1 means the run kept up (below saturation)
-                    "kept_up": {
-                        "1000": _ratio(small["throughput_sessions_per_s"], args.scale_rate),
-                        "10000": _ratio(large["throughput_sessions_per_s"], args.scale_rate),
-                    },
+                    "kept_up": kept_up,
+                    # false: the ratio measures queueing, not selection (lower --scale-rate)
+                    "below_saturation": all((v or 0) >= KEPT_UP for v in kept_up.values()),
                     "arrival_to_offer_1000_agents": small["arrival_to_offer"],
                     "arrival_to_offer_10000_agents": large["arrival_to_offer"],
                     "p99_ratio_10000_over_1000": _ratio(
@@ -594,6 +598,10 @@ def peak(run: dict[str, Any]) -> dict[str, Any]:
         "statements_per_conversation": run["statements_per_conversation"],
         "capacity_violations": run["capacity_violations"],
     }
+
+
+# A run that started at least this share of the offered rate kept up with it (scale scenario).
+KEPT_UP = 0.95
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -854,10 +862,10 @@ def main() -> None:
     p.add_argument(
         "--scale-rate",
         type=float,
-        default=float(os.environ.get("BENCH_SCALE_RATE", 28)),
-        help="arrivals/s for the 1,000 vs 10,000 agents comparison (below saturation)",
+        default=float(os.environ.get("BENCH_SCALE_RATE", 14)),
+        help="arrivals/s for the 1,000 vs 10,000 agents comparison (below saturation: 28/s saturates 2 cores)",
     )
-    p.add_argument("--scale-duration", type=float, default=float(os.environ.get("BENCH_SCALE_DURATION", 30)))
+    p.add_argument("--scale-duration", type=float, default=float(os.environ.get("BENCH_SCALE_DURATION", 60)))
     p.add_argument("--profile", metavar="DIR", help="run each service under py-spy; folded stacks into DIR")
     p.add_argument("--py-spy", default=os.environ.get("PY_SPY", "py-spy"), help="the py-spy executable")
     args = p.parse_args()
