@@ -498,6 +498,7 @@ async def scenario(
             marks["cpu"] = sampler.cpu_seconds()
             marks["infra"] = infra_procs.cpu_seconds()
             marks["bench_cpu"] = psutil.Process().cpu_times()
+            marks["machine"] = psutil.cpu_times()
             marks["wall"] = time.perf_counter()
 
         result = await load(dep, args, agents, rate, ready)
@@ -523,6 +524,7 @@ async def scenario(
             "wall_seconds": round(wall, 2),
             "cores": os.cpu_count(),
         }
+        result["machine_cpu_during_load_pct"] = machine_split(marks["machine"], psutil.cpu_times())
         n_done = max(1, result["sessions_started"])
         per_service = {k: round(v * 1000 / n_done, 2) for k, v in per_svc_s.items()}
         result["cpu_ms_per_conversation"] = {**per_service, "total": round(sum(per_service.values()), 2)}
@@ -594,10 +596,21 @@ def peak(run: dict[str, Any]) -> dict[str, Any]:
         "idle_cpu_ms_per_s": run["idle_cpu_ms_per_s"],
         "infra_cpu_ms_per_conversation": run["infra_cpu_ms_per_conversation"],
         "cpu_seconds_during_load": run["cpu_seconds_during_load"],
+        "machine_cpu_during_load_pct": run["machine_cpu_during_load_pct"],
         "events_per_conversation": run["events_per_conversation"],
         "statements_per_conversation": run["statements_per_conversation"],
         "capacity_violations": run["capacity_violations"],
     }
+
+
+def machine_split(before: Any, after: Any) -> dict[str, float]:
+    """How the machine's cores spent the load, in % of their time (Linux's /proc/stat fields).
+    `steal` is time the hypervisor gave another guest: on a shared VM a run with much of it is
+    slower for reasons outside the code, and its latencies do not compare with a run without."""
+    fields = [f for f in ("user", "system", "idle", "iowait", "steal", "softirq", "irq", "nice") if hasattr(after, f)]
+    spent = {f: getattr(after, f) - getattr(before, f) for f in fields}
+    total = sum(spent.values()) or 1.0
+    return {f: round(v * 100 / total, 1) for f, v in spent.items()}
 
 
 # A run that started at least this share of the offered rate kept up with it (scale scenario).
