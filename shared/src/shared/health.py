@@ -105,6 +105,14 @@ def group_member(kc: AIOKafkaConsumer) -> tuple[bool, str]:
     return True, f"member (generation {coordinator.generation}, {len(kc.assignment())} partitions)"
 
 
+def membership(consumer: Consumer) -> tuple[bool, str]:
+    """Whether a Consumer is a member of its group, and in words why not (readiness, watchdog)."""
+    kc = kafka_consumer(consumer)
+    if kc is None:
+        return False, "consumer not running"
+    return group_member(kc)
+
+
 class Health:
     """The checks of one runtime; `live()` and `ready()` are what the HTTP endpoints serve."""
 
@@ -223,12 +231,13 @@ class Health:
         return Check("kafka", True, "", {"brokers": brokers, "ms": round((time.monotonic() - started) * 1000, 1)})
 
     def _joined(self, consumer: Consumer) -> Check:
-        name = f"group:{consumer.topic}"
-        kc = kafka_consumer(consumer)
-        if kc is None:
-            return Check(name, False, f"{consumer.group_id}: consumer not running")
-        ok, detail = group_member(kc)
-        return Check(name, ok, f"{consumer.group_id}: {detail}" if not ok else "", {"group": consumer.group_id})
+        ok, detail = membership(consumer)
+        return Check(
+            f"group:{consumer.topic}",
+            ok,
+            f"{consumer.group_id}: {detail}" if not ok else "",
+            {"group": consumer.group_id},
+        )
 
     def _relay(self) -> Check:
         relay = self.runtime.relay
@@ -266,8 +275,7 @@ class GroupWatchdog:
         now = self.clock()
         out: dict[str, tuple[float, str]] = {}
         for consumer in self.runtime.consumers:
-            kc = kafka_consumer(consumer)
-            member, detail = group_member(kc) if kc is not None else (False, "consumer not running")
+            member, detail = membership(consumer)
             if member:
                 self.out_since.pop(consumer.topic, None)
                 continue
