@@ -1,10 +1,10 @@
-"""The embedded test infrastructure: what it started is stopped again when the rest cannot start."""
+"""The embedded test and faults infrastructure: what it started is stopped again when the rest cannot start."""
 
 from __future__ import annotations
 
 import pytest
 
-from tools import stack, testing
+from tools import faults, stack, testing
 
 
 def test_postgres_started_for_the_tests_is_stopped_when_kafka_cannot_start(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -38,3 +38,17 @@ def test_a_stack_that_was_already_running_is_left_running(monkeypatch: pytest.Mo
     monkeypatch.setattr(stack, "stop_pid", lambda *a: calls.append("stop kafka"))
     testing.start_infrastructure().close()
     assert calls == ["stop postgres"]
+
+
+def test_the_faults_stack_stops_its_postgres_when_its_kafka_cannot_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(stack, "start_postgres", lambda layout: calls.append("start postgres") or True)
+    monkeypatch.setattr(stack, "stop_postgres", lambda layout: calls.append("stop postgres"))
+
+    def kafka_refuses(layout: stack.Layout) -> None:
+        raise stack.StackError("port 23092 is taken by another program")
+
+    monkeypatch.setattr(stack, "start_kafka", kafka_refuses)
+    with pytest.raises(stack.StackError, match="23092"):
+        faults.OwnStack().start()
+    assert calls == ["start postgres", "stop postgres"]

@@ -85,10 +85,14 @@ class OwnStack:
     def start(self) -> testing.Infrastructure:
         """Start whatever of the two is not running (synchronous: run it in a thread from async code)."""
         # ours to stop when this call started either (what start_* did, not a port probed before)
-        if stack.start_postgres(self.layout):
-            self.started_here = True
-        if stack.start_kafka(self.layout):
-            self.started_here = True
+        started_postgres = stack.start_postgres(self.layout)
+        self.started_here |= started_postgres
+        try:
+            self.started_here |= stack.start_kafka(self.layout)
+        except BaseException:
+            if started_postgres:  # nothing would stop it: the caller never gets a stack to stop
+                stack.stop_postgres(self.layout)
+            raise
         return self.infra
 
     def stop(self) -> None:
