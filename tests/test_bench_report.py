@@ -33,3 +33,22 @@ def test_the_machines_split_of_cpu_time_is_in_percent_and_keeps_steal() -> None:
     before, after = cpu(100, 50, 1000, 5, 10), cpu(160, 70, 1090, 5, 40)  # 200 s of core time
     split = bench.machine_split(before, after)
     assert split == {"user": 30.0, "system": 10.0, "idle": 45.0, "iowait": 0.0, "steal": 15.0}
+
+
+def test_capacity_is_freed_for_the_agents_oldest_close_whichever_record_comes_first() -> None:
+    """`capacity.changed` (keyed by agent) may arrive before or after `work.released` (keyed by
+    conversation): a unit fewer in use frees the agent's oldest close, and a reservation frees none."""
+    stages = bench.Stages()
+    stages.capacity("agent-1", 1, now=1.0)  # the first offer's reservation: nothing to free
+    stages.capacity("agent-1", 2, now=2.0)
+    for cid, at in (("c-1", 3.0), ("c-2", 3.5)):
+        stages.mark("close_sent", cid, at)
+        stages.closing["agent-1"].append(cid)
+    stages.capacity("agent-1", 3, now=4.0)  # a third reservation: still nothing freed
+    stages.capacity("agent-1", 2, now=5.0)  # one unit fewer: c-1
+    stages.mark("work_released", "c-1", 5.5)  # its release arrives after the capacity
+    stages.capacity("agent-1", 0, now=6.0)  # two units fewer: c-2 (and no third close to free)
+    assert stages.at["capacity_freed"] == {"c-1": 5.0, "c-2": 6.0}
+    freed = stages.between("close_sent", "capacity_freed")
+    assert (freed["n"], freed["p50_ms"], freed["p99_ms"]) == (2, 2000.0, 2500.0)
+    assert not stages.closing["agent-1"]

@@ -707,10 +707,8 @@ async def load(
                         stages.mark("work_offered", d["conversation_id"], now)
                     elif t == "work.released":
                         stages.mark("work_released", d["conversation_id"], now)
-                        stages.released[d["agent_id"]].append(d["conversation_id"])
                     elif t == "capacity.changed":
-                        for cid in stages.released.pop(d["agent_id"], []):
-                            stages.mark("capacity_freed", cid, now)
+                        stages.capacity(d["agent_id"], d["total_used"], now)
 
     client_task = asyncio.create_task(client())
     t0 = time.perf_counter()
@@ -754,7 +752,7 @@ async def load(
             "work_offered_to_offer_received": stages.between("work_offered", "offer_received"),
             "accept_to_session_started": stages.between("accept_sent", "session_started"),
             "close_to_work_released": stages.between("close_sent", "work_released"),
-            "work_released_to_capacity_freed": stages.between("work_released", "capacity_freed"),
+            "close_to_capacity_freed": stages.between("close_sent", "capacity_freed"),
         },
         "commands_rejected": rejected,
     }
@@ -765,11 +763,24 @@ class Stages:
 
     def __init__(self) -> None:
         self.at: dict[str, dict[str, float]] = collections.defaultdict(dict)
-        self.released: dict[str, list[str]] = collections.defaultdict(list)
-        self.closing: dict[str, list[str]] = collections.defaultdict(list)
+        # each agent's conversations closed and not yet freed, oldest first, and its last units in use
+        self.closing: dict[str, collections.deque[str]] = collections.defaultdict(collections.deque)
+        self.used: dict[str, int] = {}
 
     def mark(self, stage: str, conversation_id: str, now: float | None = None) -> None:
         self.at[stage].setdefault(conversation_id, time.perf_counter() if now is None else now)
+
+    def capacity(self, agent_id: str, total_used: int, now: float) -> None:
+        """An agent's `capacity.changed`: each unit fewer in use frees its oldest closed conversation.
+        (It is keyed by agent and `work.released` by conversation: the two arrive in either order, so
+        the units are matched to the agent's closes, which an agent's topic keeps in order.)"""
+        before = self.used.get(agent_id)
+        self.used[agent_id] = total_used
+        freed = before - total_used if before is not None else 0
+        closing = self.closing[agent_id]
+        for _ in range(max(freed, 0)):
+            if closing:
+                self.mark("capacity_freed", closing.popleft(), now)
 
     def between(self, start: str, end: str) -> dict[str, Any]:
         a, b = self.at[start], self.at[end]
