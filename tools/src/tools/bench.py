@@ -486,13 +486,14 @@ async def scenario(
             agents in is not work per conversation). First, what the services spend doing nothing
             for a few seconds (timers, polls, sweeps over the agents): a cost per second, not per
             conversation."""
-            idle0, t0 = sampler.cpu_seconds(), time.perf_counter()
+            idle0, infra0, t0 = sampler.cpu_seconds(), infra_procs.cpu_seconds(), time.perf_counter()
             await asyncio.sleep(IDLE_SAMPLE_S)
-            idle1, elapsed = sampler.cpu_seconds(), time.perf_counter() - t0
+            idle1, infra1, elapsed = sampler.cpu_seconds(), infra_procs.cpu_seconds(), time.perf_counter() - t0
             per_svc: dict[str, float] = collections.defaultdict(float)
             for name in idle1:
                 per_svc[name.split("#")[0]] += (idle1[name] - idle0[name]) * 1000 / elapsed
             marks["idle"] = {**{k: round(v, 1) for k, v in per_svc.items()}, "total": round(sum(per_svc.values()), 1)}
+            marks["infra_idle"] = {k: round((infra1[k] - infra0[k]) * 1000 / elapsed, 1) for k in infra1}
             marks["statements"] = await StatementCounter.start(dep)
             marks["offsets"] = await topic_offsets(dep)
             marks["cpu"] = sampler.cpu_seconds()
@@ -531,6 +532,9 @@ async def scenario(
         # the services' CPU with every agent signed in and nothing arriving, per second: at a low
         # rate it is a large part of the figure per conversation above
         result["idle_cpu_ms_per_s"] = marks["idle"]
+        # the broker's and the database's over the same seconds (the services' consumers polling,
+        # heartbeats and relays, and the bench's client): also paid per second, not per conversation
+        result["infra_idle_cpu_ms_per_s"] = marks["infra_idle"]
         result["infra_cpu_ms_per_conversation"] = {
             k: round((infra_after[k] - infra_before[k]) * 1000 / n_done, 2) for k in infra_after
         }
@@ -594,6 +598,7 @@ def peak(run: dict[str, Any]) -> dict[str, Any]:
         "timed_out": run["timed_out"],
         "cpu_ms_per_conversation": run["cpu_ms_per_conversation"],
         "idle_cpu_ms_per_s": run["idle_cpu_ms_per_s"],
+        "infra_idle_cpu_ms_per_s": run["infra_idle_cpu_ms_per_s"],
         "infra_cpu_ms_per_conversation": run["infra_cpu_ms_per_conversation"],
         "cpu_seconds_during_load": run["cpu_seconds_during_load"],
         "machine_cpu_during_load_pct": run["machine_cpu_during_load_pct"],
