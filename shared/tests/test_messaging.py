@@ -424,3 +424,22 @@ async def test_a_poll_takes_what_has_arrived_and_an_empty_poll_never_sleeps(monk
     assert await subscriber.get_msg(polls) == ()
     assert handled == [[0, 1, 2], [3, 4]]
     assert slept == []
+
+
+def test_the_consumer_asks_the_broker_to_hold_an_idle_fetch_as_long_as_the_setting_says() -> None:
+    """An idle consumer's fetch comes back empty every `fetch_max_wait_ms`: the setting reaches the
+    Kafka consumer (aiokafka's own default, 500 ms, would have the idle broker answer 4 times as often)."""
+
+    def consumer(**settings: Any) -> Consumer:
+        return Consumer(
+            service="test",
+            topic=topics.CONVERSATIONS,
+            handlers={},
+            database=MemoryDatabase(),
+            unit_of_work=lambda tx: UnitOfWork(tx, None, None, topics.TopicNames(""), "/switchboard/test"),
+            broker=KafkaBroker("127.0.0.1:1"),
+            settings=ServiceSettings(**settings),
+        )
+
+    assert consumer().subscriber._connection_args["fetch_max_wait_ms"] == 2000
+    assert consumer(fetch_max_wait_ms=750).subscriber._connection_args["fetch_max_wait_ms"] == 750

@@ -729,6 +729,7 @@ class Consumer:
             batch=True,
             max_records=settings.max_batch,
             batch_timeout_ms=settings.batch_timeout_ms,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
             auto_offset_reset="earliest",
             # offsets: committed by `Offsets` after the batches' transactions, not one request per
             # batch; a failed batch is rewound (seek back) in `_polled`

@@ -34,6 +34,11 @@ class ServiceSettings(BaseSettings):
     # longest one poll waits for the first record when none are there (a record arriving ends the
     # wait; records already there are taken at once)
     batch_timeout_ms: int = 200
+    # longest the broker holds a consumer's fetch when none of its partitions has a record (a
+    # record arriving answers it at once): how often an idle consumer asks again; also the longest a
+    # batch rewound after a failure waits to be fetched again (aiokafka's default, 500, cost the
+    # idle broker and services about 30 ms of CPU a second between them)
+    fetch_max_wait_ms: int = 2000
     # uvicorn's loop: auto (uvloop when installed), uvloop or asyncio
     event_loop: str = Field("auto", validation_alias=AliasChoices("event_loop", "SWITCHBOARD_EVENT_LOOP"))
     transient_retries: int = 3

@@ -121,7 +121,11 @@ def create_app(settings: SessionsSettings | None = None, database: Database | No
         idle_s=limits.resume_idle_s,
         socket_queue=limits.socket_queue,
     )
-    tail = Tail(settings.kafka_bootstrap_servers, {name: runtime.names(name) for name in WATCHED})
+    tail = Tail(
+        settings.kafka_bootstrap_servers,
+        {name: runtime.names(name) for name in WATCHED},
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+    )
     services = Services(settings)
     sockets = Sockets()
     register_metrics(runtime, sockets)

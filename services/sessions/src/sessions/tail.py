@@ -59,9 +59,10 @@ def message_of(event: dict[str, Any]) -> dict[str, Any]:
 class Tail:
     """`names` maps each DESIGN.md topic name to this deployment's real name."""
 
-    def __init__(self, bootstrap: str, names: dict[str, str]) -> None:
+    def __init__(self, bootstrap: str, names: dict[str, str], *, fetch_max_wait_ms: int = 500) -> None:
         self.bootstrap = bootstrap
         self.names = names
+        self.fetch_max_wait_ms = fetch_max_wait_ms
         self._real = {real: name for name, real in names.items()}
         self.listeners: set[Listener] = set()
         self.recent: OrderedDict[str, deque[dict[str, Any]]] = OrderedDict()
@@ -70,7 +71,10 @@ class Tail:
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, **aiokafka_options()
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
+            **aiokafka_options(),
         )
         await self._consumer.start()
         tps = [TopicPartition(real, p) for real in self._real for p in await partitions_of(self.bootstrap, real)]
