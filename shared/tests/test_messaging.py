@@ -7,6 +7,7 @@ import contextlib
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
@@ -443,3 +444,18 @@ def test_the_consumer_asks_the_broker_to_hold_an_idle_fetch_as_long_as_the_setti
 
     assert consumer().subscriber._connection_args["fetch_max_wait_ms"] == 2000
     assert consumer(fetch_max_wait_ms=750).subscriber._connection_args["fetch_max_wait_ms"] == 750
+
+
+def test_every_fetch_asks_for_all_the_consumers_partitions() -> None:
+    """aiokafka would fetch the other partitions without one whose records wait untaken for 0.1 s,
+    and that partition's next records would wait for that fetch (up to `fetch_max_wait_ms`): the
+    poll makes the fetcher wait for the records to be taken instead."""
+    import inspect
+
+    from aiokafka.consumer.fetcher import Fetcher
+
+    assert "self._prefetch_backoff = prefetch_backoff" in inspect.getsource(Fetcher.__init__)
+    consumer = SimpleNamespace(_fetcher=SimpleNamespace(_prefetch_backoff=0.1))
+    messaging.whole_fetches(consumer)
+    assert consumer._fetcher._prefetch_backoff == messaging.WHOLE_FETCH_BACKOFF_S
+    messaging.whole_fetches(SimpleNamespace())  # not started yet: nothing to do

@@ -199,3 +199,64 @@ async def test_our_consumer_commits_after_its_transactions_skips_what_it_does_no
     assert seen[0][1] in (None, 0, 1) and seen[1][1] in (None, 0, 1)  # never past the record in hand
     assert committed == 3
     assert consumer.stats.handled == 1 and consumer.stats.ignored >= 2
+
+
+async def test_a_record_is_never_held_for_the_wait_of_a_fetch_that_left_its_partition_out(infra) -> None:
+    """aiokafka fetches a consumer's other partitions without one whose records have waited 0.1 s
+    untaken (here: B, while A's batch is handled); once B is taken, the partition's next record (C)
+    would wait for that fetch to come back, `fetch_max_wait_ms` later when nothing else arrives.
+    Our poll makes every fetch ask for all the partitions (`messaging.whole_fetches`): C is handled
+    as soon as it arrives, not 30 s later."""
+    from shared import contracts as c
+    from shared import topics
+    from shared.messaging import Consumer, UnitOfWork
+    from shared.settings import ServiceSettings
+    from shared.tx import MemoryDatabase
+
+    prefix = f"whole{uuid.uuid4().hex[:6]}-"
+    topic = prefix + topics.CONVERSATIONS
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, 2, 1), NewTopic(topic + topics.DLQ_SUFFIX, 1, 1)])
+    await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap)
+    await producer.start()
+
+    async def send(conversation_id: str) -> None:
+        ev = c.event(c.ConversationArrived(conversation_id=conversation_id, channel="chat"), source="/tests")
+        await producer.send_and_wait(topic, ev.to_bytes(), partition=0, headers=[("ce_type", ev.type.encode())])
+
+    handling_a, handled = asyncio.Event(), {cid: asyncio.Event() for cid in "ABC"}
+
+    async def arrived(uow: object, ev: c.CloudEvent, data: c.ConversationArrived) -> None:
+        if data.conversation_id == "A":
+            handling_a.set()
+            await asyncio.sleep(0.5)  # a slow batch: B arrives meanwhile and waits untaken
+        handled[data.conversation_id].set()
+
+    settings = ServiceSettings(kafka_bootstrap_servers=infra.bootstrap, topic_prefix=prefix, fetch_max_wait_ms=30_000)
+    broker = KafkaBroker(infra.bootstrap)
+    Consumer(
+        service="whole",
+        topic=topics.CONVERSATIONS,
+        handlers={"conversation.arrived": arrived},
+        database=MemoryDatabase(),
+        unit_of_work=lambda tx: UnitOfWork(tx, None, None, topics.TopicNames(prefix), "/switchboard/whole"),
+        broker=broker,
+        settings=settings,
+        exit_process=lambda code: None,
+    )
+    await send("A")
+    await broker.start()
+    try:
+        await asyncio.wait_for(handling_a.wait(), 30)
+        await send("B")
+        await asyncio.wait_for(handled["B"].wait(), 30)
+        await send("C")
+        try:
+            await asyncio.wait_for(handled["C"].wait(), 10)
+        except TimeoutError:
+            raise AssertionError("C waited for a fetch that left its partition out") from None
+    finally:
+        await broker.stop()
+        await producer.stop()

@@ -1074,6 +1074,25 @@ def _header(rec: ConsumerRecord[Any, Any], name: str) -> str | None:
 # How often a busy consumer commits its offsets (an idle one commits at once).
 COMMIT_INTERVAL_S = 0.5
 
+# aiokafka's fetcher waits this long (its `prefetch_backoff`, 0.1 s) for fetched records to be taken
+# before it fetches the consumer's other partitions without theirs: see `whole_fetches`.
+WHOLE_FETCH_BACKOFF_S = 3600.0
+
+
+def whole_fetches(consumer: Any) -> None:
+    """Make a consumer's every fetch ask for all its partitions.
+
+    aiokafka keeps one fetch in flight per broker. When a partition's records have waited 0.1 s
+    untaken (the batch before them is still being handled), it fetches the other partitions
+    without that one; once those records are taken, the partition's next records wait for that
+    fetch to come back, which, when nothing else arrives, is `fetch_max_wait_ms` later: a stall of
+    a hop on the conversation's path, up to 2 s. Our poll takes everything there at once, so the
+    fetcher waits for that instead, and the fetch it sends next covers every partition. (A private
+    attribute: `shared/tests/test_messaging.py` fails if an aiokafka upgrade renames it.)"""
+    fetcher = getattr(consumer, "_fetcher", None)
+    if fetcher is not None and getattr(fetcher, "_prefetch_backoff", None) != WHOLE_FETCH_BACKOFF_S:
+        fetcher._prefetch_backoff = WHOLE_FETCH_BACKOFF_S
+
 
 class Offsets:
     """A consumer's offset commits, taken off the path of each batch.
@@ -1124,6 +1143,7 @@ def take_available(
     offsets = Offsets()
 
     async def get_msg(consumer: Any) -> tuple[ConsumerRecord[Any, Any], ...]:
+        whole_fetches(consumer)
         if offsets.pending and time.monotonic() - offsets.last >= COMMIT_INTERVAL_S:
             await offsets.commit(consumer)
         fetched = await consumer.getmany(timeout_ms=idle_wait_ms, max_records=max_records)

@@ -20,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from shared import topics
 from shared.kafka_security import aiokafka_options
+from shared.messaging import whole_fetches
 
 log = structlog.get_logger("switchboard.gateway")
 
@@ -77,6 +78,7 @@ class Tail:
             **aiokafka_options(),
         )
         await self._consumer.start()
+        whole_fetches(self._consumer)
         tps = [TopicPartition(real, p) for real in self._real for p in await partitions_of(self.bootstrap, real)]
         self._consumer.assign(tps)
         await self._consumer.seek_to_end(*tps)
