@@ -22,7 +22,8 @@ render and session switch, in main-thread milliseconds).
 
 Every load scenario also says where the work went, per conversation: CPU milliseconds of each service
 (replicas summed), of the broker and of PostgreSQL when they run here; events published per topic
-(end offsets before and after); statements each service's database role ran (pg_stat_statements).
+(end offsets before and after); statements and transactions (COMMITs) each service's database role
+ran (pg_stat_statements); the CPU per second of the services, the broker and PostgreSQL at idle.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared import contracts as c
 from shared import topics
+from shared.messaging import whole_fetches
 from tools import stack, testing
 
 
@@ -101,6 +103,9 @@ async def kafka_floor(bootstrap: str, n: int = 2000, rate: float = 1000.0) -> di
         fetch_max_wait_ms=20,
     )
     await consumer.start()
+    # like the gateway's tail: a record is never held for a fetch that left its partition out (the
+    # measurement would add up to 500 ms to a stage whenever the client is busy)
+    whole_fetches(consumer)
     while not consumer.assignment():
         await asyncio.sleep(0.05)
     await consumer.seek_to_end()
@@ -262,12 +267,17 @@ class StatementCounter:
             return cls(None)
         return cls(conn)
 
-    async def per_conversation(self, n: int) -> dict[str, Any]:
+    async def per_conversation(self, n: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Statements, and transactions (their COMMITs), per conversation and service. Their ratio is
+        what a batch costs: at a low rate every record is a transaction of its own, and its BEGIN,
+        inbox claim, outbox insert and COMMIT are most of the statements."""
         if self.conn is None:
-            return {"unavailable": "PostgreSQL does not preload pg_stat_statements"}
+            unavailable = {"unavailable": "PostgreSQL does not preload pg_stat_statements"}
+            return unavailable, unavailable
         try:
             rows = await self.conn.fetch(
-                "SELECT r.rolname AS role, sum(s.calls)::bigint AS calls, sum(s.total_exec_time) AS exec_ms "
+                "SELECT r.rolname AS role, sum(s.calls)::bigint AS calls, sum(s.total_exec_time) AS exec_ms, "
+                "coalesce(sum(s.calls) FILTER (WHERE upper(rtrim(s.query, '; ')) = 'COMMIT'), 0)::bigint AS commits "
                 "FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid "
                 "WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
                 "GROUP BY r.rolname"
@@ -275,13 +285,13 @@ class StatementCounter:
         finally:
             await self.conn.close()
         roles = {stack.service_role(svc): svc for svc in stack.SERVICES}
-        out: dict[str, Any] = {}
-        for r in rows:
-            if r["role"] in roles:
-                out[roles[r["role"]]] = round(r["calls"] / n, 1)
-        out["total"] = round(sum(v for k, v in out.items()), 1)
-        out["server_exec_ms_total"] = round(sum(r["exec_ms"] for r in rows if r["role"] in roles) / n, 2)
-        return out
+        ours = [r for r in rows if r["role"] in roles]
+        statements: dict[str, Any] = {roles[r["role"]]: round(r["calls"] / n, 1) for r in ours}
+        statements["total"] = round(sum(r["calls"] for r in ours) / n, 1)
+        statements["server_exec_ms_total"] = round(sum(r["exec_ms"] for r in ours) / n, 2)
+        transactions: dict[str, Any] = {roles[r["role"]]: round(r["commits"] / n, 2) for r in ours}
+        transactions["total"] = round(sum(r["commits"] for r in ours) / n, 2)
+        return statements, transactions
 
 
 def bench_config(agents: int) -> dict[str, Any]:
@@ -543,7 +553,10 @@ async def scenario(
             **{t: round(n / n_done, 2) for t, n in sorted(events.items()) if n},
             "total": round(sum(events.values()) / n_done, 2),
         }
-        result["statements_per_conversation"] = await statements.per_conversation(n_done)
+        (
+            result["statements_per_conversation"],
+            result["transactions_per_conversation"],
+        ) = await statements.per_conversation(n_done)
         result["replicas"] = {svc: replicas.get(svc, 1) for svc in stack.SERVICES}
         violations = await capacity_violations(dep)
         out: dict[str, Any] = {
@@ -604,6 +617,7 @@ def peak(run: dict[str, Any]) -> dict[str, Any]:
         "machine_cpu_during_load_pct": run["machine_cpu_during_load_pct"],
         "events_per_conversation": run["events_per_conversation"],
         "statements_per_conversation": run["statements_per_conversation"],
+        "transactions_per_conversation": run["transactions_per_conversation"],
         "capacity_violations": run["capacity_violations"],
     }
 
@@ -657,6 +671,9 @@ async def load(
         max_poll_records=2000,
     )
     await consumer.start()
+    # like the gateway's tail: a record is never held for a fetch that left its partition out (the
+    # measurement would add up to 500 ms to a stage whenever the client is busy)
+    whole_fetches(consumer)
     while not consumer.assignment():
         await asyncio.sleep(0.05)
     await consumer.seek_to_end()
