@@ -103,9 +103,6 @@ async def kafka_floor(bootstrap: str, n: int = 2000, rate: float = 1000.0) -> di
         fetch_max_wait_ms=20,
     )
     await consumer.start()
-    # like the gateway's tail: a record is never held for a fetch that left its partition out (the
-    # measurement would add up to 500 ms to a stage whenever the client is busy)
-    whole_fetches(consumer)
     while not consumer.assignment():
         await asyncio.sleep(0.05)
     await consumer.seek_to_end()
