@@ -7,18 +7,24 @@ import pytest
 from tools import faults, stack, testing
 
 
-def test_postgres_started_for_the_tests_is_stopped_when_kafka_cannot_start(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "SWITCHBOARD_KEEP_INFRA"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("SWITCHBOARD_TESTCONTAINERS", "never")
+def kafka_refuses_after_postgres_started(monkeypatch: pytest.MonkeyPatch, port: int) -> list[str]:
+    """PostgreSQL starts, then Kafka cannot (its port is taken): the starts and stops, in order."""
     calls: list[str] = []
     monkeypatch.setattr(stack, "start_postgres", lambda layout: calls.append("start postgres") or True)
     monkeypatch.setattr(stack, "stop_postgres", lambda layout: calls.append("stop postgres"))
 
     def kafka_refuses(layout: stack.Layout) -> None:
-        raise stack.StackError("port 29092 is taken by another program")
+        raise stack.StackError(f"port {port} is taken by another program")
 
     monkeypatch.setattr(stack, "start_kafka", kafka_refuses)
+    return calls
+
+
+def test_postgres_started_for_the_tests_is_stopped_when_kafka_cannot_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "SWITCHBOARD_KEEP_INFRA"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SWITCHBOARD_TESTCONTAINERS", "never")
+    calls = kafka_refuses_after_postgres_started(monkeypatch, 29092)
     with pytest.raises(stack.StackError, match="29092"):
         testing.start_infrastructure()
     assert calls == ["start postgres", "stop postgres"]
@@ -41,14 +47,7 @@ def test_a_stack_that_was_already_running_is_left_running(monkeypatch: pytest.Mo
 
 
 def test_the_faults_stack_stops_its_postgres_when_its_kafka_cannot_start(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[str] = []
-    monkeypatch.setattr(stack, "start_postgres", lambda layout: calls.append("start postgres") or True)
-    monkeypatch.setattr(stack, "stop_postgres", lambda layout: calls.append("stop postgres"))
-
-    def kafka_refuses(layout: stack.Layout) -> None:
-        raise stack.StackError("port 23092 is taken by another program")
-
-    monkeypatch.setattr(stack, "start_kafka", kafka_refuses)
+    calls = kafka_refuses_after_postgres_started(monkeypatch, 23092)
     with pytest.raises(stack.StackError, match="23092"):
         faults.OwnStack().start()
     assert calls == ["start postgres", "stop postgres"]

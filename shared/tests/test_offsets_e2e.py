@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -132,21 +133,46 @@ async def test_ack_policy_commits_even_when_the_handler_raises(infra) -> None:
     assert len(group_calls) == 1  # never redelivered
 
 
+async def _conversations_topic(bootstrap: str, prefix: str, partitions: int) -> str:
+    """A deployment's conversations topic (and its DLQ) under `prefix`, for one of our consumers."""
+    from shared import topics
+
+    topic = prefix + topics.CONVERSATIONS
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, partitions, 1), NewTopic(topic + topics.DLQ_SUFFIX, 1, 1)])
+    await admin.close()
+    return topic
+
+
+def _our_consumer(service: str, prefix: str, arrived: Any, settings: Any) -> tuple[KafkaBroker, Any]:
+    """Our consumer pipeline (`shared.messaging.Consumer`) of conversation arrivals, in memory."""
+    from shared import topics
+    from shared.messaging import Consumer, UnitOfWork
+    from shared.tx import MemoryDatabase
+
+    broker = KafkaBroker(settings.kafka_bootstrap_servers)
+    consumer = Consumer(
+        service=service,
+        topic=topics.CONVERSATIONS,
+        handlers={"conversation.arrived": arrived},
+        database=MemoryDatabase(),
+        unit_of_work=lambda tx: UnitOfWork(tx, None, None, topics.TopicNames(prefix), f"/switchboard/{service}"),
+        broker=broker,
+        settings=settings,
+        exit_process=lambda code: None,
+    )
+    return broker, consumer
+
+
 async def test_our_consumer_commits_after_its_transactions_skips_what_it_does_not_handle_and_rewinds_failures(
     infra,
 ) -> None:
     from shared import contracts as c
-    from shared import topics
-    from shared.messaging import Consumer, UnitOfWork
     from shared.settings import ServiceSettings
-    from shared.tx import MemoryDatabase
 
     prefix = f"off{uuid.uuid4().hex[:6]}-"
-    topic = prefix + topics.CONVERSATIONS
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.bootstrap)
-    await admin.start()
-    await admin.create_topics([NewTopic(topic, 1, 1), NewTopic(topic + topics.DLQ_SUFFIX, 1, 1)])
-    await admin.close()
+    topic = await _conversations_topic(infra.bootstrap, prefix, 1)
     producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap)
     await producer.start()
     sent = [
@@ -171,17 +197,7 @@ async def test_our_consumer_commits_after_its_transactions_skips_what_it_does_no
             raise ConnectionError("PostgreSQL went away")  # infrastructure: rewound, not dead-lettered
         handled.set()
 
-    broker = KafkaBroker(infra.bootstrap)
-    consumer = Consumer(
-        service="offsets",
-        topic=topics.CONVERSATIONS,
-        handlers={"conversation.arrived": arrived},
-        database=MemoryDatabase(),
-        unit_of_work=lambda tx: UnitOfWork(tx, None, None, topics.TopicNames(prefix), "/switchboard/offsets"),
-        broker=broker,
-        settings=settings,
-        exit_process=lambda code: None,
-    )
+    broker, consumer = _our_consumer("offsets", prefix, arrived, settings)
     await broker.start()
     try:
         await asyncio.wait_for(handled.wait(), 30)
@@ -208,17 +224,10 @@ async def test_a_record_is_never_held_for_the_wait_of_a_fetch_that_left_its_part
     Our poll makes every fetch ask for all the partitions (`messaging.whole_fetches`): C is handled
     as soon as it arrives, not 30 s later."""
     from shared import contracts as c
-    from shared import topics
-    from shared.messaging import Consumer, UnitOfWork
     from shared.settings import ServiceSettings
-    from shared.tx import MemoryDatabase
 
     prefix = f"whole{uuid.uuid4().hex[:6]}-"
-    topic = prefix + topics.CONVERSATIONS
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.bootstrap)
-    await admin.start()
-    await admin.create_topics([NewTopic(topic, 2, 1), NewTopic(topic + topics.DLQ_SUFFIX, 1, 1)])
-    await admin.close()
+    topic = await _conversations_topic(infra.bootstrap, prefix, 2)
     producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap)
     await producer.start()
 
@@ -235,17 +244,7 @@ async def test_a_record_is_never_held_for_the_wait_of_a_fetch_that_left_its_part
         handled[data.conversation_id].set()
 
     settings = ServiceSettings(kafka_bootstrap_servers=infra.bootstrap, topic_prefix=prefix, fetch_max_wait_ms=30_000)
-    broker = KafkaBroker(infra.bootstrap)
-    Consumer(
-        service="whole",
-        topic=topics.CONVERSATIONS,
-        handlers={"conversation.arrived": arrived},
-        database=MemoryDatabase(),
-        unit_of_work=lambda tx: UnitOfWork(tx, None, None, topics.TopicNames(prefix), "/switchboard/whole"),
-        broker=broker,
-        settings=settings,
-        exit_process=lambda code: None,
-    )
+    broker, _ = _our_consumer("whole", prefix, arrived, settings)
     await send("A")
     await broker.start()
     try:
