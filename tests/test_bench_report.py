@@ -42,8 +42,7 @@ def test_capacity_is_freed_for_the_agents_oldest_close_whichever_record_comes_fi
     stages.capacity("agent-1", 1, now=1.0)  # the first offer's reservation: nothing to free
     stages.capacity("agent-1", 2, now=2.0)
     for cid, at in (("c-1", 3.0), ("c-2", 3.5)):
-        stages.mark("close_sent", cid, at)
-        stages.closing["agent-1"].append(cid)
+        stages.close_sent("agent-1", cid, at)
     stages.capacity("agent-1", 3, now=4.0)  # a third reservation: still nothing freed
     stages.capacity("agent-1", 2, now=5.0)  # one unit fewer: c-1
     stages.mark("work_released", "c-1", 5.5)  # its release arrives after the capacity

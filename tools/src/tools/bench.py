@@ -693,8 +693,7 @@ async def load(
     async def close_later(agent: str, session_id: str, conversation_id: str) -> None:
         await asyncio.sleep(args.handle_time)
         ev = c.event(c.CloseSession(agent_id=agent, session_id=session_id, confirmed=True), source="/bench")
-        stages.mark("close_sent", conversation_id)
-        stages.closing[agent].append(conversation_id)
+        stages.close_sent(agent, conversation_id)
         await producer.send(dep.topic(topics.SESSIONS_COMMANDS), ev.to_bytes(), key=agent.encode())
 
     async def client() -> None:
@@ -788,6 +787,11 @@ class Stages:
 
     def mark(self, stage: str, conversation_id: str, now: float | None = None) -> None:
         self.at[stage].setdefault(conversation_id, time.perf_counter() if now is None else now)
+
+    def close_sent(self, agent_id: str, conversation_id: str, now: float | None = None) -> None:
+        """The agent's close of a conversation was sent: its capacity is freed by a later unit fewer."""
+        self.mark("close_sent", conversation_id, now)
+        self.closing[agent_id].append(conversation_id)
 
     def capacity(self, agent_id: str, total_used: int, now: float) -> None:
         """An agent's `capacity.changed`: each unit fewer in use frees its oldest closed conversation.
