@@ -606,3 +606,30 @@ async def test_reads_need_the_right_token(config_file: str) -> None:
         assert (await http.get("/agents/agent-1", params={"token": auth.mint("agent-1")})).status_code == 200
         missing = await http.get("/agents/nobody", headers=supervisor)
         assert missing.status_code == 404 and "nobody" in missing.json()["error"]
+
+
+async def test_a_batch_locks_the_agents_it_changes_first_in_agent_order() -> None:
+    """`lock_agents` runs before every batch's handlers (its effect on PostgreSQL: the store contract)."""
+    locked: list[tuple[list[str], list[str]]] = []
+
+    class Store:
+        async def lock_agents(self, agents: list[str], conversations: list[str]) -> None:
+            locked.append((agents, conversations))
+
+    class Uow:
+        store = Store()
+
+    soon = datetime.now(UTC) + timedelta(seconds=30)
+    batch: list[c.Payload] = [
+        c.SessionClosed(agent_id="a-2", session_id="s-1", conversation_id="c-9"),
+        c.OfferAccepted(agent_id="a-0", offer_id="o-1", conversation_id="c-8", channel="chat", expires_at=soon),
+        c.OfferRejected(agent_id="a-1", offer_id="o-2", conversation_id="c-7", channel="chat", expires_at=soon),
+        c.TransferWork(conversation_id="c-2", agent_id="a-2", to_agent="a-3"),
+        c.ConversationEnded(conversation_id="c-1"),
+        c.ConversationArrived(conversation_id="c-3", channel="chat"),
+    ]
+    await service.lock_agents(Uow(), batch)  # type: ignore[arg-type]
+    # an acceptance changes no agent row; ended and transferred work's agents are found by the store
+    assert locked == [(["a-1", "a-2", "a-3"], ["c-1", "c-2"])]
+    await service.lock_agents(Uow(), [c.ConversationArrived(conversation_id="c-4", channel="chat")])  # type: ignore[arg-type]
+    assert len(locked) == 1  # nothing to lock: no statement

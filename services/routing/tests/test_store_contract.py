@@ -6,9 +6,11 @@ The PostgreSQL store runs without an explicit transaction here (each statement c
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
 
 from routing import domain
@@ -491,3 +493,49 @@ async def test_old_assignments_are_pruned(store: RoutingStore) -> None:
     assert (await store.list_queue_activity(since))[0].assigned == 1
     await store.prune_assignments(datetime.now(UTC) + timedelta(seconds=1))
     assert (await store.list_queue_activity(since))[0].assigned == 0
+
+
+# --- PostgreSQL only: two transactions at once (the fake runs one at a time) -------------------
+
+
+@pytest.fixture
+async def pool(infra: testing.Infrastructure) -> AsyncIterator[asyncpg.Pool]:
+    async with testing.store_database(infra, "routing") as pool:
+        yield pool
+
+
+def chat(*agents: str) -> list[Reservation]:
+    return [Reservation(a, {"chat": 1}, ("available",)) for a in agents]
+
+
+@pytest.mark.e2e
+async def test_a_drain_skips_an_agent_another_transaction_holds_instead_of_waiting(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as batch, pool.acquire() as drain:
+        await configured(PgRoutingStore(batch), "a-1", "a-2")
+        async with batch.transaction():
+            await PgRoutingStore(batch).lock_agents(["a-1"])
+            async with drain.transaction():
+                # waiting here could close a cycle with the batch (a deadlock): the timeout fails it
+                taken = await asyncio.wait_for(PgRoutingStore(drain).reserve_units(chat("a-1", "a-2")), 10)
+            assert set(taken) == {"a-2"}
+            # the batch's own drain takes the agents it holds
+            assert set(await PgRoutingStore(batch).reserve_units(chat("a-1"))) == {"a-1"}
+        assert set(await PgRoutingStore(drain).reserve_units(chat("a-1", "a-2"))) == {"a-1", "a-2"}
+
+
+@pytest.mark.e2e
+async def test_a_batch_locks_its_agents_and_those_offered_or_holding_its_conversations(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as batch, pool.acquire() as other:
+        store = PgRoutingStore(batch)
+        await configured(store, "a-1", "a-2", "a-3", "a-4", "a-5")
+        now = datetime.now(UTC)
+        for cid in ("c-1", "c-2", "c-3"):
+            await store.insert_work(cid, "chat", "support", 0, {}, now)
+        await store.mark_offered([Offer("o-1", "c-1", "a-2", "chat", "support", now + timedelta(seconds=30))])
+        await store.mark_assigned_many([("c-2", "a-3"), ("c-3", "a-4")])
+        await store.close_work("c-3", "a-4")  # closed: its agent is not the batch's business
+        async with batch.transaction():
+            await store.lock_agents(["a-1"], ["c-1", "c-2", "c-3", "unknown"])
+            async with other.transaction():
+                free = await asyncio.wait_for(PgRoutingStore(other).reserve_units(chat("a-1", "a-2", "a-3", "a-4")), 10)
+            assert set(free) == {"a-4"}

@@ -23,7 +23,8 @@ render and session switch, in main-thread milliseconds).
 Every load scenario also says where the work went, per conversation: CPU milliseconds of each service
 (replicas summed), of the broker and of PostgreSQL when they run here; events published per topic
 (end offsets before and after); statements and transactions (COMMITs) each service's database role
-ran (pg_stat_statements); the CPU per second of the services, the broker and PostgreSQL at idle.
+ran (pg_stat_statements), and the deadlocks PostgreSQL broke; the CPU per second of the services, the
+broker and PostgreSQL at idle.
 """
 
 from __future__ import annotations
@@ -246,41 +247,48 @@ async def topic_offsets(dep: testing.Deployment) -> dict[str, int]:
         await admin.close()
 
 
+DEADLOCKS = "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+
+
 class StatementCounter:
     """Statements each service's database role ran during the load (pg_stat_statements, when the
-    server preloads it: the embedded PostgreSQL does), counted per conversation."""
+    server preloads it: the embedded PostgreSQL does), counted per conversation; and the deadlocks
+    PostgreSQL broke in the deployment's database meanwhile (each one a transaction retried)."""
 
-    def __init__(self, conn: asyncpg.Connection | None) -> None:
+    def __init__(self, conn: asyncpg.Connection, preloaded: bool, deadlocks: int) -> None:
         self.conn = conn
+        self.preloaded = preloaded
+        self.deadlocks_before = deadlocks
 
     @classmethod
     async def start(cls, dep: testing.Deployment) -> StatementCounter:
         conn = await asyncpg.connect(dep.database_url)
+        deadlocks = await conn.fetchval(DEADLOCKS)
         try:
             await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
             await conn.execute("SELECT pg_stat_statements_reset()")
         except asyncpg.PostgresError:
-            await conn.close()
-            return cls(None)
-        return cls(conn)
+            return cls(conn, False, deadlocks)
+        return cls(conn, True, deadlocks)
+
+    async def deadlocks(self) -> int:
+        """Deadlocks since `start` (the statistics collector may report the last second's late)."""
+        return int(await self.conn.fetchval(DEADLOCKS)) - int(self.deadlocks_before)
 
     async def per_conversation(self, n: int) -> tuple[dict[str, Any], dict[str, Any]]:
         """Statements, and transactions (their COMMITs), per conversation and service. Their ratio is
         what a batch costs: at a low rate every record is a transaction of its own, and its BEGIN,
         inbox claim, outbox insert and COMMIT are most of the statements."""
-        if self.conn is None:
+        if not self.preloaded:
             unavailable = {"unavailable": "PostgreSQL does not preload pg_stat_statements"}
             return unavailable, unavailable
-        try:
-            rows = await self.conn.fetch(
-                "SELECT r.rolname AS role, sum(s.calls)::bigint AS calls, sum(s.total_exec_time) AS exec_ms, "
-                "coalesce(sum(s.calls) FILTER (WHERE upper(rtrim(s.query, '; ')) = 'COMMIT'), 0)::bigint AS commits "
-                "FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid "
-                "WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-                "GROUP BY r.rolname"
-            )
-        finally:
-            await self.conn.close()
+        rows = await self.conn.fetch(
+            "SELECT r.rolname AS role, sum(s.calls)::bigint AS calls, sum(s.total_exec_time) AS exec_ms, "
+            "coalesce(sum(s.calls) FILTER (WHERE upper(rtrim(s.query, '; ')) = 'COMMIT'), 0)::bigint AS commits "
+            "FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid "
+            "WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "GROUP BY r.rolname"
+        )
         roles = {stack.service_role(svc): svc for svc in stack.SERVICES}
         ours = [r for r in rows if r["role"] in roles]
         statements: dict[str, Any] = {roles[r["role"]]: round(r["calls"] / n, 1) for r in ours}
@@ -289,6 +297,9 @@ class StatementCounter:
         transactions: dict[str, Any] = {roles[r["role"]]: round(r["commits"] / n, 2) for r in ours}
         transactions["total"] = round(sum(r["commits"] for r in ours) / n, 2)
         return statements, transactions
+
+    async def close(self) -> None:
+        await self.conn.close()
 
 
 def bench_config(agents: int) -> dict[str, Any]:
@@ -550,10 +561,15 @@ async def scenario(
             **{t: round(n / n_done, 2) for t, n in sorted(events.items()) if n},
             "total": round(sum(events.values()) / n_done, 2),
         }
-        (
-            result["statements_per_conversation"],
-            result["transactions_per_conversation"],
-        ) = await statements.per_conversation(n_done)
+        try:
+            (
+                result["statements_per_conversation"],
+                result["transactions_per_conversation"],
+            ) = await statements.per_conversation(n_done)
+            # each one cost a transaction deadlock_timeout (1 s) and a retry
+            result["deadlocks"] = await statements.deadlocks()
+        finally:
+            await statements.close()
         result["replicas"] = {svc: replicas.get(svc, 1) for svc in stack.SERVICES}
         violations = await capacity_violations(dep)
         out: dict[str, Any] = {
@@ -615,6 +631,7 @@ def peak(run: dict[str, Any]) -> dict[str, Any]:
         "events_per_conversation": run["events_per_conversation"],
         "statements_per_conversation": run["statements_per_conversation"],
         "transactions_per_conversation": run["transactions_per_conversation"],
+        "deadlocks": run["deadlocks"],
         "capacity_violations": run["capacity_violations"],
     }
 

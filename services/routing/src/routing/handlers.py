@@ -13,6 +13,7 @@ def register(runtime: service.RoutingRuntime, drainer: service.Drainer) -> None:
             "conversation.arrived": service.on_conversation_arrived,
             "conversation.ended": service.on_conversation_ended,
         },
+        before_batch=service.lock_agents,
         after_batch=service.after_batch,
         on_committed=drainer.on_committed,
     )
@@ -23,12 +24,14 @@ def register(runtime: service.RoutingRuntime, drainer: service.Drainer) -> None:
             "offer.rejected": service.on_offer_rejected,
             "session.closed": service.on_session_closed,
         },
+        before_batch=service.lock_agents,
         after_batch=service.after_batch,
         on_committed=drainer.on_committed,
     )
     runtime.consume(
         topics.ROUTING_COMMANDS,
         {"work.pick": service.on_pick_work, "work.transfer": service.on_transfer_work},
+        before_batch=service.lock_agents,
         after_batch=service.after_batch,
         on_committed=drainer.on_committed,
     )

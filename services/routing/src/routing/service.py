@@ -449,6 +449,24 @@ async def on_transfer_work(uow: Uow, ev: c.CloudEvent, data: c.TransferWork) -> 
     uow.flags.add(DRAIN)
 
 
+async def lock_agents(uow: Uow, payloads: list[c.Payload]) -> None:
+    """First in a batch of sessions.v1, conversations.v1 or routing commands: lock the agents its
+    handlers will change, in agent order (the store's `lock_agents`). Handlers take each agent in
+    the batch's order, and a batch of presence changes takes its agents in agent order: without this,
+    two such batches could each hold an agent the other waits for (PostgreSQL breaks the deadlock
+    after `deadlock_timeout`, and one batch is retried)."""
+    agents: set[str] = set()
+    conversations: set[str] = set()
+    for p in payloads:
+        if isinstance(p, c.OfferAccepted):
+            continue  # an acceptance changes the offer and the work, not the agent's row
+        agents.update(a for a in (getattr(p, "agent_id", None), getattr(p, "to_agent", None)) if isinstance(a, str))
+        if isinstance(p, c.ConversationEnded | c.TransferWork):  # the agent is in the work row
+            conversations.add(p.conversation_id)
+    if agents or conversations:
+        await uow.store.lock_agents(sorted(agents), sorted(conversations))
+
+
 async def on_presence_changed(uow: Uow, ev: c.CloudEvent, data: c.PresenceChanged) -> None:
     """Kept for the end of the batch (`after_batch`), which projects each agent's latest change at once."""
     held = uow.batch.presence.get(data.agent_id)
@@ -739,6 +757,8 @@ async def announce_positions(uow: Uow, limit: int = 2000) -> int:
 async def expire_offers(uow: Uow, limit: int = 500) -> int:
     """Durable offer timers: pending offers past expires_at are expired and their work re-routed."""
     offers = await uow.store.list_expired_offers(_now(), limit)
+    if offers:  # in agent order first, as a batch does (lock_agents): the offers come by expiry
+        await uow.store.lock_agents(sorted({o.agent_id for o in offers}))
     for offer in offers:
         await uow.store.end_offer(offer.offer_id, offer.agent_id, "expired")
         await _requeue_after_offer(uow, offer, "expired")

@@ -242,13 +242,19 @@ class RoutingStore(Protocol):
         """Every configured agent, by id."""
         ...
 
+    async def lock_agents(self, agent_ids: Sequence[str], conversation_ids: Sequence[str] = ()) -> None:
+        """Lock `agent_ids` and the agents offered or holding `conversation_ids`' work, in agent order,
+        until the transaction ends."""
+        ...
+
     async def reserve_capacity(self, agent_id: str, channel: str, presences: Sequence[str]) -> Capacity | None:
         """Take one unit of `channel` if the agent is in one of `presences` and has room for it."""
         ...
 
     async def reserve_units(self, reservations: Sequence[Reservation]) -> dict[str, Capacity]:
-        """reserve_capacity for several agents in one step: each agent gets all its units or none.
-        Returns the ledgers of the agents that got theirs."""
+        """reserve_capacity for several agents in one step: each agent gets all its units or none, and
+        one another transaction has locked gets none (it is not waited for). Returns the ledgers of the
+        agents that got theirs."""
         ...
 
     async def release_capacity(self, agent_id: str, channel: str) -> Capacity | None: ...
@@ -546,6 +552,9 @@ class PgRoutingStore:
 
     async def list_agents(self) -> list[domain.AgentView]:
         return [_agent(r) for r in await self.conn.fetch(Q.list_agents)]
+
+    async def lock_agents(self, agent_ids: Sequence[str], conversation_ids: Sequence[str] = ()) -> None:
+        await self.conn.execute(Q.lock_agents, list(agent_ids), list(conversation_ids))
 
     async def reserve_capacity(self, agent_id: str, channel: str, presences: Sequence[str]) -> Capacity | None:
         return _capacity(await self.conn.fetchrow(Q.reserve_capacity, agent_id, channel, list(presences)))
@@ -990,6 +999,9 @@ class FakeRoutingStore:
         a.exclusive_held = a.exclusive_held or channel in a.exclusive
         a.idle_since = a.last_assigned_at = now
         return a.capacity()
+
+    async def lock_agents(self, agent_ids: Sequence[str], conversation_ids: Sequence[str] = ()) -> None:
+        return None  # one transaction at a time: nothing to wait for
 
     async def reserve_units(self, reservations: Sequence[Reservation]) -> dict[str, Capacity]:
         taken = {}

@@ -92,6 +92,18 @@ WHERE a.agent_id = v.agent_id AND before.agent_id = v.agent_id
 RETURNING a.agent_id, before.presence, before.closed_channels,
           (SELECT COALESCE(max(id), 0)::text FROM config_applied) AS config_version;
 
+-- name: lock_agents
+-- First in a batch: the agents it is about ($1), and those offered or holding its conversations' work
+-- ($2), locked in agent order. Its handlers then lock them one by one in the batch's order, and two
+-- transactions that did that with the same agents would each hold one and wait for the other.
+SELECT agent_id FROM agents
+WHERE agent_id IN (SELECT unnest($1::text[])
+                   UNION
+                   SELECT agent_id FROM work_items
+                   WHERE conversation_id = ANY($2::text[]) AND status IN ('offered', 'assigned'))
+ORDER BY agent_id
+FOR UPDATE;
+
 -- name: lock_presence
 SELECT presence, closed_channels FROM agents WHERE agent_id = $1 FOR UPDATE;
 
@@ -193,11 +205,15 @@ RETURNING agent_id, used, limits, total_used, exclusive_held;
 -- reserve_capacity for several agents at once ($1 agents; $2 the units each takes per channel, a JSON
 -- object as text; $3 the presences each must be in, a JSON array as text): one conditional UPDATE,
 -- in which an agent gets all its units or none. Exclusive work is one unit taken by an idle agent.
+-- An agent another transaction has locked is skipped (no units, as if full): a drain runs after a
+-- batch that holds its own agents, so waiting here could close a cycle of waits (a deadlock). The
+-- work stays queued for the next pass.
 WITH r AS (
     SELECT v.agent_id, v.units::jsonb AS units,
            ARRAY(SELECT jsonb_array_elements_text(v.presences::jsonb)) AS presences,
            (SELECT sum(u.n::int) FROM jsonb_each_text(v.units::jsonb) AS u(ch, n)) AS total
     FROM unnest($1::text[], $2::text[], $3::text[]) AS v(agent_id, units, presences)
+    WHERE v.agent_id IN (SELECT agent_id FROM agents WHERE agent_id = ANY($1::text[]) FOR UPDATE SKIP LOCKED)
 )
 UPDATE agents a SET
     used = a.used || (SELECT jsonb_object_agg(u.ch, COALESCE((a.used->>u.ch)::int, 0) + u.n::int)
