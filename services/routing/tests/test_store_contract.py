@@ -23,6 +23,7 @@ from routing.store import (
     Offer,
     PgRoutingStore,
     PresenceUpdate,
+    Q,
     Reservation,
     RoutingStore,
 )
@@ -539,3 +540,30 @@ async def test_a_batch_locks_its_agents_and_those_offered_or_holding_its_convers
             async with other.transaction():
                 free = await asyncio.wait_for(PgRoutingStore(other).reserve_units(chat("a-1", "a-2", "a-3", "a-4")), 10)
             assert set(free) == {"a-4"}
+
+
+@pytest.mark.e2e
+async def test_after_a_sign_in_wave_the_candidates_come_from_the_idle_index(pool: asyncpg.Pool) -> None:
+    """Statistics gathered while every agent was offline make PostgreSQL read and sort all the agents
+    for each drain's few candidates; refreshed, it walks the longest-idle index and stops early."""
+    agents = [f"a-{i:03}" for i in range(300)]
+    async with pool.acquire() as conn:
+        store = PgRoutingStore(conn)
+        await store.replace_configuration(configuration(*agents), "test", {})
+        await conn.execute("ANALYZE agents")  # as autovacuum saw them: no agent signed in
+        await store.upsert_presences([PresenceUpdate(a, "available", datetime.now(UTC)) for a in agents])
+
+        async def plan() -> str:
+            rows = await conn.fetch("EXPLAIN " + Q.list_candidate_agents, ["available", "busy"], ["chat"], 16)
+            return "\n".join(r[0] for r in rows)
+
+        assert "agents_idle" not in await plan()  # what the drains met after a sign-in wave
+        for _ in range(50):  # the server's activity counters reach the statistics view within a second
+            await conn.execute("SELECT pg_stat_force_next_flush()")
+            if await store.refresh_agent_statistics():
+                break
+            await asyncio.sleep(0.2)
+        else:
+            raise AssertionError("300 changed agents did not refresh the statistics")
+        assert "agents_idle" in await plan() and "Sort" not in await plan()
+        assert not await store.refresh_agent_statistics()  # fresh now: nothing to do

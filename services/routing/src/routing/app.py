@@ -32,6 +32,8 @@ PRODUCES = {
 }
 # The drain loop also runs this often when nothing woke it (a missed wake-up costs at most this).
 DRAIN_SAFETY_INTERVAL_S = 5.0
+# How often routing checks whether the agents' planner statistics are stale (and refreshes them).
+STATISTICS_INTERVAL_S = 5.0
 # A routing configuration document (YAML or JSON) larger than this is refused (413).
 MAX_CONFIG_BYTES = 1024 * 1024
 
@@ -90,6 +92,7 @@ def _build(settings: RoutingSettings | None, database: Database | None) -> tuple
     runtime.periodic(
         "positions", lambda: service.announce_once(runtime), interval_s=settings.position_update_interval_s
     )
+    runtime.periodic("statistics", lambda: service.refresh_statistics_once(runtime), interval_s=STATISTICS_INTERVAL_S)
     return runtime, drainer
 
 

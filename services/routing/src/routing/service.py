@@ -820,6 +820,15 @@ async def expire_once(runtime: RoutingRuntime, drainer: Drainer | None = None) -
     return n
 
 
+async def refresh_statistics_once(runtime: RoutingRuntime) -> int:
+    """The planner's view of the agents, kept current (`RoutingStore.refresh_agent_statistics`).
+    Returns 0: the next check waits for the interval."""
+    async with runtime.transaction() as uow:
+        if await uow.store.refresh_agent_statistics():
+            log.debug("agent_statistics_refreshed")
+    return 0
+
+
 async def announce_once(runtime: RoutingRuntime) -> int:
     """Announce moved positions (and refresh the figures wait estimates use). Returns 0 even when
     it announced: the next pass waits for the interval, however busy the queues are."""

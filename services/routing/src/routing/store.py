@@ -22,6 +22,10 @@ from routing import domain
 from shared.db import Conn, Queries, columns
 
 Q = Queries("routing")
+# The agents' statistics are gathered again after this many changes plus this share of the agents
+# (autovacuum's own defaults, 50 and 10 %, checked every few seconds instead of every minute or more).
+STALE_AFTER_CHANGES = 50
+STALE_AFTER_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -326,6 +330,13 @@ class RoutingStore(Protocol):
         ...
 
     async def refresh_queue_figures(self) -> None: ...
+    async def refresh_agent_statistics(self) -> bool:
+        """Gather the planner's statistics of the agents when many changed since it last did (True
+        then). A sign-in wave turns offline agents available in seconds; until the statistics say so,
+        PostgreSQL believes few agents are routable and reads every agent for each drain's candidates
+        instead of the first few longest idle."""
+        ...
+
     async def prune_assignments(self, before: datetime) -> None:
         """Forget the assignment log older than `before` (the queue figures look back minutes)."""
         ...
@@ -742,6 +753,13 @@ class PgRoutingStore:
 
     async def refresh_queue_figures(self) -> None:
         await self.conn.execute(Q.refresh_queue_figures)
+
+    async def refresh_agent_statistics(self) -> bool:
+        row = await self.conn.fetchrow(Q.agents_changed_since_analyze)
+        if row is None or row["changed"] <= STALE_AFTER_CHANGES + STALE_AFTER_SHARE * row["live"]:
+            return False
+        await self.conn.execute(Q.analyze_agents)
+        return True
 
     async def prune_assignments(self, before: datetime) -> None:
         await self.conn.execute(Q.prune_assignments, before)
@@ -1250,6 +1268,9 @@ class FakeRoutingStore:
             arrivals = sum(1 for w in self.work.values() if w.queue == q.name and w.enqueued_at > since)
             s = self.stats.setdefault(q.name, _QueueStats())
             s.staffed_slots, s.arrivals_per_s = slots, arrivals / 900.0
+
+    async def refresh_agent_statistics(self) -> bool:
+        return False  # no planner
 
     async def prune_assignments(self, before: datetime) -> None:
         self.assignments = [a for a in self.assignments if a.at >= before]

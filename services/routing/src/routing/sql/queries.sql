@@ -450,6 +450,13 @@ SELECT q.name AS queue, COALESCE(w.queued, 0) AS queued, COALESCE(w.offered_now,
 FROM queues q LEFT JOIN waiting w ON w.queue = q.name LEFT JOIN queue_stats s ON s.queue = q.name
 ORDER BY q.name;
 
+-- name: agents_changed_since_analyze
+-- Rows of agents changed since its statistics were last gathered, and how many there are.
+SELECT n_mod_since_analyze AS changed, n_live_tup AS live FROM pg_stat_user_tables WHERE relid = 'agents'::regclass;
+
+-- name: analyze_agents
+ANALYZE agents;
+
 -- name: prune_assignments
 DELETE FROM assignments WHERE at < $1;
 
