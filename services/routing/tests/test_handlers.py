@@ -121,6 +121,18 @@ async def test_nobody_available_means_the_work_waits(routing: Routing) -> None:
     assert await routing.drain() == 0
 
 
+async def test_capacity_freed_by_a_withdrawn_offer_goes_to_waiting_work_at_once(routing: Routing) -> None:
+    await routing.presence("agent-1")
+    await routing.arrive("c-1", channel="voice")  # exclusive: agent-1 can take nothing else
+    await routing.arrive("c-2", channel="voice")
+    assert routing.offer("c-1")["agent_id"] == "agent-1" and routing.events("work.offered", conversation_id="c-2") == []
+    await routing.bus.send(c.ConversationEnded(conversation_id="c-1"))  # the caller hung up: offer withdrawn
+    [withdrawn] = routing.events("work.offer_expired", conversation_id="c-1")
+    assert withdrawn["cause"] == "withdrawn"
+    # offered in the transaction that freed the unit, not at the drain loop's next safety pass
+    assert routing.offer("c-2")["agent_id"] == "agent-1"
+
+
 async def test_an_accepted_offer_assigns_the_work(routing: Routing) -> None:
     await routing.presence("agent-1")
     await routing.arrive("c-1", subject="refund")

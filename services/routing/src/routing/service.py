@@ -496,6 +496,7 @@ async def _release(uow: Uow, agent_id: str, channel: str) -> None:
     cap = await uow.store.release_capacity(agent_id, channel)
     if cap is not None:
         uow.emit(capacity_changed(cap))
+        uow.flags.add(DRAIN)  # the freed unit may fit waiting work
 
 
 @dataclass(frozen=True)
