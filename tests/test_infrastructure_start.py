@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import pytest
 
 from tools import faults, stack, testing
@@ -51,3 +54,17 @@ def test_the_faults_stack_stops_its_postgres_when_its_kafka_cannot_start(monkeyp
     with pytest.raises(stack.StackError, match="23092"):
         faults.OwnStack().start()
     assert calls == ["start postgres", "stop postgres"]
+
+
+async def test_the_wait_for_the_broker_also_runs_inside_a_running_event_loop() -> None:
+    """`infra` is a synchronous fixture: first asked for by an asynchronous one (a store contract's
+    `store`), it starts the stack inside the running loop, where asyncio.run refuses to run. Before
+    `stack.blocking`, the broker was started, the wait for it raised, and it was left on its port."""
+
+    async def where() -> str:
+        await asyncio.sleep(0)
+        return threading.current_thread().name
+
+    assert stack.blocking(where()).startswith("blocking")  # a thread of its own
+    # without a running loop (the usual start from a command): right there, on the calling thread
+    assert not (await asyncio.to_thread(stack.blocking, where())).startswith("blocking")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import datetime
 import fcntl
@@ -31,14 +32,17 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient
 
 from shared import kafka_security, topics
 from tools import provision
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[3]
 KAFKA_VERSION = "4.3.1"
@@ -622,9 +626,26 @@ def start_kafka(layout: Layout, heap: str | None = None) -> bool:
         layout,
     )
     layout.mode_file.write_text("secure" if layout.secure else "plaintext")
-    wait_for(lambda: port_open(layout.kafka_port), "Kafka", 120, layout.logs / "kafka.log")
-    asyncio.run(_wait_kafka_metadata(layout.bootstrap, layout.kafka_security()))
+    try:
+        wait_for(lambda: port_open(layout.kafka_port), "Kafka", 120, layout.logs / "kafka.log")
+        blocking(_wait_kafka_metadata(layout.bootstrap, layout.kafka_security()))
+    except BaseException:
+        # the caller learns nothing was started, so nothing would stop it: a broker left on the port
+        stop_pid(layout.run / "kafka.pid", "Kafka", 30)
+        raise
     return True
+
+
+def blocking(work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` to its end from synchronous code. When this thread runs an event loop already (a
+    synchronous pytest fixture first asked for by an asynchronous one), on a thread of its own:
+    `asyncio.run` refuses to run inside a running loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(work)
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="blocking") as pool:
+        return pool.submit(asyncio.run, work).result()
 
 
 async def _wait_kafka_metadata(
