@@ -3,6 +3,7 @@ store (no Kafka, no PostgreSQL). The drain loop is a background task, so the tes
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,7 @@ from routing import domain, service
 from routing.app import build_runtime, create_app
 from routing.service import RoutingRuntime
 from routing.settings import RoutingSettings
-from routing.store import FakeRoutingStore
+from routing.store import FakeRoutingStore, Reservation
 from shared import contracts as c
 from shared.auth import DEV_SECRET, Auth
 from shared.tx import MemoryDatabase
@@ -645,3 +646,27 @@ async def test_a_batch_locks_the_agents_it_changes_first_in_agent_order() -> Non
     assert locked == [(["a-1", "a-2", "a-3"], ["c-1", "c-2"])]
     await service.lock_agents(Uow(), [c.ConversationArrived(conversation_id="c-4", channel="chat")])  # type: ignore[arg-type]
     assert len(locked) == 1  # nothing to lock: no statement
+
+
+async def test_a_pass_that_placed_nothing_for_want_of_a_held_agent_drains_again_soon(
+    routing: Routing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL a drain skips an agent another transaction holds (store contract); that holder
+    may commit without asking for a drain, so the drain loop is woken again shortly after."""
+    await routing.presence("agent-1")
+    held = {"agent-1"}
+    reserve = routing.store.reserve_units
+
+    async def skipping_held(reservations: list[Reservation]) -> dict[str, Any]:
+        return await reserve([r for r in reservations if r.agent_id not in held])
+
+    monkeypatch.setattr(routing.store, "reserve_units", skipping_held)
+    drainer = service.Drainer()
+    await routing.arrive("c-1")
+    assert routing.events("work.offered") == []  # the batch's own pass was refused
+    assert await service.drain_step(routing.runtime, drainer=drainer) == 0
+    assert not drainer.wake.is_set()  # not at once: the holder is still at work
+    held.clear()  # its transaction ended
+    await asyncio.wait_for(drainer.wake.wait(), 1)
+    await service.drain_step(routing.runtime, drainer=drainer)
+    assert routing.offer("c-1")["agent_id"] == "agent-1"

@@ -28,6 +28,11 @@ from shared.runtime import Runtime
 
 log = structlog.get_logger("switchboard.routing")
 DRAIN = "drain"
+# A drain pass placed nothing because an agent it chose was held by another transaction (it skips
+# those rather than wait): the drain loop tries again this much later, since that transaction may
+# not ask for a drain when it commits.
+DRAIN_SOON = "drain_soon"
+DRAIN_RETRY_S = 0.05
 # Longest-idle agents considered per drain pass; the drain loop runs again while it assigns work.
 CANDIDATES_PER_DRAIN = 500
 # With few items waiting, a pass first considers this many agents per waiting item (at least
@@ -666,6 +671,8 @@ async def drain(uow: Uow, limit: int = 1000) -> int:
     await store.mark_offered(offers)
     await store.mark_assigned_many(assigned)
     placed = len(offers) + len(assigned)
+    if refused and not placed:
+        uow.flags.add(DRAIN_SOON)
     # Another pass may place more only if this one saw part of the waiting work or of the agents,
     # or lost a slot to another replica.
     uow.batch.more = placed > 0 and (
@@ -781,6 +788,8 @@ class Drainer:
     def on_committed(self, uow: Uow) -> None:
         if DRAIN in uow.flags:
             self.wake.set()
+        elif DRAIN_SOON in uow.flags:
+            asyncio.get_running_loop().call_later(DRAIN_RETRY_S, self.wake.set)
 
 
 # --- the steps of the background loops (runtime.periodic), each one transaction ------------------
@@ -795,6 +804,8 @@ async def _drain_pass(runtime: RoutingRuntime, limit: int, drainer: Drainer | No
         if drainer is not None:
             drainer.request()  # work may be waiting: retry right after the loop's back-off
         raise
+    if drainer is not None:
+        drainer.on_committed(uow)
     return n, uow.batch.more
 
 
