@@ -670,3 +670,26 @@ async def test_a_pass_that_placed_nothing_for_want_of_a_held_agent_drains_again_
     await asyncio.wait_for(drainer.wake.wait(), 1)
     await service.drain_step(routing.runtime, drainer=drainer)
     assert routing.offer("c-1")["agent_id"] == "agent-1"
+
+
+async def test_retries_for_a_held_agent_are_bounded(routing: Routing, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refusal that lasts (not a lock that ends) stops costing passes after DRAIN_RETRIES."""
+    await routing.presence("agent-1")
+
+    async def refuse_all(reservations: list[Reservation]) -> dict[str, Any]:
+        return {}
+
+    monkeypatch.setattr(routing.store, "reserve_units", refuse_all)
+    monkeypatch.setattr(service, "DRAIN_RETRY_S", 0.001)
+    drainer = service.Drainer()
+    await routing.arrive("c-1")
+    await service.drain_step(routing.runtime, drainer=drainer)
+    passes = 1
+    with pytest.raises(TimeoutError):
+        while True:
+            await asyncio.wait_for(drainer.wake.wait(), 0.5)
+            drainer.wake.clear()
+            await service.drain_step(routing.runtime, drainer=drainer)
+            passes += 1
+    assert passes == 1 + service.DRAIN_RETRIES
+    assert routing.events("work.offered") == []

@@ -33,6 +33,9 @@ DRAIN = "drain"
 # not ask for a drain when it commits.
 DRAIN_SOON = "drain_soon"
 DRAIN_RETRY_S = 0.05
+# At most this many such retries in a row (a second's worth): a refusal that is not a held agent
+# (a slot another replica took) ends with the next pass, and the safety pass stays behind them.
+DRAIN_RETRIES = 20
 # Longest-idle agents considered per drain pass; the drain loop runs again while it assigns work.
 CANDIDATES_PER_DRAIN = 500
 # With few items waiting, a pass first considers this many agents per waiting item (at least
@@ -781,14 +784,17 @@ class Drainer:
 
     def __init__(self) -> None:
         self.wake = asyncio.Event()
+        self.retries = 0  # DRAIN_SOON retries since the last drain asked for
 
     def request(self) -> None:
         self.wake.set()
 
     def on_committed(self, uow: Uow) -> None:
         if DRAIN in uow.flags:
+            self.retries = 0
             self.wake.set()
-        elif DRAIN_SOON in uow.flags:
+        elif DRAIN_SOON in uow.flags and self.retries < DRAIN_RETRIES:
+            self.retries += 1
             asyncio.get_running_loop().call_later(DRAIN_RETRY_S, self.wake.set)
 
 
