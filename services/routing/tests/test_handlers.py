@@ -693,3 +693,7 @@ async def test_retries_for_a_held_agent_are_bounded(routing: Routing, monkeypatc
             passes += 1
     assert passes == 1 + service.DRAIN_RETRIES
     assert routing.events("work.offered") == []
+    # a pass that places work ends the run of refusals: the next refusal is retried again
+    monkeypatch.undo()
+    assert await service.drain_step(routing.runtime, drainer=drainer) == 0  # placed, nothing more
+    assert routing.offer("c-1")["agent_id"] == "agent-1" and drainer.retries == 0

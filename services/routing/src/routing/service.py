@@ -36,6 +36,7 @@ DRAIN_RETRY_S = 0.05
 # At most this many such retries in a row (a second's worth): a refusal that is not a held agent
 # (a slot another replica took) ends with the next pass, and the safety pass stays behind them.
 DRAIN_RETRIES = 20
+DRAINED = "drained"  # a drain pass ran in the transaction
 # Longest-idle agents considered per drain pass; the drain loop runs again while it assigns work.
 CANDIDATES_PER_DRAIN = 500
 # With few items waiting, a pass first considers this many agents per waiting item (at least
@@ -605,6 +606,7 @@ def _unit_ledgers(choices: list[domain.Choice], taken: dict[str, Capacity]) -> l
 
 async def drain(uow: Uow, limit: int = 1000) -> int:
     """Work-conserving step: offer the oldest waiting work to agents with free, allowed capacity."""
+    uow.flags.add(DRAINED)
     store = uow.store
     # Mostly a few items wait: read them first, and count per channel only when there are more.
     first = await store.list_waiting_work(min(limit, FIRST_WAITING))
@@ -784,18 +786,20 @@ class Drainer:
 
     def __init__(self) -> None:
         self.wake = asyncio.Event()
-        self.retries = 0  # DRAIN_SOON retries since the last drain asked for
+        self.retries = 0  # DRAIN_SOON retries in a row: since the last pass that was not refused
 
     def request(self) -> None:
         self.wake.set()
 
     def on_committed(self, uow: Uow) -> None:
+        if DRAIN_SOON in uow.flags:
+            if self.retries < DRAIN_RETRIES:
+                self.retries += 1
+                asyncio.get_running_loop().call_later(DRAIN_RETRY_S, self.wake.set)
+        elif DRAINED in uow.flags:
+            self.retries = 0  # a pass placed work or had none to place: the refusals are over
         if DRAIN in uow.flags:
-            self.retries = 0
             self.wake.set()
-        elif DRAIN_SOON in uow.flags and self.retries < DRAIN_RETRIES:
-            self.retries += 1
-            asyncio.get_running_loop().call_later(DRAIN_RETRY_S, self.wake.set)
 
 
 # --- the steps of the background loops (runtime.periodic), each one transaction ------------------
