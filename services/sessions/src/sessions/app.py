@@ -21,7 +21,7 @@ from sessions.metrics import register_metrics
 from sessions.services_http import Services
 from sessions.settings import SessionsSettings
 from sessions.store import FakeSessionsStore, PgSessionsStore, SessionsStore
-from sessions.supervisor import WATCHED, Limits, Supervisor
+from sessions.supervisor import ON_DEMAND, WATCHED, Limits, Supervisor
 from sessions.tail import Tail
 from shared import topics
 from shared.config import load
@@ -125,6 +125,7 @@ def create_app(settings: SessionsSettings | None = None, database: Database | No
         settings.kafka_bootstrap_servers,
         {name: runtime.names(name) for name in WATCHED},
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        on_demand=ON_DEMAND,
     )
     services = Services(settings)
     sockets = Sockets()

@@ -39,6 +39,8 @@ log = structlog.get_logger("switchboard.gateway")
 
 MAX_FRAME = 64 * 1024
 WATCHED = (topics.ROUTING, topics.PRESENCE, topics.SESSIONS, topics.ASSIST, topics.MESSAGES)
+# Of those, the topics only supervisor streams need: the gateway's tail reads them while one is open.
+ON_DEMAND = (topics.ROUTING, topics.PRESENCE, topics.ASSIST)
 # The page's command -> the supervisor.act action and the fields it may carry.
 ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "supervisor.whisper": ("whisper", ("conversation_id", "text")),
@@ -247,6 +249,11 @@ class _Connection:
         self.outgoing.put(body)  # a full queue marks the client too slow: `run` closes it
 
     async def run(self) -> None:
+        # the overview's change signals are read from here on, before the first overview is made
+        async with self.sup.tail.watching():
+            await self._run()
+
+    async def _run(self) -> None:
         self.sup.tail.listeners.add(self._on_record)
         write = asyncio.create_task(self._write())
         too_slow = asyncio.create_task(self.outgoing.overflowed.wait())
