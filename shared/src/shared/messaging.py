@@ -106,6 +106,11 @@ BATCH_SECONDS = Histogram(
     ["service", "topic"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
+BATCHES_MERGED = Counter(
+    "switchboard_batches_merged_total",
+    "Batches of different consumers handled together, in one transaction (Coalescer)",
+    ["service"],
+)
 OUTBOX_PUBLISHED = Counter("switchboard_outbox_published_total", "Outbox rows published to Kafka", ["schema"])
 OUTBOX_DEAD = Counter(
     "switchboard_outbox_dead_total", "Outbox rows marked dead (the broker can never take them)", ["schema"]
@@ -688,6 +693,7 @@ class Consumer:
         on_invalid: OnInvalid | None = None,
         savepoints: bool = False,
         exit_process: Callable[[int], None] = os._exit,
+        coalescer: Coalescer | None = None,
     ) -> None:
         self.service = service
         self.topic = topic
@@ -702,6 +708,7 @@ class Consumer:
         self.on_invalid = on_invalid
         self.savepoints = savepoints
         self.exit_process = exit_process
+        self.coalescer = coalescer
         self.names = topics.TopicNames(settings.topic_prefix)
         self.consumer_name = f"{service}:{topic}"
         self._known_types = contracts.TYPES_BY_TOPIC.get(topic, frozenset())
@@ -804,7 +811,10 @@ class Consumer:
                 continue
             incoming.append(Incoming(rec, env, payload))
         if incoming:
-            await self._handle_batch(incoming)
+            if self.coalescer is not None:
+                await self.coalescer.handle(self, incoming)
+            else:
+                await self._handle_batch(incoming)
 
     async def _handle_batch(self, incoming: list[Incoming]) -> None:
         attempts = 0
@@ -1062,6 +1072,132 @@ class Consumer:
             outcome=outcome,
             duration_ms=round(duration_ms, 3),
         )
+
+
+@dataclass(eq=False)
+class _Waiting:
+    consumer: Consumer
+    incoming: list[Incoming]
+    done: bool = False
+    error: BaseException | None = None
+
+
+class Coalescer:
+    """A service's batches that wait at the same moment, handled in one transaction.
+
+    Each of a service's consumers reads its own topic; at a centre's peak, batches of several topics
+    are ready together (an assignment on routing's topic, the agent's new presence, the next
+    command), and each was a transaction of its own: BEGIN, inbox, locks, sequencer, outbox, COMMIT,
+    and a relay pass, for a record or two. Now a batch that arrives while another of the service's
+    batches is being handled waits for it, and whatever has gathered by then is handled together:
+    one transaction for all, and one of each batch hook (the service's row locks first, in one
+    sorted statement for all its agents: `before_batch` must be one function across the consumers).
+    A batch that arrives while nothing is being handled is handled at once, alone, as before: no
+    clock, no waiting at idle.
+
+    Everything but the common case goes the way it always went: when the batches together fail
+    (a refusal that needs savepoints, an invalid record, a database error), the transaction is
+    rolled back and each batch is handled on its own by its consumer's pipeline (careful mode,
+    retries, rewinds, dead letters). Offsets stay each consumer's: a consumer commits past a batch
+    once the transaction that held it has committed."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self._waiting: list[_Waiting] = []
+        self._lock = asyncio.Lock()
+        self._merged = BATCHES_MERGED.labels(service)
+        self.transactions = 0  # transactions that held more than one batch
+        self.batches = 0  # batches they held
+
+    async def handle(self, consumer: Consumer, incoming: list[Incoming]) -> None:
+        """Handle `incoming` (alone or with others); raises as `Consumer._handle_batch` would."""
+        me = _Waiting(consumer, incoming)
+        self._waiting.append(me)
+        try:
+            async with self._lock:
+                if not me.done:
+                    group, self._waiting = self._waiting, []
+                    await self._run(group)
+        except asyncio.CancelledError:
+            if me in self._waiting:
+                self._waiting.remove(me)
+            raise
+        if me.error is not None:
+            raise me.error
+
+    async def _run(self, group: list[_Waiting]) -> None:
+        try:
+            if len(group) > 1 and await self._together(group):
+                for w in group:
+                    w.done = True
+                return
+            for w in group:
+                try:
+                    await w.consumer._handle_batch(w.incoming)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the batch is to be rewound: by its own consumer
+                    w.error = exc
+                w.done = True
+        except BaseException:
+            # cancelled (the service stops): the batches not handled go back, each to its own consumer
+            self._waiting[:0] = [w for w in group if not w.done]
+            raise
+
+    async def _together(self, group: list[_Waiting]) -> bool:
+        """One transaction for the group's batches; False (rolled back) when they must go one by one."""
+        consumers = list(dict.fromkeys(w.consumer for w in group))
+        befores = {c.before_batch for c in consumers if c.before_batch is not None}
+        if len(befores) > 1:
+            return False
+        before = next(iter(befores), None)
+        first = consumers[0]
+        started = time.perf_counter()
+        outcomes: list[tuple[Consumer, Incoming, str]] = []
+        try:
+            async with first.database.transaction() as tx:
+                uow = first.unit_of_work(tx)
+                fresh = await tx.claim_inbox_many(
+                    [(w.consumer.consumer_name, i.envelope.id) for w in group for i in w.incoming]
+                )
+                if before is not None:
+                    payloads: dict[tuple[str, str], Payload] = {}
+                    for w in group:
+                        for i in w.incoming:
+                            claim = (w.consumer.consumer_name, i.envelope.id)
+                            if claim in fresh:
+                                payloads[claim] = i.payload
+                    await before(uow, list(payloads.values()))
+                seen: set[tuple[str, str]] = set()
+                for w in group:
+                    for item in w.incoming:
+                        claim = (w.consumer.consumer_name, item.envelope.id)
+                        if claim not in fresh or claim in seen:
+                            outcomes.append((w.consumer, item, "duplicate"))
+                            continue
+                        seen.add(claim)
+                        outcomes.append((w.consumer, item, await w.consumer._handle_one(uow, item, careful=False)))
+                for after in dict.fromkeys(c.after_batch for c in consumers if c.after_batch is not None):
+                    await after(uow)
+                await uow.flush()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.info("merged_batches_one_by_one", service=self.service, batches=len(group), error=repr(exc))
+            return False
+        uow.committed()
+        for on_committed in dict.fromkeys(c.on_committed for c in consumers if c.on_committed is not None):
+            on_committed(uow)
+        self.transactions += 1
+        self.batches += len(group)
+        self._merged.inc(len(group))
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        for consumer in consumers:
+            consumer.stats.consecutive_failures = 0
+        for consumer, item, outcome in outcomes:
+            consumer._count(outcome.split(":", 1)[0])
+            consumer._log_handled(item, outcome, elapsed_ms / len(outcomes))
+        return True
 
 
 def _header(rec: ConsumerRecord[Any, Any], name: str) -> str | None:

@@ -37,6 +37,7 @@ from shared.health import WATCHDOG_INTERVAL_S, GroupWatchdog, Health, Report
 from shared.messaging import (
     AfterBatch,
     BeforeBatch,
+    Coalescer,
     Consumer,
     Handler,
     OnInvalid,
@@ -101,6 +102,8 @@ class Runtime(Generic[S, B]):
         self.source = f"/switchboard/{name}"
         self.relay: OutboxRelay | None = None
         self.consumers: list[Consumer] = []
+        # the service's batches that wait together are handled in one transaction (COALESCE_BATCHES)
+        self.coalescer: Coalescer | None = Coalescer(name) if settings.coalesce_batches else None
         # starting -> running -> draining -> stopped; only "running" is ready
         self.running_state = "starting"
         self.started_hooks: list[Callable[[], Awaitable[None]]] = []
@@ -233,6 +236,7 @@ class Runtime(Generic[S, B]):
             on_committed=on_committed,
             savepoints=savepoints,
             on_invalid=on_invalid,
+            coalescer=self.coalescer,
         )
         self.consumers.append(consumer)
         return consumer

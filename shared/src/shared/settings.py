@@ -39,6 +39,11 @@ class ServiceSettings(BaseSettings):
     # batch rewound after a failure waits to be fetched again (aiokafka's default, 500, cost the
     # idle broker and services about 30 ms of CPU a second between them)
     fetch_max_wait_ms: int = 2000
+    # batches of the service's consumers that are ready while another is being handled are handled
+    # together, in one transaction (shared.messaging.Coalescer); false: each in its own, as before
+    coalesce_batches: bool = Field(
+        True, validation_alias=AliasChoices("coalesce_batches", "SWITCHBOARD_COALESCE_BATCHES")
+    )
     # uvicorn's loop: auto (uvloop when installed), uvloop or asyncio
     event_loop: str = Field("auto", validation_alias=AliasChoices("event_loop", "SWITCHBOARD_EVENT_LOOP"))
     transient_retries: int = 3

@@ -41,6 +41,10 @@ class Tx(Protocol):
         """Record `event_ids` as handled by `consumer`; returns those not seen before."""
         ...
 
+    async def claim_inbox_many(self, claims: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """`claim_inbox` for several consumers: (consumer, event id) pairs; returns those not seen before."""
+        ...
+
     async def write_outbox(self, rows: Sequence[OutboxRow]) -> None: ...
 
     def savepoint(self) -> contextlib.AbstractAsyncContextManager[None]:
@@ -59,6 +63,11 @@ class PgTx:
     async def claim_inbox(self, consumer: str, event_ids: Sequence[str]) -> set[str]:
         rows = await self.conn.fetch(Q.claim_inbox, consumer, list(dict.fromkeys(event_ids)))
         return {r["event_id"] for r in rows}
+
+    async def claim_inbox_many(self, claims: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        unique = list(dict.fromkeys(claims))
+        rows = await self.conn.fetch(Q.claim_inbox_many, [c for c, _ in unique], [i for _, i in unique])
+        return {(r["consumer"], r["event_id"]) for r in rows}
 
     async def write_outbox(self, rows: Sequence[OutboxRow]) -> None:
         if rows:
@@ -89,6 +98,11 @@ class MemoryTx:
     async def claim_inbox(self, consumer: str, event_ids: Sequence[str]) -> set[str]:
         fresh = {i for i in dict.fromkeys(event_ids) if (consumer, i) not in self.db.inbox}
         self.db.inbox.update((consumer, i) for i in fresh)
+        return fresh
+
+    async def claim_inbox_many(self, claims: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        fresh = {claim for claim in dict.fromkeys(claims) if claim not in self.db.inbox}
+        self.db.inbox.update(fresh)
         return fresh
 
     async def write_outbox(self, rows: Sequence[OutboxRow]) -> None:

@@ -7,6 +7,11 @@
 INSERT INTO inbox (consumer, event_id) SELECT $1, unnest($2::text[])
 ON CONFLICT DO NOTHING RETURNING event_id;
 
+-- name: claim_inbox_many
+-- claim_inbox for the batches of several consumers at once ($1[i] the consumer of event $2[i]).
+INSERT INTO inbox (consumer, event_id) SELECT * FROM unnest($1::text[], $2::text[])
+ON CONFLICT DO NOTHING RETURNING consumer, event_id;
+
 -- name: insert_outbox
 -- A transaction's events in one statement, in the order they were emitted: ids are drawn as the
 -- rows are inserted, in ordinality order, and the relay publishes in id order.
