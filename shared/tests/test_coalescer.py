@@ -81,8 +81,8 @@ class Service:
         return ConsumerRecord(consumer.topic, 0, self.offset, 0, 0, b"agent-7", value, None, len(value), 7, [])
 
     def accept_record(self, offer: str, event_id: str | None = None) -> ConsumerRecord[Any, Any]:
-        doc = {"id": event_id or f"cmd-{offer}", "type": "offer.accept", "data": {"agent_id": "agent-7", "offer_id": offer}}
-        return self.record(self.commands, doc)
+        data = {"agent_id": "agent-7", "offer_id": offer}
+        return self.record(self.commands, {"id": event_id or f"cmd-{offer}", "type": "offer.accept", "data": data})
 
     def presence_record(self, status: str) -> ConsumerRecord[Any, Any]:
         data = {"agent_id": "agent-7", "status": status, "base": status, "source": "automatic"}
