@@ -821,8 +821,7 @@ class Consumer:
         careful = False
         while True:
             try:
-                await self._in_transaction(incoming, careful=careful)
-                self.stats.consecutive_failures = 0
+                await _in_transaction([(self, incoming)], careful=careful)
                 return
             except asyncio.CancelledError:
                 raise
@@ -845,36 +844,6 @@ class Consumer:
                     )
                     await self._one_by_one(incoming)
                 return
-
-    async def _in_transaction(self, batch: list[Incoming], *, careful: bool = False) -> None:
-        started = time.perf_counter()
-        async with self.database.transaction() as tx:
-            uow = self.unit_of_work(tx)
-            fresh = await tx.claim_inbox(self.consumer_name, [i.envelope.id for i in batch])
-            if self.before_batch is not None:
-                await self.before_batch(
-                    uow, list({i.envelope.id: i.payload for i in batch if i.envelope.id in fresh}.values())
-                )
-            seen: set[str] = set()
-            outcomes: list[tuple[Incoming, str]] = []
-            for item in batch:
-                eid = item.envelope.id
-                if eid not in fresh or eid in seen:
-                    outcomes.append((item, "duplicate"))
-                    continue
-                seen.add(eid)
-                outcome = await self._handle_one(uow, item, careful=careful)
-                outcomes.append((item, outcome))
-            if self.after_batch is not None:
-                await self.after_batch(uow)
-            await uow.flush()
-        uow.committed()
-        if self.on_committed is not None:
-            self.on_committed(uow)
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        for item, outcome in outcomes:
-            self._count(outcome.split(":", 1)[0])
-            self._log_handled(item, outcome, elapsed_ms / len(batch))
 
     async def _handle_one(self, uow: UnitOfWork[Any, Any], item: Incoming, *, careful: bool) -> str:
         """Run the record's handler. With `savepoints`, a `Rejection` undoes what that record did and
@@ -910,8 +879,7 @@ class Consumer:
             while True:
                 if error is None:
                     try:
-                        await self._in_transaction([item], careful=True)
-                        self.stats.consecutive_failures = 0
+                        await _in_transaction([(self, [item])], careful=True)
                         break
                     except asyncio.CancelledError:
                         raise
@@ -1146,58 +1114,68 @@ class Coalescer:
 
     async def _together(self, group: list[_Waiting]) -> bool:
         """One transaction for the group's batches; False (rolled back) when they must go one by one."""
-        consumers = list(dict.fromkeys(w.consumer for w in group))
-        befores = {c.before_batch for c in consumers if c.before_batch is not None}
-        if len(befores) > 1:
+        if len({w.consumer.before_batch for w in group if w.consumer.before_batch is not None}) > 1:
             return False
-        before = next(iter(befores), None)
-        first = consumers[0]
-        started = time.perf_counter()
-        outcomes: list[tuple[Consumer, Incoming, str]] = []
         try:
-            async with first.database.transaction() as tx:
-                uow = first.unit_of_work(tx)
-                fresh = await tx.claim_inbox_many(
-                    [(w.consumer.consumer_name, i.envelope.id) for w in group for i in w.incoming]
-                )
-                if before is not None:
-                    payloads: dict[tuple[str, str], Payload] = {}
-                    for w in group:
-                        for i in w.incoming:
-                            claim = (w.consumer.consumer_name, i.envelope.id)
-                            if claim in fresh:
-                                payloads[claim] = i.payload
-                    await before(uow, list(payloads.values()))
-                seen: set[tuple[str, str]] = set()
-                for w in group:
-                    for item in w.incoming:
-                        claim = (w.consumer.consumer_name, item.envelope.id)
-                        if claim not in fresh or claim in seen:
-                            outcomes.append((w.consumer, item, "duplicate"))
-                            continue
-                        seen.add(claim)
-                        outcomes.append((w.consumer, item, await w.consumer._handle_one(uow, item, careful=False)))
-                for after in dict.fromkeys(c.after_batch for c in consumers if c.after_batch is not None):
-                    await after(uow)
-                await uow.flush()
+            await _in_transaction([(w.consumer, w.incoming) for w in group])
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.info("merged_batches_one_by_one", service=self.service, batches=len(group), error=repr(exc))
             return False
-        uow.committed()
-        for on_committed in dict.fromkeys(c.on_committed for c in consumers if c.on_committed is not None):
-            on_committed(uow)
         self.transactions += 1
         self.batches += len(group)
         self._merged.inc(len(group))
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        for consumer in consumers:
-            consumer.stats.consecutive_failures = 0
-        for consumer, item, outcome in outcomes:
-            consumer._count(outcome.split(":", 1)[0])
-            consumer._log_handled(item, outcome, elapsed_ms / len(outcomes))
         return True
+
+
+async def _in_transaction(parts: list[tuple[Consumer, list[Incoming]]], *, careful: bool = False) -> None:
+    """Handle batches in one transaction: one consumer's batch, or the batches a `Coalescer` gathered
+    (their consumers share one `before_batch`, or have none). One inbox statement claims every event
+    under its own consumer's name; `before_batch` runs once over the fresh payloads, the handlers
+    batch after batch, each distinct `after_batch` and `on_committed` once. Raises (rolled back) as
+    the handlers or the database do."""
+    consumers = list(dict.fromkeys(consumer for consumer, _ in parts))
+    first = consumers[0]
+    before = next((c.before_batch for c in consumers if c.before_batch is not None), None)
+    started = time.perf_counter()
+    outcomes: list[tuple[Consumer, Incoming, str]] = []
+    async with first.database.transaction() as tx:
+        uow = first.unit_of_work(tx)
+        if len(consumers) == 1:
+            ids = await tx.claim_inbox(first.consumer_name, [i.envelope.id for _, batch in parts for i in batch])
+            fresh = {(first.consumer_name, eid) for eid in ids}
+        else:
+            fresh = await tx.claim_inbox_many([(c.consumer_name, i.envelope.id) for c, batch in parts for i in batch])
+        if before is not None:
+            payloads: dict[tuple[str, str], Payload] = {}
+            for consumer, batch in parts:
+                for item in batch:
+                    claim = (consumer.consumer_name, item.envelope.id)
+                    if claim in fresh:
+                        payloads[claim] = item.payload
+            await before(uow, list(payloads.values()))
+        seen: set[tuple[str, str]] = set()
+        for consumer, batch in parts:
+            for item in batch:
+                claim = (consumer.consumer_name, item.envelope.id)
+                if claim not in fresh or claim in seen:
+                    outcomes.append((consumer, item, "duplicate"))
+                    continue
+                seen.add(claim)
+                outcomes.append((consumer, item, await consumer._handle_one(uow, item, careful=careful)))
+        for after in dict.fromkeys(c.after_batch for c in consumers if c.after_batch is not None):
+            await after(uow)
+        await uow.flush()
+    uow.committed()
+    for on_committed in dict.fromkeys(c.on_committed for c in consumers if c.on_committed is not None):
+        on_committed(uow)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    for consumer in consumers:
+        consumer.stats.consecutive_failures = 0
+    for consumer, item, outcome in outcomes:
+        consumer._count(outcome.split(":", 1)[0])
+        consumer._log_handled(item, outcome, elapsed_ms / len(outcomes))
 
 
 def _header(rec: ConsumerRecord[Any, Any], name: str) -> str | None:
