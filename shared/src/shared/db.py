@@ -93,6 +93,7 @@ async def create_pool(
     acquire_timeout_s: float | None = 5.0,
     connect_timeout_s: float = 5.0,
     statement_timeout_ms: int = 15_000,
+    random_page_cost: float = 0.0,
     command_timeout_s: float | None = None,
     keepalives_idle_s: int = 30,
     keepalives_interval_s: int = 10,
@@ -103,9 +104,11 @@ async def create_pool(
     statement on the server (`statement_timeout_ms`, 0: none) and on the client (`command_timeout_s`,
     by default the statement timeout plus 5 s so the server's, which names the statement, fires
     first). TCP keepalives let the server notice a vanished client within about
-    idle + interval * count seconds, and free its locks."""
+    idle + interval * count seconds, and free its locks. `random_page_cost` > 0 sets the planner's
+    price of a random page read on these connections (0: the server's)."""
     if command_timeout_s is None and statement_timeout_ms > 0:
         command_timeout_s = statement_timeout_ms / 1000 + 5.0
+    planner = {"random_page_cost": repr(float(random_page_cost))} if random_page_cost > 0 else {}
     pool = Pool(
         url,
         min_size=min_size,
@@ -125,6 +128,7 @@ async def create_pool(
             "tcp_keepalives_idle": str(int(keepalives_idle_s)),
             "tcp_keepalives_interval": str(int(keepalives_interval_s)),
             "tcp_keepalives_count": str(int(keepalives_count)),
+            **planner,
         },
     )
     pool.acquire_timeout = acquire_timeout_s

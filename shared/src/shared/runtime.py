@@ -266,6 +266,7 @@ class Runtime(Generic[S, B]):
             acquire_timeout_s=self.settings.db_acquire_timeout_s,
             connect_timeout_s=self.settings.db_connect_timeout_s,
             statement_timeout_ms=self.settings.db_statement_timeout_ms,
+            random_page_cost=self.settings.db_random_page_cost,
         )
         async with self._pool.acquire() as conn:
             # SWITCHBOARD_ENV=production refuses unsafe defaults before anything is changed

@@ -62,6 +62,10 @@ class ServiceSettings(BaseSettings):
     db_acquire_timeout_s: float = 5.0
     db_connect_timeout_s: float = 5.0
     db_statement_timeout_ms: int = 15_000
+    # the planner's price of a page read out of order, on the service's connections (0: the server's):
+    # its default (4) prices a spinning disk, and makes a sort of the whole backlog look cheaper than
+    # an index walk that stops after the first rows, when the row estimate lags a surge
+    db_random_page_cost: float = 1.1
     inbox_retention_hours: float = 8 * 24
     # health: each readiness probe's timeout; a consumer silent for longer than this is stuck
     ready_probe_timeout_s: float = 2.0
