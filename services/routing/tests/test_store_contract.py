@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -27,6 +28,7 @@ from routing.store import (
     Reservation,
     RoutingStore,
 )
+from shared.settings import ServiceSettings
 from tools import testing
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
@@ -248,7 +250,8 @@ async def test_waiting_work_oldest_first(store: RoutingStore) -> None:
     assert [w.conversation_id for w in waiting] == ["c-c", "c-a", "c-b", "c-d"]
     assert waiting[0].preferred_agent == "a-9" and waiting[0].attributes == {"tier": "gold"}
     assert [w.conversation_id for w in await store.list_waiting_work(2)] == ["c-c", "c-a"]
-    assert await store.count_waiting_by_channel() == {"chat": 3, "voice": 1}
+    assert await store.count_waiting_by_channel(10) == {"chat": 3, "voice": 1}
+    assert await store.count_waiting_by_channel(2) == {"chat": 2, "voice": 1}  # counted up to the cap
     assert await store.count_waiting("support") == 2 and await store.count_waiting("vip") == 2
     positions, figures = await store.record_positions(["c-a", "c-b", "c-d", "c-c"], ["support", "vip"])
     assert positions == {"c-a": 1, "c-b": 2, "c-c": 1, "c-d": 2}
@@ -567,3 +570,35 @@ async def test_after_a_sign_in_wave_the_candidates_come_from_the_idle_index(pool
             raise AssertionError("300 changed agents did not refresh the statistics")
         assert "agents_idle" in await plan() and "Sort" not in await plan()
         assert not await store.refresh_agent_statistics()  # fresh now: nothing to do
+
+
+def _plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    return [plan, *(node for child in plan.get("Plans", ()) for node in _plan_nodes(child))]
+
+
+@pytest.mark.e2e
+async def test_the_drains_reads_walk_an_index_when_the_backlog_outgrew_its_statistics(pool: asyncpg.Pool) -> None:
+    """A surge: the statistics were gathered over a few waiting items, then thousands arrived before
+    autovacuum looked again. The oldest waiting work is still an index walk that stops after the rows
+    asked for (not a sort of the whole line), and the channels' count stops at its cap."""
+    async with pool.acquire() as conn:
+        cost = ServiceSettings.model_fields["db_random_page_cost"].default
+        await conn.execute(f"SET random_page_cost = {cost}")  # as the services' connections have it
+        store = PgRoutingStore(conn)
+
+        def arrivals(first: int, n: int) -> list[NewWork]:
+            return [
+                NewWork(f"c-{i:05}", "voice" if i % 10 == 0 else "chat", "support", 0, {}, T0 + timedelta(seconds=i))
+                for i in range(first, first + n)
+            ]
+
+        await store.insert_works(arrivals(0, 20))
+        await conn.execute("ANALYZE work_items")
+        await store.insert_works(arrivals(20, 3000))
+        plan = (await conn.fetchval("EXPLAIN (FORMAT JSON) " + Q.list_waiting_work, 50))[0]["Plan"]
+        nodes = _plan_nodes(plan)
+        assert not [n for n in nodes if n["Node Type"] in ("Sort", "Incremental Sort")], plan
+        assert [n for n in nodes if n.get("Index Name") == "work_waiting" and n["Node Type"] == "Index Scan"], plan
+        assert [w.conversation_id for w in await store.list_waiting_work(3)] == ["c-00000", "c-00001", "c-00002"]
+        assert await store.count_waiting_by_channel(125) == {"chat": 125, "voice": 125}
+        assert await store.count_waiting_by_channel(5000) == {"chat": 2718, "voice": 302}

@@ -613,7 +613,12 @@ async def drain(uow: Uow, limit: int = 1000) -> int:
     if not first:
         return 0
     seen = first if len(first) < min(limit, FIRST_WAITING) else None
-    waiting_by_channel = Counter(w.channel for w in first) if seen else await store.count_waiting_by_channel()
+    # counted only as far as the candidates to consider can grow: a backlog's count reads no further
+    waiting_by_channel = (
+        Counter(w.channel for w in first)
+        if seen
+        else await store.count_waiting_by_channel(-(-CANDIDATES_PER_DRAIN // CANDIDATES_PER_WAITING))
+    )
     channels = sorted(waiting_by_channel)
     queues = (await _setup(uow)).queues
     now = _now()

@@ -276,8 +276,8 @@ class RoutingStore(Protocol):
 
     async def find_work(self, conversation_id: str) -> WorkItem | None: ...
     async def count_waiting(self, queue: str) -> int: ...
-    async def count_waiting_by_channel(self) -> dict[str, int]:
-        """Waiting work per channel (channels with none left out)."""
+    async def count_waiting_by_channel(self, cap: int) -> dict[str, int]:
+        """Waiting work per channel, each count at most `cap` (channels with none left out)."""
         ...
 
     async def list_waiting_work(self, limit: int) -> list[domain.WaitingWork]:
@@ -614,8 +614,8 @@ class PgRoutingStore:
         n: int = await self.conn.fetchval(Q.queue_depth, queue)
         return n
 
-    async def count_waiting_by_channel(self) -> dict[str, int]:
-        return {r["channel"]: r["waiting"] for r in await self.conn.fetch(Q.count_waiting_by_channel)}
+    async def count_waiting_by_channel(self, cap: int) -> dict[str, int]:
+        return {r["channel"]: r["waiting"] for r in await self.conn.fetch(Q.count_waiting_by_channel, cap)}
 
     async def list_waiting_work(self, limit: int) -> list[domain.WaitingWork]:
         return [
@@ -1083,8 +1083,9 @@ class FakeRoutingStore:
         rows.sort(key=lambda w: (w.enqueued_at, w.conversation_id))
         return rows
 
-    async def count_waiting_by_channel(self) -> dict[str, int]:
-        return dict(sorted(Counter(w.channel for w in self.work.values() if w.status == "queued").items()))
+    async def count_waiting_by_channel(self, cap: int) -> dict[str, int]:
+        counts = Counter(w.channel for w in self.work.values() if w.status == "queued")
+        return {channel: min(n, cap) for channel, n in sorted(counts.items())}
 
     async def list_waiting_work(self, limit: int) -> list[domain.WaitingWork]:
         return [

@@ -136,7 +136,19 @@ RETURNING conversation_id;
 SELECT count(*) FROM work_items WHERE queue = $1 AND status = 'queued';
 
 -- name: count_waiting_by_channel
-SELECT channel, count(*)::int AS waiting FROM work_items WHERE status = 'queued' GROUP BY channel ORDER BY channel;
+-- The channels with waiting work and how much waits in each, counted up to $1: the channels found one
+-- index probe at a time (a loose index scan of work_waiting_channels), never the whole backlog.
+WITH RECURSIVE channels AS (
+    (SELECT channel FROM work_items WHERE status = 'queued' ORDER BY channel LIMIT 1)
+    UNION ALL
+    SELECT (SELECT w.channel FROM work_items w
+            WHERE w.status = 'queued' AND w.channel > c.channel ORDER BY w.channel LIMIT 1)
+    FROM channels c WHERE c.channel IS NOT NULL
+)
+SELECT c.channel,
+       (SELECT count(*) FROM (SELECT 1 FROM work_items w WHERE w.status = 'queued' AND w.channel = c.channel
+                              LIMIT $1) capped)::int AS waiting
+FROM channels c WHERE c.channel IS NOT NULL ORDER BY c.channel;
 
 -- name: get_queue_figures
 -- Observed handle times and the figures the periodic pass refreshes; no row for an unknown queue.
@@ -410,15 +422,22 @@ WHERE w.conversation_id = v.conversation_id;
 
 -- name: record_positions
 -- Places in line of the waiting conversations among $1 (in queues $2), recorded as the places last
--- told, with the wait-estimate figures of their queues.
-WITH ranked AS (
+-- told, with the wait-estimate figures of their queues. The queues' whole line is ranked once; each
+-- of its rows is looked up among $1 in a jsonb object (a binary search), and only then are the rows
+-- found updated: a plan whatever the row estimates (`= ANY($1)` in a generic plan compares every
+-- row of the line with every element of $1, 150 ms for 384 arrivals behind 6,800).
+WITH asked AS (
+    SELECT jsonb_object_agg(id, true) AS ids FROM unnest($1::text[]) AS id
+), ranked AS (
     SELECT conversation_id, queue,
            row_number() OVER (PARTITION BY queue ORDER BY enqueued_at, conversation_id) AS position
     FROM work_items WHERE status = 'queued' AND queue = ANY($2::text[])
+), mine AS MATERIALIZED (
+    SELECT r.conversation_id, r.queue, r.position FROM ranked r, asked a WHERE a.ids ? r.conversation_id
 ), told AS (
-    UPDATE work_items w SET last_position = r.position
-    FROM ranked r WHERE r.conversation_id = ANY($1::text[]) AND w.conversation_id = r.conversation_id
-    RETURNING r.conversation_id, r.queue, r.position
+    UPDATE work_items w SET last_position = m.position
+    FROM mine m WHERE w.conversation_id = m.conversation_id
+    RETURNING m.conversation_id, m.queue, m.position
 )
 SELECT t.conversation_id, t.queue, t.position::int AS position, COALESCE(s.handled, 0) AS handled,
        COALESCE(s.handle_seconds, 0) AS handle_seconds, COALESCE(s.staffed_slots, 0) AS staffed_slots,
