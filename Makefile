@@ -14,7 +14,10 @@ bootstrap:  ## install uv (from PyPI) when missing, then the workspace's locked 
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || \
 	  python3 -m pip install --quiet uv 2>/dev/null || python3 -m pip install --quiet --user uv || \
 	  python3 -m pip install --quiet --break-system-packages uv
-	@$(UV) sync --frozen --quiet
+	@# bytecode compiled once, here: where PYTHONDONTWRITEBYTECODE is set, every process start would
+	@# compile each module it imports from source (2.4-2.9 s of CPU a service instead of 1.1)
+	@$(UV) sync --frozen --quiet --compile-bytecode
+	@$(RUN) python -m compileall -q -j 0 shared/src services/*/src tools/src >/dev/null
 
 up: bootstrap  ## start Kafka, PostgreSQL and the four services with the demo configuration
 	@$(RUN) python -m tools.stack up
