@@ -602,3 +602,21 @@ async def test_the_drains_reads_walk_an_index_when_the_backlog_outgrew_its_stati
         assert [w.conversation_id for w in await store.list_waiting_work(3)] == ["c-00000", "c-00001", "c-00002"]
         assert await store.count_waiting_by_channel(125) == {"chat": 125, "voice": 125}
         assert await store.count_waiting_by_channel(5000) == {"chat": 2718, "voice": 302}
+
+
+@pytest.mark.e2e
+async def test_a_drain_does_not_skip_work_whose_place_in_line_is_being_announced(pool: asyncpg.Pool) -> None:
+    """Announcing places in line holds what it records until its transaction commits; a drain
+    meanwhile (which skips work another drain holds) still sees the oldest waiting work first."""
+    async with pool.acquire() as announcer, pool.acquire() as drain:
+        store = PgRoutingStore(announcer)
+        line = [NewWork(f"c-{i}", "chat", "support", 0, {}, T0 + timedelta(seconds=i)) for i in (1, 2)]
+        await store.insert_works(line)
+        async with announcer.transaction():
+            changes = await store.list_position_changes(10)
+            await store.set_last_positions({ch.conversation_id: ch.position for ch in changes})
+            await store.record_positions(["c-2"], ["support"])
+            async with drain.transaction():
+                waiting = await asyncio.wait_for(PgRoutingStore(drain).list_waiting_work(10), 10)
+            assert [w.conversation_id for w in waiting] == ["c-1", "c-2"]
+        assert await store.list_position_changes(10) == []  # told, and remembered

@@ -403,9 +403,10 @@ SELECT pg_try_advisory_xact_lock(hashtext('routing.positions'));
 
 -- name: list_position_changes
 WITH ranked AS (
-    SELECT conversation_id, channel, queue, last_position,
-           row_number() OVER (PARTITION BY queue ORDER BY enqueued_at, conversation_id) AS position
-    FROM work_items WHERE status = 'queued'
+    SELECT w.conversation_id, w.channel, w.queue, t.told AS last_position,
+           row_number() OVER (PARTITION BY w.queue ORDER BY w.enqueued_at, w.conversation_id) AS position
+    FROM work_items w LEFT JOIN told_positions t ON t.conversation_id = w.conversation_id
+    WHERE w.status = 'queued'
 )
 SELECT conversation_id, channel, queue, position::int AS position FROM ranked
 -- any move in the first ten places, else a move of at least a tenth: customers far back are not
@@ -416,16 +417,18 @@ ORDER BY queue, position
 LIMIT $1;
 
 -- name: set_last_positions
-UPDATE work_items w SET last_position = v.position
-FROM unnest($1::text[], $2::int[]) AS v(conversation_id, position)
-WHERE w.conversation_id = v.conversation_id;
+-- The places told ($1 conversations, $2 places): in told_positions, never on the work rows (a drain
+-- skips a work row another transaction holds).
+INSERT INTO told_positions (conversation_id, told)
+SELECT * FROM unnest($1::text[], $2::int[])
+ON CONFLICT (conversation_id) DO UPDATE SET told = EXCLUDED.told;
 
 -- name: record_positions
 -- Places in line of the waiting conversations among $1 (in queues $2), recorded as the places last
--- told, with the wait-estimate figures of their queues. The queues' whole line is ranked once; each
--- of its rows is looked up among $1 in a jsonb object (a binary search), and only then are the rows
--- found updated: a plan whatever the row estimates (`= ANY($1)` in a generic plan compares every
--- row of the line with every element of $1, 150 ms for 384 arrivals behind 6,800).
+-- told (told_positions), with the wait-estimate figures of their queues. The queues' whole line is
+-- ranked once, and each of its rows looked up among $1 in a jsonb object (a binary search): a plan
+-- whatever the row estimates (`= ANY($1)` in a generic plan compares every row of the line with
+-- every element of $1, 150 ms for 384 arrivals behind 6,800).
 WITH asked AS (
     SELECT jsonb_object_agg(id, true) AS ids FROM unnest($1::text[]) AS id
 ), ranked AS (
@@ -435,14 +438,14 @@ WITH asked AS (
 ), mine AS MATERIALIZED (
     SELECT r.conversation_id, r.queue, r.position FROM ranked r, asked a WHERE a.ids ? r.conversation_id
 ), told AS (
-    UPDATE work_items w SET last_position = m.position
-    FROM mine m WHERE w.conversation_id = m.conversation_id
-    RETURNING m.conversation_id, m.queue, m.position
+    INSERT INTO told_positions (conversation_id, told)
+    SELECT conversation_id, position FROM mine
+    ON CONFLICT (conversation_id) DO UPDATE SET told = EXCLUDED.told
 )
-SELECT t.conversation_id, t.queue, t.position::int AS position, COALESCE(s.handled, 0) AS handled,
+SELECT m.conversation_id, m.queue, m.position::int AS position, COALESCE(s.handled, 0) AS handled,
        COALESCE(s.handle_seconds, 0) AS handle_seconds, COALESCE(s.staffed_slots, 0) AS staffed_slots,
        COALESCE(s.arrivals_per_s, 0) AS arrivals_per_s
-FROM told t LEFT JOIN queue_stats s ON s.queue = t.queue;
+FROM mine m LEFT JOIN queue_stats s ON s.queue = m.queue;
 
 -- --- reads for the supervisor view and the agent's Home (GET /queues, /agents, /work) ----------
 
