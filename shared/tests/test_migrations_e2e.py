@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 
@@ -27,6 +29,21 @@ async def test_migrating_twice_is_a_no_op(deployment: Deployment, service: str) 
         assert await conn.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = $1", service) == tables
     finally:
         await conn.close()
+
+
+async def test_replicas_starting_together_migrate_once_and_all_start(deployment: Deployment) -> None:
+    """Several replicas of a service migrate its empty schema at the same moment: one applies the
+    migrations, the others find them applied; none fails (creating the migrations table at once
+    used to collide in PostgreSQL's catalog, and a replica's start failed)."""
+    url = stack.service_database_url(deployment.database_url, "assist")
+    migrations = db.load_migrations("shared", "shared") + db.load_migrations("assist", "assist")
+    conns = [await asyncpg.connect(url) for _ in range(4)]
+    try:
+        results = await asyncio.gather(*(db.migrate(conn, "assist", migrations) for conn in conns))
+        assert sorted(len(r) for r in results) == [0, 0, 0, len(migrations)]
+    finally:
+        for conn in conns:
+            await conn.close()
 
 
 async def test_a_changed_migration_is_refused(deployment: Deployment) -> None:

@@ -208,19 +208,21 @@ async def migrate(conn: Conn, schema: str, migrations: Iterable[Migration]) -> l
     # A migration may rewrite a large table, and a replica starting beside another waits for its
     # migrations on the lock: neither is bounded by the pool's statement timeout.
     await conn.execute("SET statement_timeout = 0", timeout=MIGRATION_TIMEOUT_S)
-    # CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema exists, and a
-    # service's role owns its schema but has no CREATE on the database.
-    if not await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema):
-        await conn.execute(f"CREATE SCHEMA {schema}")
-    await conn.execute(
-        f"""CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
-              component text NOT NULL, version int NOT NULL, name text NOT NULL,
-              checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(),
-              PRIMARY KEY (component, version))"""
-    )
+    # The lock comes first: two replicas creating the schema or its table at once collide even with
+    # IF NOT EXISTS (a unique violation in pg_type: the second replica's start failed).
     lock = int.from_bytes(hashlib.sha256(f"migrate:{schema}".encode()).digest()[:8], "big", signed=True)
     await conn.execute("SELECT pg_advisory_lock($1)", lock, timeout=MIGRATION_TIMEOUT_S)
     try:
+        # CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema exists, and a
+        # service's role owns its schema but has no CREATE on the database.
+        if not await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema):
+            await conn.execute(f"CREATE SCHEMA {schema}")
+        await conn.execute(
+            f"""CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
+                  component text NOT NULL, version int NOT NULL, name text NOT NULL,
+                  checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(),
+                  PRIMARY KEY (component, version))"""
+        )
         rows = await conn.fetch(f"SELECT component, version, checksum FROM {schema}.schema_migrations")
         done = {(r["component"], r["version"]): r["checksum"] for r in rows}
         for mig in migrations:
