@@ -43,6 +43,8 @@ CANDIDATES_PER_DRAIN = 500
 # MIN_CANDIDATES) when every queue prefers the longest-idle agent (the order the agents are read in).
 CANDIDATES_PER_WAITING = 4
 MIN_CANDIDATES = 16
+# A backlog is counted per channel only this far: past it, the candidates considered no longer grow.
+WAITING_COUNTED = -(-CANDIDATES_PER_DRAIN // CANDIDATES_PER_WAITING)
 IDLE_ORDERED = ("longest_idle", "priority_fifo")
 # A drain pass reads this many waiting items first (all of them, mostly), and more only when full.
 FIRST_WAITING = 50
@@ -613,11 +615,8 @@ async def drain(uow: Uow, limit: int = 1000) -> int:
     if not first:
         return 0
     seen = first if len(first) < min(limit, FIRST_WAITING) else None
-    # counted only as far as the candidates to consider can grow: a backlog's count reads no further
     waiting_by_channel = (
-        Counter(w.channel for w in first)
-        if seen
-        else await store.count_waiting_by_channel(-(-CANDIDATES_PER_DRAIN // CANDIDATES_PER_WAITING))
+        Counter(w.channel for w in first) if seen else await store.count_waiting_by_channel(WAITING_COUNTED)
     )
     channels = sorted(waiting_by_channel)
     queues = (await _setup(uow)).queues
