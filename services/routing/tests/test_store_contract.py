@@ -28,8 +28,9 @@ from routing.store import (
     Reservation,
     RoutingStore,
 )
+from shared import db
 from shared.settings import ServiceSettings
-from tools import testing
+from tools import stack, testing
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 SIGNED_IN = ["available", "busy"]
@@ -620,3 +621,28 @@ async def test_a_drain_does_not_skip_work_whose_place_in_line_is_being_announced
                 waiting = await asyncio.wait_for(PgRoutingStore(drain).list_waiting_work(10), 10)
             assert [w.conversation_id for w in waiting] == ["c-1", "c-2"]
         assert await store.list_position_changes(10) == []  # told, and remembered
+
+
+@pytest.mark.e2e
+async def test_places_told_before_the_upgrade_are_kept_by_it(infra: testing.Infrastructure) -> None:
+    """A database at migration 0009, with places told on the work rows, upgraded to 0010: the places
+    move to told_positions, so no customer is told the same place again."""
+    dep = await testing.create_deployment(infra)
+    try:
+        url = stack.service_database_url(dep.database_url, "routing")
+        migrations = db.load_migrations("shared", "shared") + db.load_migrations("routing", "routing")
+        before = [m for m in migrations if not (m.component == "routing" and m.version >= 10)]
+        conn = await asyncpg.connect(url)
+        try:
+            await db.migrate(conn, "routing", before)
+            await conn.execute("SET search_path TO routing, public")
+            store = PgRoutingStore(conn)
+            await store.insert_works([NewWork(f"c-{i}", "chat", "support", 0, {}, T0) for i in (1, 2)])
+            await conn.execute("UPDATE work_items SET last_position = 1 WHERE conversation_id = 'c-1'")
+            assert await db.migrate(conn, "routing", migrations) == ["routing/0010_told_positions"]
+            assert [tuple(r) for r in await conn.fetch("SELECT * FROM told_positions")] == [("c-1", 1)]
+            assert [ch.conversation_id for ch in await store.list_position_changes(10)] == ["c-2"]
+        finally:
+            await conn.close()
+    finally:
+        await testing.drop_deployment(dep)
