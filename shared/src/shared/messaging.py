@@ -462,7 +462,10 @@ class OutboxRelay:
                     if sent < self.batch and final:
                         await self._sweep(conn)
                         return
-                    if sent == 0:
+                    # a chunk not full took everything committed before the read: the next commit
+                    # wakes the relay (its rows published now are deleted by that read, or by the
+                    # one after the timeout), so no second, empty read per commit
+                    if sent < self.batch:
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(self._wake.wait(), timeout=1.0)
             finally:
