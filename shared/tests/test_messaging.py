@@ -427,6 +427,56 @@ async def test_a_poll_takes_what_has_arrived_and_an_empty_poll_never_sleeps(monk
     assert slept == []
 
 
+async def test_a_background_poll_pauses_after_records_so_those_that_follow_come_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With `gather_s`, a poll that brought records is followed by that pause (the records arriving
+    meanwhile are taken by the next poll, together); an empty poll never pauses, so the first record
+    after a quiet spell is handled at once."""
+    slept: list[float] = []
+
+    async def sleep(seconds: float, *_: Any) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr("asyncio.sleep", sleep)
+    broker = KafkaBroker("127.0.0.1:9")
+    subscriber = broker.subscriber("t", group_id="g", batch=True, max_records=10)
+    handled: list[list[int]] = []
+
+    async def handle(batch: tuple[ConsumerRecord[Any, Any], ...], consumer: Any) -> None:
+        handled.append([r.offset for r in batch])
+
+    messaging.take_available(subscriber, idle_wait_ms=50, max_records=10, handle=handle, gather_s=0.05)
+    polls = _Polls()
+    assert await subscriber.get_msg(polls) == ()
+    assert slept == [] and handled == []  # quiet: no pause
+    polls.waiting = [ConsumerRecord("t", 0, 0, 0, 0, None, b"{}", None, 0, 2, [])]
+    assert await subscriber.get_msg(polls) == ()
+    assert handled == [[0]] and slept == [0.05]  # handled at once, then the pause
+    polls.waiting = [ConsumerRecord("t", 0, offset, 0, 0, None, b"{}", None, 0, 2, []) for offset in range(1, 6)]
+    assert await subscriber.get_msg(polls) == ()
+    assert handled == [[0], [1, 2, 3, 4, 5]] and slept == [0.05, 0.05]
+
+
+def test_only_a_background_consumer_gathers_and_the_setting_says_how_long() -> None:
+    def consumer(background: bool, **settings: Any) -> Consumer:
+        return Consumer(
+            service="test",
+            topic=topics.ROUTING,
+            handlers={},
+            database=MemoryDatabase(),
+            unit_of_work=lambda tx: UnitOfWork(tx, None, None, topics.TopicNames(""), "/switchboard/test"),
+            broker=KafkaBroker("127.0.0.1:1"),
+            settings=ServiceSettings(**settings),
+            background=background,
+        )
+
+    assert consumer(False).gather_s == 0.0
+    assert consumer(True).gather_s == 0.05
+    assert consumer(True, background_gather_ms=200).gather_s == 0.2
+    assert consumer(True, background_gather_ms=0).gather_s == 0.0
+
+
 def test_the_consumer_asks_the_broker_to_hold_an_idle_fetch_as_long_as_the_setting_says() -> None:
     """An idle consumer's fetch comes back empty every `fetch_max_wait_ms`: the setting reaches the
     Kafka consumer (aiokafka's own default, 500 ms, would have the idle broker answer 4 times as often)."""

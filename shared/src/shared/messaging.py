@@ -697,6 +697,7 @@ class Consumer:
         savepoints: bool = False,
         exit_process: Callable[[int], None] = os._exit,
         coalescer: Coalescer | None = None,
+        background: bool = False,
     ) -> None:
         self.service = service
         self.topic = topic
@@ -747,8 +748,17 @@ class Consumer:
             title=f"{service}:{topic}",
             description=f"{service} consumes {topic}: types {', '.join(sorted(handlers))}",
         )
+        # a consumer off every conversation's path (a projection, automation that may lag a moment)
+        # gathers its records for a while after each batch, so it wakes a few times a second under
+        # load instead of once for each record of its topic
+        self.gather_s = settings.background_gather_ms / 1000 if background else 0.0
         self.offsets = take_available(
-            self.subscriber, settings.batch_timeout_ms, settings.max_batch, handle=self._polled, keep=self._wanted
+            self.subscriber,
+            settings.batch_timeout_ms,
+            settings.max_batch,
+            handle=self._polled,
+            keep=self._wanted,
+            gather_s=self.gather_s,
         )
 
         # FastStream needs a handler, and AsyncAPI documents each record as the topic's envelope
@@ -1245,6 +1255,7 @@ def take_available(
     *,
     handle: Callable[[tuple[ConsumerRecord[Any, Any], ...], Any], Awaitable[None]],
     keep: Callable[[ConsumerRecord[Any, Any]], bool] | None = None,
+    gather_s: float = 0.0,
 ) -> Offsets:
     """Make a batch subscriber take what has arrived, at once, and never wait on a clock.
 
@@ -1256,7 +1267,13 @@ def take_available(
     being handled, up to `max_records`. The poll hands each batch to `handle` directly (under the
     subscriber's lock, so a graceful stop waits for it) and FastStream's consume path is not used.
     Records `keep` refuses never reach `handle` (nor cost it a batch). Offsets are committed by the
-    returned `Offsets` (the subscriber acks manually)."""
+    returned `Offsets` (the subscriber acks manually).
+
+    With `gather_s`, a poll that brought records is followed by that long a pause before the next
+    poll: the first record after a quiet spell is handled at once, those that follow it are taken
+    together, at most `gather_s` (plus the fetch that brings them) later. For a consumer off the
+    path of a conversation: under load it wakes (a fetch, a batch, a transaction) once per
+    `gather_s`, not once for each record of its topic."""
     offsets = Offsets()
 
     async def get_msg(consumer: Any) -> tuple[ConsumerRecord[Any, Any], ...]:
@@ -1273,6 +1290,8 @@ def take_available(
         if batch:
             with subscriber.lock:
                 await handle(batch, consumer)
+        if gather_s > 0:
+            await asyncio.sleep(gather_s)
         return ()
 
     original_stop = subscriber.stop

@@ -220,9 +220,12 @@ class Runtime(Generic[S, B]):
         on_committed: Callable[[UnitOfWork[S, B]], None] | None = None,
         savepoints: bool = False,
         on_invalid: OnInvalid | None = None,
+        background: bool = False,
     ) -> Consumer:
         """Consume `topic`; `on_invalid` may answer a record refused at parse time (e.g. with
-        command.rejected to the agent whose command it was) besides its dead letter."""
+        command.rejected to the agent whose command it was) besides its dead letter. `background`:
+        the topic's records are off every conversation's path for this service (a projection, an
+        automatic rule), and may wait `background_gather_ms` to be taken together."""
         consumer = Consumer(
             service=self.name,
             topic=topic,
@@ -237,6 +240,7 @@ class Runtime(Generic[S, B]):
             savepoints=savepoints,
             on_invalid=on_invalid,
             coalescer=self.coalescer,
+            background=background,
         )
         self.consumers.append(consumer)
         return consumer

@@ -39,6 +39,11 @@ class ServiceSettings(BaseSettings):
     # batch rewound after a failure waits to be fetched again (aiokafka's default, 500, cost the
     # idle broker and services about 30 ms of CPU a second between them)
     fetch_max_wait_ms: int = 2000
+    # a consumer off every conversation's path (projections, automation such as presence's rules)
+    # pauses this long after a poll that brought records, so the records that follow are taken
+    # together: under load it wakes a few times a second, not once per record of its topic. A
+    # record after a quiet spell is handled at once; 0: every consumer takes records as they come
+    background_gather_ms: int = 50
     # batches of the service's consumers that are ready while another is being handled are handled
     # together, in one transaction (shared.messaging.Coalescer); false: each in its own, as before
     coalesce_batches: bool = Field(

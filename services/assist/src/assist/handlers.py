@@ -13,6 +13,8 @@ def register(runtime: Runtime, follow: FollowUp) -> None:
         {"conversation.arrived": follow.on_conversation_arrived, "conversation.ended": follow.on_conversation_ended},
         after_batch=follow.after_batch,
         on_committed=follow.on_committed,
+        # a conversation's start and end; its messages (below) are taken as they come
+        background=True,
     )
     runtime.consume(
         topics.MESSAGES,
@@ -29,4 +31,5 @@ def register(runtime: Runtime, follow: FollowUp) -> None:
         },
         after_batch=follow.after_batch,
         on_committed=follow.on_committed,
+        background=True,
     )

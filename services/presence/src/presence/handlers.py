@@ -24,4 +24,7 @@ def register(runtime: Runtime) -> None:
             "work.offer_expired": service.on_offer_expired,
         },
         after_batch=service.after_routing,
+        # automatic rules: a moment's lag is not seen, and routing's topic has six records a
+        # conversation of which these are two
+        background=True,
     )

@@ -42,4 +42,7 @@ def register(runtime: service.RoutingRuntime, drainer: service.Drainer) -> None:
         },
         after_batch=service.after_batch,
         on_committed=drainer.on_committed,
+        # automatic changes (busy, back to available) are two records a conversation: an agent's new
+        # status reaches the drain a moment later
+        background=True,
     )

@@ -49,6 +49,8 @@ def register(runtime: Runtime) -> None:
         {"presence.changed": service.on_presence_changed},
         before_batch=service.lock_agents,
         after_batch=service.write_projections,
+        # the status the workspace shows
+        background=True,
     )
     runtime.consume(
         topics.CONVERSATIONS,
@@ -57,6 +59,8 @@ def register(runtime: Runtime) -> None:
             "conversation.ended": service.on_conversation_ended,
         },
         after_batch=service.write_projections,
+        # the waiting list's titles and priorities: offers carry their own
+        background=True,
     )
     runtime.consume(topics.MESSAGES, {"message.posted": service.on_message_posted})
     runtime.consume(
@@ -68,4 +72,6 @@ def register(runtime: Runtime) -> None:
             "assist.case_summary_drafted": service.on_assist,
             "assist.escalation_detected": service.on_escalation_detected,
         },
+        # suggestions for the pane
+        background=True,
     )
