@@ -672,11 +672,12 @@ async def load(
     bootstrap = dep.infra.bootstrap
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=2)
     await producer.start()
-    # The simulated clients read the agents' topic; the bench also reads routing's decisions to time
-    # each stage of a conversation's path.
+    # The simulated clients read the agents' topic, as an agent's client does. Routing's decisions,
+    # which time each stage of a conversation's path, are read after the load (`routing_stages`):
+    # read during it, they cost the cores the services share a fetch and a parse for each of
+    # routing's records, which no agent's client reads.
     consumer = AIOKafkaConsumer(
         dep.topic(topics.SESSIONS),
-        dep.topic(topics.ROUTING),
         bootstrap_servers=bootstrap,
         group_id=f"bench-client-{uuid.uuid4().hex[:6]}",
         auto_offset_reset="latest",
@@ -701,6 +702,7 @@ async def load(
     await wait_settled(dep)
     if ready is not None:
         await ready()
+    routing_from = await end_offsets(bootstrap, dep.topic(topics.ROUTING))
 
     stages = Stages()
     rejected = 0
@@ -736,14 +738,6 @@ async def load(
                         )
                     elif t == "command.rejected":
                         rejected += 1
-                    elif t == "work.queued" and not d.get("update"):
-                        stages.mark("work_queued", d["conversation_id"], now)
-                    elif t == "work.offered":
-                        stages.mark("work_offered", d["conversation_id"], now)
-                    elif t == "work.released":
-                        stages.mark("work_released", d["conversation_id"], now)
-                    elif t == "capacity.changed":
-                        stages.capacity(d["agent_id"], d["total_used"], now)
 
     client_task = asyncio.create_task(client())
     t0 = time.perf_counter()
@@ -769,6 +763,7 @@ async def load(
         t.cancel()
     await consumer.stop()
     await producer.stop()
+    await routing_stages(bootstrap, dep.topic(topics.ROUTING), routing_from, stages)
 
     started = stages.at["session_started"]
     done_at = max(started.values()) if started else t_end
@@ -793,8 +788,59 @@ async def load(
     }
 
 
+async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        if not parts:
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic) or set()
+        return dict(await consumer.end_offsets([TopicPartition(topic, p) for p in sorted(parts)]))
+    finally:
+        await consumer.stop()
+
+
+async def routing_stages(
+    bootstrap: str, topic: str, start: dict[TopicPartition, int], stages: Stages, timeout: float = 60.0
+) -> None:
+    """Routing's decisions since `start`, read after the load: each stage is marked when routing's
+    relay produced its record (the record's timestamp, on the bench's clock), in each partition's
+    order (an agent's `capacity.changed` are keyed by the agent: in order)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=5000)
+    await consumer.start()
+    try:
+        consumer.assign(list(start))
+        end = await consumer.end_offsets(list(start))
+        for tp, offset in start.items():
+            consumer.seek(tp, offset)
+        left = {tp for tp in start if end[tp] > start[tp]}
+        to_perf = time.perf_counter() - time.time()
+        deadline = time.monotonic() + timeout
+        while left and time.monotonic() < deadline:
+            for tp, recs in (await consumer.getmany(timeout_ms=1000)).items():
+                for r in recs:
+                    if r.offset >= end[tp]:
+                        break
+                    ev = orjson.loads(r.value)
+                    t, d, at = ev["type"], ev["data"], r.timestamp / 1000 + to_perf
+                    if t == "work.queued" and not d.get("update"):
+                        stages.mark("work_queued", d["conversation_id"], at)
+                    elif t == "work.offered":
+                        stages.mark("work_offered", d["conversation_id"], at)
+                    elif t == "work.released":
+                        stages.mark("work_released", d["conversation_id"], at)
+                    elif t == "capacity.changed":
+                        stages.capacity(d["agent_id"], d["total_used"], at)
+                if recs and recs[-1].offset + 1 >= end[tp]:
+                    left.discard(tp)
+    finally:
+        await consumer.stop()
+
+
 class Stages:
-    """When each conversation passed each point of its path, as the bench saw it (one clock)."""
+    """When each conversation passed each point of its path, on the bench's clock: as the simulated
+    client saw it, or, for routing's decisions, when routing's relay produced them."""
 
     def __init__(self) -> None:
         self.at: dict[str, dict[str, float]] = collections.defaultdict(dict)
