@@ -215,12 +215,14 @@ def classify(error: BaseException) -> ErrorKind:
     return "error"
 
 
-# Every producer of a service (the broker's, the relay's): idempotent, all acks, a small linger
-# for batching, requests up to the largest record the relay lets through.
+# Every producer of a service (the broker's, the relay's): idempotent, all acks, requests up to the
+# largest record the relay lets through. No linger: a relay cycle hands all its records to the
+# producer before the sender runs, so they leave in one request anyway, and a linger only held each
+# hop of a conversation's path (2 ms cost 10-14 ms of arrival->offer p50 at the peak).
 PRODUCER_OPTIONS: dict[str, Any] = {
     "acks": "all",
     "enable_idempotence": True,
-    "linger_ms": 2,
+    "linger_ms": 0,
     "max_batch_size": 256 * 1024,
     "max_request_size": MAX_MESSAGE_BYTES,
     "request_timeout_ms": 30_000,
