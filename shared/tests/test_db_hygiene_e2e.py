@@ -4,6 +4,7 @@ as transient, migrations not cut short by them, and the inbox pruned in chunks."
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import asyncpg
 import pytest
@@ -150,11 +151,98 @@ async def test_a_transactions_events_enter_the_outbox_in_one_statement_and_in_em
                 for i in range(40)
             ]
             async with conn.transaction():
-                await PgTx(conn).write_outbox(rows)
-                await PgTx(conn).write_outbox([])  # nothing to write: no statement
-            stored = await conn.fetch("SELECT topic, key, payload, headers FROM outbox ORDER BY id")
+                ids = await PgTx(conn).write_outbox(rows)
+                assert await PgTx(conn).write_outbox([]) == []  # nothing to write: no statement
+            stored = await conn.fetch("SELECT id, topic, key, payload, headers FROM outbox ORDER BY id")
             assert [(r["topic"], r["key"], bytes(r["payload"]), r["headers"]) for r in stored] == [
                 (r.topic, r.key, r.payload, r.headers) for r in rows
             ]
+            assert ids == [r["id"] for r in stored]  # each row's id, in the rows' order
     finally:
+        await pool.close()
+
+
+async def _until(condition: Any, what: str, within_s: float = 10.0) -> None:
+    """Until `condition()` (a value or an awaitable of one) is true, at most `within_s`."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while not (await res if asyncio.iscoroutine(res := condition()) else res):
+        assert asyncio.get_running_loop().time() < deadline, what
+        await asyncio.sleep(0.02)
+
+
+async def _empty(conn: asyncpg.Connection) -> bool:
+    return await conn.fetchval("SELECT count(*) FROM outbox") == 0
+
+
+async def test_the_relay_publishes_what_its_process_commits_without_reading_it_back(deployment: Deployment) -> None:
+    """A unit of work hands its committed rows to the relay, which publishes them with no read of
+    the outbox; another process's commit (its NOTIFY names another session) is read; a row both
+    handed over and read is published once; the published rows are deleted in bulk."""
+    from faststream.kafka import KafkaBroker
+
+    from shared import contracts as c
+    from shared import topics
+    from shared.tx import PgDatabase
+
+    url = stack.service_database_url(deployment.database_url, "presence")
+    pool = await db.create_pool(url, "presence", max_size=2)  # the relay's session, and one for commits
+    broker = KafkaBroker(deployment.infra.bootstrap)
+    await broker.start()
+    relay = messaging.OutboxRelay(pool, "presence", broker)
+    other = await asyncpg.connect(url, server_settings={"search_path": "presence"})
+    try:
+        async with pool.acquire() as conn:
+            await db.migrate(conn, "presence", db.load_migrations("shared", "shared"))
+            await conn.execute("DELETE FROM outbox")
+        relay.start()
+        await _until(lambda: relay._holding and relay.reads >= 1, "the relay takes the lock and reads once")
+        database = PgDatabase(lambda: pool)
+
+        async def commit(n: int) -> None:
+            async with database.transaction() as tx:
+                uow: messaging.UnitOfWork[None, None] = messaging.UnitOfWork(
+                    tx, None, None, topics.TopicNames(deployment.prefix), "/switchboard/presence", relay=relay
+                )
+                for i in range(n):
+                    uow.emit(c.PresenceChanged(agent_id=f"agent-{i}", status="available", source="manual"))
+                await uow.flush()
+            uow.committed()
+
+        # the first hand-over from a session tells the relay the session is this process's (its
+        # NOTIFY may come first, and be read: once per session of the pool)
+        await commit(1)
+        await _until(lambda: relay.published == 1, "the rows handed over are published")
+        reads = relay.reads
+        await commit(2)
+        await _until(lambda: relay.published == 3, "the rows handed over are published")
+        await asyncio.sleep(0.2)  # the NOTIFY too has come
+        assert relay.reads == reads  # not read back
+
+        await other.execute(
+            "INSERT INTO outbox (topic, key, payload, headers) VALUES ($1, 'agent-x', '{}', '{}')",
+            deployment.topic(topics.PRESENCE),
+        )
+        await _until(lambda: relay.published == 4, "another process's row is read and published")
+        assert relay.reads == reads + 1
+        foreign = await other.fetchval("SELECT max(id) FROM outbox")
+        relay.committed(
+            [
+                {
+                    "id": foreign,
+                    "topic": deployment.topic(topics.PRESENCE),
+                    "key": "agent-x",
+                    "payload": b"{}",
+                    "headers": {},
+                }
+            ],
+            None,
+        )  # handed over after it was read
+        await commit(messaging.SWEEP_WITH_READ)  # enough published rows for a bulk delete
+        await _until(lambda: relay.published == 4 + messaging.SWEEP_WITH_READ, "the second commit is published")
+        assert relay.reads == reads + 1  # the row read before was not published again, nothing read
+        await _until(lambda: _empty(other), "the published rows are deleted in bulk")
+    finally:
+        await relay.drain(5.0)
+        await other.close()
+        await broker.stop()
         await pool.close()

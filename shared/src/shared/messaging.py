@@ -36,6 +36,7 @@ Hooks (no-ops until something registers):
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import json
@@ -74,6 +75,8 @@ DLQ_TRUNCATED_BYTES = 64 * 1024
 # Published rows the relay deletes within its next read (more: a DELETE of their own first, so the
 # read's exclusion list stays short).
 SWEEP_WITH_READ = 64
+# Ids of rows the relay published lately, remembered so a row both handed over and read goes once.
+RECENT_PUBLISHED = 10_000
 # How long the relay trusts a topic's max.message.bytes before reading it again.
 TOPIC_LIMIT_TTL_S = 300.0
 
@@ -267,7 +270,8 @@ class UnitOfWork(Generic[S, B]):
 
     Events are serialised into the outbox at `flush`, after an optional sequencer has stamped
     them (sessions numbers each agent's events so clients can resume without gaps). Whoever commits
-    the transaction calls `committed()` afterwards (the consumer pipeline, `Runtime.transaction`)."""
+    the transaction calls `committed()` afterwards (the consumer pipeline, `Runtime.transaction`):
+    the rows written go straight to the `relay`, which publishes them without reading them back."""
 
     def __init__(
         self,
@@ -277,6 +281,7 @@ class UnitOfWork(Generic[S, B]):
         names: topics.TopicNames,
         source: str,
         sequencer: Sequencer | None = None,
+        relay: OutboxRelay | None = None,
     ) -> None:
         self.tx = tx
         self.store = store
@@ -285,7 +290,10 @@ class UnitOfWork(Generic[S, B]):
         self.source = source
         self.service = source.rsplit("/", 1)[-1]
         self.sequencer = sequencer
+        self.relay = relay
         self._pending: list[tuple[str, str, CloudEvent, dict[str, str]]] = []
+        self._written: list[dict[str, Any]] = []
+        self._written_by: int | None = None
         self.emitted: list[CloudEvent] = []
         self.flags: set[str] = set()
         self._counted = 0
@@ -309,16 +317,25 @@ class UnitOfWork(Generic[S, B]):
             return
         if self.sequencer is not None:
             await self.sequencer(self, [ev for _, _, ev, _ in self._pending])
-        await self.tx.write_outbox(
-            [
-                OutboxRow(self.names(topic), key, ev.to_bytes(), {**headers, "ce_type": ev.type})
-                for topic, key, ev, headers in self._pending
-            ]
-        )
+        rows = [
+            OutboxRow(self.names(topic), key, ev.to_bytes(), {**headers, "ce_type": ev.type})
+            for topic, key, ev, headers in self._pending
+        ]
+        ids = await self.tx.write_outbox(rows)
+        if self.relay is not None:
+            self._written_by = self.tx.server_pid  # read now: after the commit the connection is gone
+            self._written.extend(
+                {"id": i, "topic": r.topic, "key": r.key, "payload": r.payload, "headers": r.headers}
+                for i, r in zip(ids, rows, strict=True)
+            )
         self._pending.clear()
 
     def committed(self) -> None:
-        """The transaction committed: count its events (once, however often this is called)."""
+        """The transaction committed: its rows go to the relay, its events are counted (once,
+        however often this is called)."""
+        if self._written and self.relay is not None:
+            self.relay.committed(self._written, self._written_by)
+        self._written = []
         for ev in self.emitted[self._counted :]:
             EVENTS_EMITTED.labels(self.service, ev.type).inc()
         self._counted = len(self.emitted)
@@ -342,6 +359,12 @@ def _record_size(row: Any) -> int:
 
 class OutboxRelay:
     """Publishes the outbox of one schema; one relay holds the schema's advisory lock at a time.
+
+    The rows this process commits are handed to it at once (`committed`, from the unit of work) and
+    published without being read back: no NOTIFY to wait for, no read per commit. It reads the
+    outbox when another process's commit notifies it (a NOTIFY names the session that sent it),
+    when it takes the lock, and after a second without a wake (the safety net: rows whose hand-over
+    was lost). The rows published are deleted in bulk (`SWEEP_WITH_READ`), or with the next read.
 
     Health hooks: `last_cycle_at` (monotonic, refreshed every cycle, idle cycles last at most 1 s),
     `alive` (the loop runs), and `drain()` for a graceful stop."""
@@ -372,11 +395,21 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self.published = 0
         self.dead = 0
+        self.reads = 0  # reads of the outbox
         self.last_cycle_at = time.monotonic()
         self._draining = False
         self._topic_limits: dict[str, tuple[int | None, float]] = {}
         # published rows not deleted yet: deleted by the next cycle's read, in the same statement
         self._unswept: list[int] = []
+        # rows this process committed, handed over to be published without a read; the database
+        # sessions they came from (their NOTIFYs need no read); the ids published lately (a row
+        # both handed over and read is published once)
+        self._handed: list[dict[str, Any]] = []
+        self._own_pids: set[int] = set()
+        self._recent: collections.deque[int] = collections.deque(maxlen=RECENT_PUBLISHED)
+        self._recent_ids: set[int] = set()
+        self._holding = False
+        self._read_due = True
 
     def start(self) -> None:
         self._draining = False
@@ -453,6 +486,8 @@ class OutboxRelay:
                 return
             channel = f"outbox_{self.schema}"
             await conn.add_listener(channel, self._notified)
+            # what was handed over before the lock was ours is found by the first read
+            self._holding, self._handed, self._read_due = True, [], True
             try:
                 while True:
                     self.last_cycle_at = time.monotonic()
@@ -460,22 +495,55 @@ class OutboxRelay:
                     final = self._draining
                     # cleared before reading: a commit notified while this cycle runs wakes the next
                     self._wake.clear()
-                    sent = await self._relay_once(conn)
+                    sent = 0
+                    if self._read_due or final:
+                        self._read_due = False
+                        sent = await self._relay_once(conn)
+                    await self._relay_handed(conn)
                     if sent < self.batch and final:
                         await self._sweep(conn)
                         return
                     # a chunk not full took everything committed before the read: the next commit
-                    # wakes the relay (its rows published now are deleted by that read, or by the
-                    # one after the timeout), so no second, empty read per commit
+                    # wakes the relay (its rows published now are deleted by that read, by a bulk
+                    # delete, or by the read after the timeout), so no second, empty read per commit
                     if sent < self.batch:
-                        with contextlib.suppress(TimeoutError):
+                        try:
                             await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+                        except TimeoutError:
+                            self._read_due = True
+                    else:
+                        self._read_due = True
             finally:
+                self._holding = False
                 await conn.remove_listener(channel, self._notified)
                 await conn.execute(Q.advisory_unlock, lock)
 
-    def _notified(self, *_: Any) -> None:
+    def committed(self, rows: list[dict[str, Any]], pid: int | None) -> None:
+        """Rows a transaction of this process committed (their outbox ids and contents): published by
+        the next cycle without a read. Ignored while another replica holds the lock: its relay
+        reads them, woken by their NOTIFY."""
+        if not self._holding:
+            return
+        if pid is not None:
+            self._own_pids.add(pid)
+        self._handed.extend(rows)
         self._wake.set()
+
+    def _notified(self, _conn: Any, pid: int, _channel: str, _payload: object) -> None:
+        """A commit's NOTIFY: from another process's session, the next cycle reads the outbox."""
+        if pid not in self._own_pids:
+            self._read_due = True
+        self._wake.set()
+
+    async def _relay_handed(self, conn: Conn) -> None:
+        """Publish the rows handed over (those a read published already are skipped), in the order
+        their transactions committed; delete the published rows once there are enough of them."""
+        handed, self._handed = self._handed, []
+        rows = [row for row in handed if row["id"] not in self._recent_ids]
+        for start in range(0, len(rows), self.batch):
+            await self._publish_rows(conn, rows[start : start + self.batch])
+        if len(self._unswept) > SWEEP_WITH_READ:
+            await self._sweep(conn)
 
     async def _publish(self, row: Any, *, confirm: bool) -> Any:
         headers = {"content-type": CONTENT_TYPE, **(row["headers"] or {})}
@@ -500,17 +568,24 @@ class OutboxRelay:
             self._unswept = []
 
     async def _relay_once(self, conn: Conn) -> int:
-        """Publish one chunk in order; returns the rows it took off the pending list (published or dead).
+        """Read and publish one chunk in order; returns the rows it read (published, dead, or
+        published before from a hand-over).
 
-        The rows published are deleted by the next cycle's read, in the same statement: a commit costs
-        the relay one round trip (not a read, a delete and an empty read). Until then they stay in the
-        outbox, and a relay that dies in between publishes them again (consumers dedupe)."""
+        The rows published before are deleted by this read, in the same statement. Until then they
+        stay in the outbox, and a relay that dies in between publishes them again (consumers dedupe)."""
         if len(self._unswept) > SWEEP_WITH_READ:
             await self._sweep(conn)
         rows = await conn.fetch(Q.sweep_and_list_outbox, self.batch, self._unswept)
+        self.reads += 1
         self._unswept = []
-        if not rows:
-            return 0
+        fresh = [row for row in rows if row["id"] not in self._recent_ids]
+        if fresh:
+            await self._publish_rows(conn, fresh)
+        return len(rows)
+
+    async def _publish_rows(self, conn: Conn, rows: Sequence[Any]) -> None:
+        """Publish `rows` in order (those too large for the broker are buried); the published ones
+        join `_unswept`, to be deleted."""
         if self.crash_before_publish:
             log.critical("fault_injected_crash_before_publish", pending=len(rows))
             os._exit(137)
@@ -558,10 +633,14 @@ class OutboxRelay:
             if row["id"] in dead:
                 await self._bury(conn, row, dead[row["id"]])
         done = [r["id"] for r in rows if r["id"] not in dead]
-        self._unswept = done
+        self._unswept.extend(done)
+        for outbox_id in done:
+            if len(self._recent) == self._recent.maxlen:
+                self._recent_ids.discard(self._recent[0])
+            self._recent.append(outbox_id)
+            self._recent_ids.add(outbox_id)
         self.published += len(done)
         OUTBOX_PUBLISHED.labels(self.schema).inc(len(done))
-        return len(rows)
 
     async def _limits(self, names: set[str]) -> dict[str, int]:
         """Each topic's max.message.bytes, read from the broker and kept `TOPIC_LIMIT_TTL_S`; a topic

@@ -179,7 +179,9 @@ class Runtime(Generic[S, B]):
         self.background(loop, name)
 
     def unit_of_work(self, tx: Tx) -> UnitOfWork[S, B]:
-        return UnitOfWork(tx, self.store_factory(tx), self.batch_factory(), self.names, self.source, self.sequencer)
+        return UnitOfWork(
+            tx, self.store_factory(tx), self.batch_factory(), self.names, self.source, self.sequencer, self.relay
+        )
 
     @contextlib.asynccontextmanager
     async def transaction(self, *, isolation: str | None = None) -> AsyncIterator[UnitOfWork[S, B]]:

@@ -45,7 +45,14 @@ class Tx(Protocol):
         """`claim_inbox` for several consumers: (consumer, event id) pairs; returns those not seen before."""
         ...
 
-    async def write_outbox(self, rows: Sequence[OutboxRow]) -> None: ...
+    async def write_outbox(self, rows: Sequence[OutboxRow]) -> list[int]:
+        """Store the events; returns their outbox ids, in the order of `rows`."""
+        ...
+
+    @property
+    def server_pid(self) -> int | None:
+        """The database session's process id (its NOTIFYs name it), when there is one."""
+        ...
 
     def savepoint(self) -> contextlib.AbstractAsyncContextManager[None]:
         """A nested block whose effects are undone when it raises."""
@@ -69,9 +76,16 @@ class PgTx:
         rows = await self.conn.fetch(Q.claim_inbox_many, [c for c, _ in unique], [i for _, i in unique])
         return {(r["consumer"], r["event_id"]) for r in rows}
 
-    async def write_outbox(self, rows: Sequence[OutboxRow]) -> None:
-        if rows:
-            await self.conn.execute(Q.insert_outbox, *columns(rows, "topic", "key", "payload", "headers"))
+    async def write_outbox(self, rows: Sequence[OutboxRow]) -> list[int]:
+        if not rows:
+            return []
+        # ids are drawn in the rows' order (insert_outbox), so sorted they are the rows' ids in order
+        found = await self.conn.fetch(Q.insert_outbox, *columns(rows, "topic", "key", "payload", "headers"))
+        return sorted(r["id"] for r in found)
+
+    @property
+    def server_pid(self) -> int | None:
+        return self.conn.get_server_pid()
 
     @contextlib.asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
@@ -105,8 +119,14 @@ class MemoryTx:
         self.db.inbox.update(fresh)
         return fresh
 
-    async def write_outbox(self, rows: Sequence[OutboxRow]) -> None:
+    async def write_outbox(self, rows: Sequence[OutboxRow]) -> list[int]:
+        first = len(self.db.outbox) + 1
         self.db.outbox.extend(rows)
+        return list(range(first, first + len(rows)))
+
+    @property
+    def server_pid(self) -> int | None:
+        return None
 
     @contextlib.asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:

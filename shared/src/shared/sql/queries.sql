@@ -17,7 +17,8 @@ ON CONFLICT DO NOTHING RETURNING consumer, event_id;
 -- rows are inserted, in ordinality order, and the relay publishes in id order.
 INSERT INTO outbox (topic, key, payload, headers)
 SELECT t, k, p, h FROM unnest($1::text[], $2::text[], $3::bytea[], $4::jsonb[]) WITH ORDINALITY AS r(t, k, p, h, n)
-ORDER BY n;
+ORDER BY n
+RETURNING id;
 
 -- name: bury_outbox
 UPDATE outbox SET dead_at = now(), dead_reason = $2 WHERE id = $1;
