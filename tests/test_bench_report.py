@@ -51,3 +51,16 @@ def test_capacity_is_freed_for_the_agents_oldest_close_whichever_record_comes_fi
     freed = stages.between("close_sent", "capacity_freed")
     assert (freed["n"], freed["p50_ms"], freed["p99_ms"]) == (2, 2000.0, 2500.0)
     assert not stages.closing["agent-1"]
+
+
+def test_the_warm_up_is_a_few_seconds_of_the_load_and_is_never_timed_with_it() -> None:
+    assert bench.warmup_conversations(28) == 84
+    assert bench.warmup_conversations(1000) == bench.WARMUP_MAX
+    stages = bench.Stages("b-")
+    stages.mark("arrival_sent", "w-1", 1.0)  # a warm-up conversation: not timed
+    stages.close_sent("agent-1", "w-1", 2.0)
+    stages.mark("arrival_sent", "b-1", 1.0)
+    stages.mark("offer_received", "b-1", 1.02)
+    stages.mark("offer_received", "w-1", 1.5)
+    assert set(stages.at["arrival_sent"]) == {"b-1"} and not stages.closing["agent-1"]
+    assert stages.between("arrival_sent", "offer_received")["n"] == 1

@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -614,6 +615,7 @@ def peak(run: dict[str, Any]) -> dict[str, Any]:
     commit = run["floor"]["postgres_single_row_commit"]
     return {
         "scenario": run["scenario"],
+        "warmup_conversations": run["warmup_conversations"],
         "arrival_to_offer": run["arrival_to_offer"],
         "arrival_to_session_started": run["arrival_to_session_started"],
         "floor_idle": {"kafka_hop": hop, "postgres_commit": commit},
@@ -700,22 +702,16 @@ async def load(
     await producer.flush()
     await wait_routable(dep, n_agents)
     await wait_settled(dep)
-    if ready is not None:
-        await ready()
-    routing_from = await end_offsets(bootstrap, dep.topic(topics.ROUTING))
 
-    stages = Stages()
     rejected = 0
-    closes: list[asyncio.Task[None]] = []
-    total = int(rate * args.duration)
 
-    async def close_later(agent: str, session_id: str, conversation_id: str) -> None:
+    async def close_later(stages: Stages, agent: str, session_id: str, conversation_id: str) -> None:
         await asyncio.sleep(args.handle_time)
         ev = c.event(c.CloseSession(agent_id=agent, session_id=session_id, confirmed=True), source="/bench")
         stages.close_sent(agent, conversation_id)
         await producer.send(dep.topic(topics.SESSIONS_COMMANDS), ev.to_bytes(), key=agent.encode())
 
-    async def client() -> None:
+    async def client(stages: Stages, total: int, closes: list[asyncio.Task[None]]) -> None:
         nonlocal rejected
         while len(stages.at["session_started"]) < total:
             batch = await consumer.getmany(timeout_ms=100)
@@ -734,21 +730,52 @@ async def load(
                     elif t == "session.started":
                         stages.mark("session_started", d["conversation_id"], now)
                         closes.append(
-                            asyncio.create_task(close_later(d["agent_id"], d["session_id"], d["conversation_id"]))
+                            asyncio.create_task(
+                                close_later(stages, d["agent_id"], d["session_id"], d["conversation_id"])
+                            )
                         )
                     elif t == "command.rejected":
                         rejected += 1
 
-    client_task = asyncio.create_task(client())
+    async def arrive(prefix: str, n: int, stages: Stages) -> None:
+        async for i in paced(n, rate):
+            cid = f"{prefix}{i}"
+            ev = c.event(
+                c.ConversationArrived(conversation_id=cid, channel="chat", customer=c.Customer(name=f"Customer {i}")),
+                source="/bench",
+            )
+            stages.mark("arrival_sent", cid)
+            await producer.send(dep.topic(topics.CONVERSATIONS), ev.to_bytes(), key=cid.encode())
+
+    # Warm-up, not measured: services that have just started answer their first conversations
+    # slowly (each pooled connection prepares each statement the first time, first calls import and
+    # cache), and a centre's peak meets services that have run for hours. A few seconds of the load
+    # go through them first, then everything settles; the measured load starts after that.
+    warm_n = warmup_conversations(rate)
+    if warm_n:
+        warm = Stages("w-")
+        warm_closes: list[asyncio.Task[None]] = []
+        warm_client = asyncio.create_task(client(warm, warm_n, warm_closes))
+        await arrive("w-", warm_n, warm)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(warm_client, timeout=120)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*warm_closes, return_exceptions=True), args.handle_time + 5)
+        await wait_settled(dep)
+    # The measuring client's own pauses are not the services': a full collection over everything the
+    # bench holds stopped it for 50-75 ms, and the conversations it was timing looked that much slower.
+    gc.collect()
+    gc.freeze()
+    if ready is not None:
+        await ready()
+    routing_from = await end_offsets(bootstrap, dep.topic(topics.ROUTING))
+
+    stages = Stages("b-")
+    closes: list[asyncio.Task[None]] = []
+    total = int(rate * args.duration)
+    client_task = asyncio.create_task(client(stages, total, closes))
     t0 = time.perf_counter()
-    async for i in paced(total, rate):
-        cid = f"b-{i}"
-        ev = c.event(
-            c.ConversationArrived(conversation_id=cid, channel="chat", customer=c.Customer(name=f"Customer {i}")),
-            source="/bench",
-        )
-        stages.mark("arrival_sent", cid)
-        await producer.send(dep.topic(topics.CONVERSATIONS), ev.to_bytes(), key=cid.encode())
+    await arrive("b-", total, stages)
     publish_s = time.perf_counter() - t0
     try:
         await asyncio.wait_for(client_task, timeout=max(60.0, args.duration * 12))
@@ -768,6 +795,7 @@ async def load(
     started = stages.at["session_started"]
     done_at = max(started.values()) if started else t_end
     return {
+        "warmup_conversations": warm_n,
         "arrivals_published": total,
         "publish_seconds": round(publish_s, 2),
         "offered_rate_per_s": round(total / publish_s, 1),
@@ -786,6 +814,15 @@ async def load(
         },
         "commands_rejected": rejected,
     }
+
+
+# The warm-up before each measured load: this many seconds of its arrivals, at most `WARMUP_MAX`.
+WARMUP_S = 3.0
+WARMUP_MAX = 200
+
+
+def warmup_conversations(rate: float) -> int:
+    return min(int(rate * WARMUP_S), WARMUP_MAX)
 
 
 async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
@@ -842,19 +879,23 @@ class Stages:
     """When each conversation passed each point of its path, on the bench's clock: as the simulated
     client saw it, or, for routing's decisions, when routing's relay produced them."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix  # the conversations it times (others, say the warm-up's, pass unmarked)
         self.at: dict[str, dict[str, float]] = collections.defaultdict(dict)
         # each agent's conversations closed and not yet freed, oldest first, and its last units in use
         self.closing: dict[str, collections.deque[str]] = collections.defaultdict(collections.deque)
         self.used: dict[str, int] = {}
 
     def mark(self, stage: str, conversation_id: str, now: float | None = None) -> None:
+        if not conversation_id.startswith(self.prefix):
+            return
         self.at[stage].setdefault(conversation_id, time.perf_counter() if now is None else now)
 
     def close_sent(self, agent_id: str, conversation_id: str, now: float | None = None) -> None:
         """The agent's close of a conversation was sent: its capacity is freed by a later unit fewer."""
-        self.mark("close_sent", conversation_id, now)
-        self.closing[agent_id].append(conversation_id)
+        if conversation_id.startswith(self.prefix):
+            self.mark("close_sent", conversation_id, now)
+            self.closing[agent_id].append(conversation_id)
 
     def capacity(self, agent_id: str, total_used: int, now: float) -> None:
         """An agent's `capacity.changed`: each unit fewer in use frees its oldest closed conversation.
