@@ -458,42 +458,32 @@ async def test_a_background_poll_pauses_after_records_so_those_that_follow_come_
     assert handled == [[0], [1, 2, 3, 4, 5]] and slept == [0.05, 0.05]
 
 
-def test_only_a_background_consumer_gathers_and_the_setting_says_how_long() -> None:
-    def consumer(background: bool, **settings: Any) -> Consumer:
-        return Consumer(
-            service="test",
-            topic=topics.ROUTING,
-            handlers={},
-            database=MemoryDatabase(),
-            unit_of_work=lambda tx: UnitOfWork(tx, None, None, topics.TopicNames(""), "/switchboard/test"),
-            broker=KafkaBroker("127.0.0.1:1"),
-            settings=ServiceSettings(**settings),
-            background=background,
-        )
+def _bare_consumer(background: bool = False, **settings: Any) -> Consumer:
+    """A consumer with no handlers on a broker never started: for what its construction decides."""
+    return Consumer(
+        service="test",
+        topic=topics.CONVERSATIONS,
+        handlers={},
+        database=MemoryDatabase(),
+        unit_of_work=lambda tx: UnitOfWork(tx, None, None, topics.TopicNames(""), "/switchboard/test"),
+        broker=KafkaBroker("127.0.0.1:1"),
+        settings=ServiceSettings(**settings),
+        background=background,
+    )
 
-    assert consumer(False).gather_s == 0.0
-    assert consumer(True).gather_s == 0.05
-    assert consumer(True, background_gather_ms=200).gather_s == 0.2
-    assert consumer(True, background_gather_ms=0).gather_s == 0.0
+
+def test_only_a_background_consumer_gathers_and_the_setting_says_how_long() -> None:
+    assert _bare_consumer().gather_s == 0.0
+    assert _bare_consumer(True).gather_s == 0.05
+    assert _bare_consumer(True, background_gather_ms=200).gather_s == 0.2
+    assert _bare_consumer(True, background_gather_ms=0).gather_s == 0.0
 
 
 def test_the_consumer_asks_the_broker_to_hold_an_idle_fetch_as_long_as_the_setting_says() -> None:
     """An idle consumer's fetch comes back empty every `fetch_max_wait_ms`: the setting reaches the
     Kafka consumer (aiokafka's own default, 500 ms, would have the idle broker answer 4 times as often)."""
-
-    def consumer(**settings: Any) -> Consumer:
-        return Consumer(
-            service="test",
-            topic=topics.CONVERSATIONS,
-            handlers={},
-            database=MemoryDatabase(),
-            unit_of_work=lambda tx: UnitOfWork(tx, None, None, topics.TopicNames(""), "/switchboard/test"),
-            broker=KafkaBroker("127.0.0.1:1"),
-            settings=ServiceSettings(**settings),
-        )
-
-    assert consumer().subscriber._connection_args["fetch_max_wait_ms"] == 2000
-    assert consumer(fetch_max_wait_ms=750).subscriber._connection_args["fetch_max_wait_ms"] == 750
+    assert _bare_consumer().subscriber._connection_args["fetch_max_wait_ms"] == 2000
+    assert _bare_consumer(fetch_max_wait_ms=750).subscriber._connection_args["fetch_max_wait_ms"] == 750
 
 
 def test_every_fetch_asks_for_all_the_consumers_partitions() -> None:
