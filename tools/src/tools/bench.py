@@ -224,28 +224,32 @@ def _port_of(address: str) -> int | None:
         return None
 
 
-async def topic_offsets(dep: testing.Deployment) -> dict[str, int]:
-    """Records in each of the deployment's topics so far (the sum of its partitions' end offsets)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=dep.infra.bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=dep.infra.bootstrap, enable_auto_commit=False)
+async def partition_ends(bootstrap: str, names: list[str]) -> dict[TopicPartition, int]:
+    """The end offset of every partition of the topics `names` (those that exist)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await admin.start()
     await consumer.start()
     try:
-        names = {dep.topic(spec.name): spec.name for spec in topics.TOPICS}
         parts = [
-            (names[desc["topic"]], TopicPartition(desc["topic"], p["partition"]))
-            for desc in await admin.describe_topics(list(names))
+            TopicPartition(desc["topic"], p["partition"])
+            for desc in await admin.describe_topics(names)
             if desc.get("error_code", 0) == 0 and desc["topic"] in names
             for p in desc["partitions"]
         ]
-        ends = await consumer.end_offsets([tp for _, tp in parts]) if parts else {}
-        out: collections.Counter[str] = collections.Counter()
-        for topic, tp in parts:
-            out[topic] += ends.get(tp, 0)
-        return dict(out)
+        return dict(await consumer.end_offsets(parts)) if parts else {}
     finally:
         await consumer.stop()
         await admin.close()
+
+
+async def topic_offsets(dep: testing.Deployment) -> dict[str, int]:
+    """Records in each of the deployment's topics so far (the sum of its partitions' end offsets)."""
+    names = {dep.topic(spec.name): spec.name for spec in topics.TOPICS}
+    out: collections.Counter[str] = collections.Counter()
+    for tp, end in (await partition_ends(dep.infra.bootstrap, list(names))).items():
+        out[names[tp.topic]] += end
+    return dict(out)
 
 
 DEADLOCKS = "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
@@ -768,7 +772,7 @@ async def load(
     gc.freeze()
     if ready is not None:
         await ready()
-    routing_from = await end_offsets(bootstrap, dep.topic(topics.ROUTING))
+    routing_from = await partition_ends(bootstrap, [dep.topic(topics.ROUTING)])
 
     stages = Stages("b-")
     closes: list[asyncio.Task[None]] = []
@@ -823,19 +827,6 @@ WARMUP_MAX = 200
 
 def warmup_conversations(rate: float) -> int:
     return min(int(rate * WARMUP_S), WARMUP_MAX)
-
-
-async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        if not parts:
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic) or set()
-        return dict(await consumer.end_offsets([TopicPartition(topic, p) for p in sorted(parts)]))
-    finally:
-        await consumer.stop()
 
 
 async def routing_stages(
