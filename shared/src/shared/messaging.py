@@ -539,9 +539,8 @@ class OutboxRelay:
         """Publish the rows handed over (those a read published already are skipped), in the order
         their transactions committed; delete the published rows once there are enough of them."""
         handed, self._handed = self._handed, []
-        rows = [row for row in handed if row["id"] not in self._recent_ids]
-        for start in range(0, len(rows), self.batch):
-            await self._publish_rows(conn, rows[start : start + self.batch])
+        for start in range(0, len(handed), self.batch):
+            await self._publish_rows(conn, handed[start : start + self.batch])
         if len(self._unswept) > SWEEP_WITH_READ:
             await self._sweep(conn)
 
@@ -578,14 +577,16 @@ class OutboxRelay:
         rows = await conn.fetch(Q.sweep_and_list_outbox, self.batch, self._unswept)
         self.reads += 1
         self._unswept = []
-        fresh = [row for row in rows if row["id"] not in self._recent_ids]
-        if fresh:
-            await self._publish_rows(conn, fresh)
+        await self._publish_rows(conn, rows)
         return len(rows)
 
     async def _publish_rows(self, conn: Conn, rows: Sequence[Any]) -> None:
-        """Publish `rows` in order (those too large for the broker are buried); the published ones
-        join `_unswept`, to be deleted."""
+        """Publish `rows` in order (those too large for the broker are buried; those published
+        lately, both handed over and read, are skipped); the published ones join `_unswept`, to be
+        deleted."""
+        rows = [row for row in rows if row["id"] not in self._recent_ids]
+        if not rows:
+            return
         if self.crash_before_publish:
             log.critical("fault_injected_crash_before_publish", pending=len(rows))
             os._exit(137)
