@@ -95,6 +95,7 @@ class RoutingBatch:
     drain_with_batch: bool = True  # RoutingSettings.drain_with_batch
     drain_limit: int = 1000  # RoutingSettings.drain_batch
     presence: dict[str, PresenceUpdate] = field(default_factory=dict)  # the latest change per agent
+    handled: dict[str, tuple[int, float]] = field(default_factory=dict)  # closes and seconds held, per queue
 
 
 Uow = UnitOfWork[RoutingStore, RoutingBatch]
@@ -340,6 +341,9 @@ async def on_session_closed(uow: Uow, ev: c.CloudEvent, data: c.SessionClosed) -
     if closed is None:
         return
     work = closed.work
+    if closed.handled_s is not None:
+        n, seconds = uow.batch.handled.get(work.queue, (0, 0.0))
+        uow.batch.handled[work.queue] = (n + 1, seconds + max(closed.handled_s, 0.0))
     if closed.capacity is not None:
         uow.emit(capacity_changed(closed.capacity))
     uow.emit(
@@ -701,6 +705,8 @@ async def flush_decisions(uow: Uow) -> None:
 
 
 async def after_batch(uow: Uow) -> None:
+    handled, uow.batch.handled = uow.batch.handled, {}
+    await uow.store.add_handled(handled)
     presence, uow.batch.presence = uow.batch.presence, {}
     if presence:
         await _project_presence(uow, list(presence.values()))

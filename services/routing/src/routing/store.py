@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -99,6 +99,7 @@ class Closed:
 
     work: WorkItem
     capacity: Capacity | None
+    handled_s: float | None = None  # how long the agent held it (None when never assigned)
 
 
 @dataclass(frozen=True)
@@ -299,8 +300,12 @@ class RoutingStore(Protocol):
     async def move_work(self, conversation_id: str, queue: str) -> None: ...
     async def mark_overflowed(self, conversation_id: str) -> None: ...
     async def close_work(self, conversation_id: str, agent_id: str) -> Closed | None:
-        """Close assigned work held by `agent_id`: release the agent's unit, count the handle time and
-        record the decision (`released`)."""
+        """Close assigned work held by `agent_id`: release the agent's unit and record the decision
+        (`released`). The handle time is counted by `add_handled`."""
+        ...
+
+    async def add_handled(self, handled: Mapping[str, tuple[int, float]]) -> None:
+        """Count closed work in its queues' figures: per queue, the closes and the seconds held."""
         ...
 
     async def end_work(self, conversation_id: str) -> None: ...
@@ -671,7 +676,14 @@ class PgRoutingStore:
                 r["cap_total_used"],
                 r["cap_exclusive_held"],
             )
-        return Closed(work, capacity)
+        return Closed(work, capacity, r["handled_s"])
+
+    async def add_handled(self, handled: Mapping[str, tuple[int, float]]) -> None:
+        if handled:
+            queues = sorted(handled)
+            await self.conn.execute(
+                Q.add_handled, queues, [handled[q][0] for q in queues], [handled[q][1] for q in queues]
+            )
 
     async def end_work(self, conversation_id: str) -> None:
         await self.conn.execute(Q.end_work, conversation_id)
@@ -1155,12 +1167,15 @@ class FakeRoutingStore:
             return None
         w.status = "closed"
         capacity = await self.release_capacity(agent_id, w.channel)
-        if w.assigned_at is not None:
-            s = self.stats.setdefault(w.queue, _QueueStats())
-            s.handled += 1
-            s.handle_seconds += (self._now() - w.assigned_at).total_seconds()
+        held = None if w.assigned_at is None else (self._now() - w.assigned_at).total_seconds()
         await self.insert_decisions([Decision(conversation_id, "released", {"agent_id": agent_id})])
-        return Closed(w.item(), capacity)
+        return Closed(w.item(), capacity, held)
+
+    async def add_handled(self, handled: Mapping[str, tuple[int, float]]) -> None:
+        for queue, (n, seconds) in handled.items():
+            s = self.stats.setdefault(queue, _QueueStats())
+            s.handled += n
+            s.handle_seconds += seconds
 
     async def end_work(self, conversation_id: str) -> None:
         w = self.work.get(conversation_id)
