@@ -42,7 +42,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
@@ -262,6 +262,7 @@ def relay_producer(settings: ServiceSettings, client_id: str) -> AIOKafkaProduce
 Sequencer = Callable[["UnitOfWork[Any, Any]", list[CloudEvent]], Awaitable[None]]
 S = TypeVar("S")
 B = TypeVar("B")
+T = TypeVar("T")
 
 
 class UnitOfWork(Generic[S, B]):
@@ -297,6 +298,15 @@ class UnitOfWork(Generic[S, B]):
         self.emitted: list[CloudEvent] = []
         self.flags: set[str] = set()
         self._counted = 0
+        self.answers: dict[str, Any] = {}  # event id -> its first statement's answer, run ahead
+
+    async def answered(self, ev: CloudEvent, call: Callable[[], Awaitable[T]]) -> T:
+        """The answer the record's first statement got ahead of its turn (`Consumer.ahead`), or
+        `call()`'s when it did not run ahead."""
+        if ev.id in self.answers:
+            answer: T = self.answers.pop(ev.id)
+            return answer
+        return await call()
 
     def emit(self, payload: Payload, *, key: str | None = None, subject: str | None = None) -> CloudEvent:
         ev = contracts.event(payload, source=self.source, subject=subject)
@@ -734,6 +744,28 @@ BeforeBatch = Callable[[Any, list[Payload]], Awaitable[None]]
 # Given the decoded record (None when it is not a JSON object) and why it was refused: an event to
 # emit in answer, or None. Called after the record went to the DLQ.
 OnInvalid = Callable[[dict[str, Any] | None, InvalidEvent], Payload | None]
+# Runs the first statement of several records' handlers (one event type) in one round trip, before
+# the handlers run; answers one value per record, in order, or NOT_RUN for a record it left to its
+# handler (see `Consumer.ahead`).
+Ahead = Callable[[Any, list[tuple[CloudEvent, Any]]], Awaitable[Sequence[Any]]]
+NOT_RUN: Any = object()
+# What a payload is about (its agent, its conversation): records that share nothing may run ahead.
+Keys = Callable[[Payload], Iterable[Hashable]]
+
+
+def agents_and_conversations(payload: Payload) -> list[Hashable]:
+    """`Keys` of a service whose state is per agent and per conversation: every agent the payload
+    names (`agent_id`, `to_agent`, `previous_agent_id`, ...) and every conversation."""
+    keys: list[Hashable] = []
+    for name in type(payload).model_fields:
+        value = getattr(payload, name)
+        if not isinstance(value, str):
+            continue
+        if name in ("agent_id", "to_agent") or name.endswith(("_agent_id", "_agent")):
+            keys.append(("agent", value))
+        elif name.endswith("conversation_id"):
+            keys.append(("conversation", value))
+    return keys
 
 
 @dataclass
@@ -780,6 +812,8 @@ class Consumer:
         exit_process: Callable[[int], None] = os._exit,
         coalescer: Coalescer | None = None,
         background: bool = False,
+        ahead: dict[str, Ahead] | None = None,
+        keys: Keys | None = None,
     ) -> None:
         self.service = service
         self.topic = topic
@@ -795,6 +829,10 @@ class Consumer:
         self.savepoints = savepoints
         self.exit_process = exit_process
         self.coalescer = coalescer
+        # Per event type, the handler's first statement run for a batch's records at once (asyncpg's
+        # pipelined fetchmany: one round trip, where each record's own call was one): `_run_ahead`.
+        self.ahead = ahead or {}
+        self.keys = keys
         self.names = topics.TopicNames(settings.topic_prefix)
         self.consumer_name = f"{service}:{topic}"
         self._known_types = contracts.TYPES_BY_TOPIC.get(topic, frozenset())
@@ -1250,6 +1288,8 @@ async def _in_transaction(parts: list[tuple[Consumer, list[Incoming]]], *, caref
                     if claim in fresh:
                         payloads[claim] = item.payload
             await before(uow, list(payloads.values()))
+        if not careful:
+            await _run_ahead(uow, parts, fresh)
         seen: set[tuple[str, str]] = set()
         for consumer, batch in parts:
             for item in batch:
@@ -1271,6 +1311,43 @@ async def _in_transaction(parts: list[tuple[Consumer, list[Incoming]]], *, caref
     for consumer, item, outcome in outcomes:
         consumer._count(outcome.split(":", 1)[0])
         consumer._log_handled(item, outcome, elapsed_ms / len(outcomes))
+
+
+async def _run_ahead(
+    uow: UnitOfWork[Any, Any], parts: list[tuple[Consumer, list[Incoming]]], fresh: set[tuple[str, str]]
+) -> None:
+    """Run the handlers' first statements ahead, several records' in one round trip each
+    (`Consumer.ahead`), and leave the answers to the handlers (`UnitOfWork.answered`).
+
+    A record runs ahead only when no record before it in the transaction shares a key with it
+    (`Consumer.keys`: its agent, its conversation): nothing it reads or writes was changed before it,
+    so its answer is the one it would get in its turn, and the records after it see what it did, as
+    they would. The walk stops at a record with no keys (or whose consumer has none): nothing after
+    it runs ahead. Only a transaction without savepoints runs ahead: a refused record rolls the whole
+    transaction back, its ahead writes with it, and the careful run that follows runs none."""
+    touched: set[Hashable] = set()
+    groups: dict[Ahead, list[Incoming]] = {}
+    for consumer, batch in parts:
+        for item in batch:
+            if (consumer.consumer_name, item.envelope.id) not in fresh:
+                continue
+            keys = set(consumer.keys(item.payload)) if consumer.keys is not None else set()
+            if not keys:
+                break
+            ahead = consumer.ahead.get(item.envelope.type)
+            if ahead is not None and not keys & touched:
+                groups.setdefault(ahead, []).append(item)
+            touched |= keys
+        else:
+            continue
+        break
+    for ahead, items in groups.items():
+        if len(items) < 2:
+            continue  # its handler's own call is the same one round trip
+        answers = await ahead(uow, [(item.envelope, item.payload) for item in items])
+        for item, answer in zip(items, answers, strict=True):
+            if answer is not NOT_RUN:
+                uow.answers[item.envelope.id] = answer
 
 
 def _header(rec: ConsumerRecord[Any, Any], name: str) -> str | None:

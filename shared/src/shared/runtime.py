@@ -36,10 +36,12 @@ from shared.config import read_yaml
 from shared.health import WATCHDOG_INTERVAL_S, GroupWatchdog, Health, Report
 from shared.messaging import (
     AfterBatch,
+    Ahead,
     BeforeBatch,
     Coalescer,
     Consumer,
     Handler,
+    Keys,
     OnInvalid,
     OutboxRelay,
     Sequencer,
@@ -223,11 +225,14 @@ class Runtime(Generic[S, B]):
         savepoints: bool = False,
         on_invalid: OnInvalid | None = None,
         background: bool = False,
+        ahead: dict[str, Ahead] | None = None,
+        keys: Keys | None = None,
     ) -> Consumer:
         """Consume `topic`; `on_invalid` may answer a record refused at parse time (e.g. with
         command.rejected to the agent whose command it was) besides its dead letter. `background`:
         the topic's records are off every conversation's path for this service (a projection, an
-        automatic rule), and may wait `background_gather_ms` to be taken together."""
+        automatic rule), and may wait `background_gather_ms` to be taken together. `ahead` and
+        `keys`: handlers' first statements run for a batch's records at once (`Consumer.ahead`)."""
         consumer = Consumer(
             service=self.name,
             topic=topic,
@@ -243,6 +248,8 @@ class Runtime(Generic[S, B]):
             on_invalid=on_invalid,
             coalescer=self.coalescer,
             background=background,
+            ahead=ahead,
+            keys=keys,
         )
         self.consumers.append(consumer)
         return consumer
