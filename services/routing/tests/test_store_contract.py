@@ -323,6 +323,39 @@ async def test_offers_are_created_ended_and_expire(store: RoutingStore) -> None:
     assert await store.requeue_work("c-2", "a-1", "o-2") is None  # only once
 
 
+async def test_accepts_and_closes_in_one_round_trip_answer_each_in_order(store: RoutingStore) -> None:
+    """`accept_offers` and `close_works` (run ahead of a batch's handlers) answer as the one-by-one
+    calls do, each in its input's place, refused ones included."""
+    await configured(store, "a-1", "a-2")
+    now = datetime.now(UTC)
+    soon = now + timedelta(seconds=30)
+    for cid in ("c-1", "c-2", "c-3", "c-4"):
+        await store.insert_work(cid, "chat", "support", 0, {}, T0)
+    offers = [
+        Offer("o-1", "c-1", "a-1", "chat", "support", soon),
+        Offer("o-2", "c-2", "a-2", "chat", "support", soon),
+        Offer("o-3", "c-3", "a-1", "chat", "support", now - timedelta(seconds=1)),
+        Offer("o-4", "c-4", "a-2", "chat", "support", soon),
+    ]
+    await store.mark_offered(offers)
+    for agent in ("a-1", "a-2"):
+        assert await store.reserve_capacity(agent, "chat", SIGNED_IN) is not None
+    assert await store.accept_offers([]) == []
+    answers = await store.accept_offers(
+        [("o-1", "a-1", now), ("o-3", "a-1", now), ("o-4", "a-1", now), ("o-2", "a-2", now)]
+    )
+    assert [a.offer.offer_id if a else None for a in answers] == ["o-1", None, None, "o-2"]  # expired; not a-1's
+    assert [a.work.status if a and a.work else None for a in answers] == ["assigned", None, None, "assigned"]
+
+    assert await store.close_works([]) == []
+    closed = await store.close_works([("c-2", "a-2"), ("c-4", "a-2"), ("c-1", "a-1")])
+    assert [c.work.conversation_id if c else None for c in closed] == ["c-2", None, "c-1"]  # c-4 was not assigned
+    first = closed[0]
+    assert first is not None and first.capacity is not None and first.capacity.agent_id == "a-2"
+    assert first.capacity.used == {"chat": 0} and first.handled_s is not None
+    assert await store.close_works([("c-1", "a-1")]) == [None]  # closed already
+
+
 async def test_work_lifecycle_close_end_move_and_transfer(store: RoutingStore) -> None:
     await configured(store, "a-1")
     for cid in ("c-1", "c-2", "c-3", "c-4"):

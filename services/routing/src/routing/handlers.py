@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from routing import service
 from shared import topics
+from shared.messaging import agents_and_conversations as keys
 
 
 def register(runtime: service.RoutingRuntime, drainer: service.Drainer) -> None:
@@ -16,6 +17,7 @@ def register(runtime: service.RoutingRuntime, drainer: service.Drainer) -> None:
         before_batch=service.lock_agents,
         after_batch=service.after_batch,
         on_committed=drainer.on_committed,
+        keys=keys,
     )
     runtime.consume(
         topics.SESSIONS,
@@ -27,6 +29,9 @@ def register(runtime: service.RoutingRuntime, drainer: service.Drainer) -> None:
         before_batch=service.lock_agents,
         after_batch=service.after_batch,
         on_committed=drainer.on_committed,
+        # the accepts and the closes of a batch, each kind in one round trip
+        ahead={"offer.accepted": service.accept_ahead, "session.closed": service.close_ahead},
+        keys=keys,
     )
     runtime.consume(
         topics.ROUTING_COMMANDS,
@@ -34,6 +39,7 @@ def register(runtime: service.RoutingRuntime, drainer: service.Drainer) -> None:
         before_batch=service.lock_agents,
         after_batch=service.after_batch,
         on_committed=drainer.on_committed,
+        keys=keys,
     )
     runtime.consume(
         topics.PRESENCE,
@@ -42,6 +48,7 @@ def register(runtime: service.RoutingRuntime, drainer: service.Drainer) -> None:
         },
         after_batch=service.after_batch,
         on_committed=drainer.on_committed,
+        keys=keys,
         # automatic changes (busy, back to available) are two records a conversation: an agent's new
         # status reaches the drain a moment later
         background=True,

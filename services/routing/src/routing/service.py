@@ -13,7 +13,9 @@ import structlog
 
 from routing import domain
 from routing.store import (
+    Accepted,
     Capacity,
+    Closed,
     Decision,
     NewWork,
     Offer,
@@ -23,7 +25,7 @@ from routing.store import (
     RoutingStore,
 )
 from shared import contracts as c
-from shared.messaging import PoisonMessage, UnitOfWork
+from shared.messaging import NOT_RUN, PoisonMessage, UnitOfWork
 from shared.runtime import Runtime
 
 log = structlog.get_logger("switchboard.routing")
@@ -284,7 +286,7 @@ def _offer_ended(uow: Uow, offer: Offer, cause: str) -> None:
 
 
 async def on_offer_accepted(uow: Uow, ev: c.CloudEvent, data: c.OfferAccepted) -> None:
-    accepted = await uow.store.accept_offer(data.offer_id, data.agent_id, _now())
+    accepted = await uow.answered(ev, lambda: uow.store.accept_offer(data.offer_id, data.agent_id, _now()))
     if accepted is None:
         # Expired, withdrawn or someone else's: the offer is gone, so no session opens.
         decide(uow, data.conversation_id, "late_accept_ignored", {"agent_id": data.agent_id, "offer_id": data.offer_id})
@@ -337,7 +339,8 @@ async def _requeue_after_offer(uow: Uow, offer: Offer, cause: str) -> None:
 async def on_session_closed(uow: Uow, ev: c.CloudEvent, data: c.SessionClosed) -> None:
     if not data.conversation_id:
         return
-    closed = await uow.store.close_work(data.conversation_id, data.agent_id)
+    conversation_id = data.conversation_id
+    closed = await uow.answered(ev, lambda: uow.store.close_work(conversation_id, data.agent_id))
     if closed is None:
         return
     work = closed.work
@@ -356,6 +359,21 @@ async def on_session_closed(uow: Uow, ev: c.CloudEvent, data: c.SessionClosed) -
     )
     # the store recorded the decision (released) with the close
     uow.flags.add(DRAIN)
+
+
+# Run ahead (`Consumer.ahead`): the handlers' first statements for a batch's records at once.
+
+
+async def accept_ahead(uow: Uow, items: list[tuple[c.CloudEvent, c.OfferAccepted]]) -> list[Accepted | None]:
+    at = _now()
+    return await uow.store.accept_offers([(data.offer_id, data.agent_id, at) for _, data in items])
+
+
+async def close_ahead(uow: Uow, items: list[tuple[c.CloudEvent, c.SessionClosed]]) -> list[Closed | None]:
+    # a close without a conversation has no statement: its handler returns first
+    closes = [(data.conversation_id, data.agent_id) for _, data in items if data.conversation_id]
+    answers = iter(await uow.store.close_works(closes))
+    return [next(answers) if data.conversation_id else NOT_RUN for _, data in items]
 
 
 # A deliberate pick or transfer is allowed in any signed-in presence (an agent away from offers may

@@ -304,6 +304,11 @@ class RoutingStore(Protocol):
         (`released`). The handle time is counted by `add_handled`."""
         ...
 
+    async def close_works(self, closes: Sequence[tuple[str, str]]) -> list[Closed | None]:
+        """`close_work` for each (conversation, agent), in order, in one round trip (the conversations
+        distinct)."""
+        ...
+
     async def add_handled(self, handled: Mapping[str, tuple[int, float]]) -> None:
         """Count closed work in its queues' figures: per queue, the closes and the seconds held."""
         ...
@@ -319,6 +324,10 @@ class RoutingStore(Protocol):
     async def accept_offer(self, offer_id: str, agent_id: str, at: datetime) -> Accepted | None:
         """Accept the agent's pending offer unexpired at `at` and assign its work if still offered
         (recording the decision, `assigned`)."""
+        ...
+
+    async def accept_offers(self, accepts: Sequence[tuple[str, str, datetime]]) -> list[Accepted | None]:
+        """`accept_offer` for each (offer, agent, at), in order, in one round trip (the offers distinct)."""
         ...
 
     async def end_offer(self, offer_id: str, agent_id: str, status: str) -> Offer | None:
@@ -411,6 +420,43 @@ def _offer(r: asyncpg.Record | None) -> Offer | None:
     if r is None:
         return None
     return Offer(r["offer_id"], r["conversation_id"], r["agent_id"], r["channel"], r["queue"], r["expires_at"])
+
+
+def _accepted(r: asyncpg.Record | None) -> Accepted | None:
+    offer = _offer(r)
+    if r is None or offer is None:
+        return None
+    work = None
+    if r["w_conversation_id"] is not None:
+        work = WorkItem(
+            r["w_conversation_id"],
+            r["w_channel"],
+            r["w_queue"],
+            r["w_status"],
+            r["w_agent_id"],
+            r["w_offer_id"],
+            r["w_arrival"] or {},
+            r["w_failed_offers"],
+            r["w_overflowed"],
+            r["w_assigned_at"],
+        )
+    return Accepted(offer, work)
+
+
+def _closed(r: asyncpg.Record | None) -> Closed | None:
+    work = _work(r)
+    if r is None or work is None:
+        return None
+    capacity = None
+    if r["cap_agent_id"] is not None:
+        capacity = Capacity(
+            r["cap_agent_id"],
+            _ints(r["cap_used"]),
+            _ints(r["cap_limits"]),
+            r["cap_total_used"],
+            r["cap_exclusive_held"],
+        )
+    return Closed(work, capacity, r["handled_s"])
 
 
 def _waiting(
@@ -663,20 +709,12 @@ class PgRoutingStore:
         await self.conn.execute(Q.mark_overflowed, conversation_id)
 
     async def close_work(self, conversation_id: str, agent_id: str) -> Closed | None:
-        r = await self.conn.fetchrow(Q.close_work, conversation_id, agent_id)
-        work = _work(r)
-        if r is None or work is None:
-            return None
-        capacity = None
-        if r["cap_agent_id"] is not None:
-            capacity = Capacity(
-                r["cap_agent_id"],
-                _ints(r["cap_used"]),
-                _ints(r["cap_limits"]),
-                r["cap_total_used"],
-                r["cap_exclusive_held"],
-            )
-        return Closed(work, capacity, r["handled_s"])
+        return _closed(await self.conn.fetchrow(Q.close_work, conversation_id, agent_id))
+
+    async def close_works(self, closes: Sequence[tuple[str, str]]) -> list[Closed | None]:
+        rows = await self.conn.fetchmany(Q.close_work, closes)  # a row for each work closed
+        closed = {c.work.conversation_id: c for r in rows if (c := _closed(r)) is not None}
+        return [closed.get(conversation_id) for conversation_id, _ in closes]
 
     async def add_handled(self, handled: Mapping[str, tuple[int, float]]) -> None:
         if handled:
@@ -713,25 +751,12 @@ class PgRoutingStore:
         ]
 
     async def accept_offer(self, offer_id: str, agent_id: str, at: datetime) -> Accepted | None:
-        r = await self.conn.fetchrow(Q.accept_offer, offer_id, agent_id, at)
-        offer = _offer(r)
-        if r is None or offer is None:
-            return None
-        work = None
-        if r["w_conversation_id"] is not None:
-            work = WorkItem(
-                r["w_conversation_id"],
-                r["w_channel"],
-                r["w_queue"],
-                r["w_status"],
-                r["w_agent_id"],
-                r["w_offer_id"],
-                r["w_arrival"] or {},
-                r["w_failed_offers"],
-                r["w_overflowed"],
-                r["w_assigned_at"],
-            )
-        return Accepted(offer, work)
+        return _accepted(await self.conn.fetchrow(Q.accept_offer, offer_id, agent_id, at))
+
+    async def accept_offers(self, accepts: Sequence[tuple[str, str, datetime]]) -> list[Accepted | None]:
+        rows = await self.conn.fetchmany(Q.accept_offer, accepts)  # a row for each offer accepted
+        accepted = {a.offer.offer_id: a for r in rows if (a := _accepted(r)) is not None}
+        return [accepted.get(offer_id) for offer_id, _, _ in accepts]
 
     async def end_offer(self, offer_id: str, agent_id: str, status: str) -> Offer | None:
         return _offer(await self.conn.fetchrow(Q.end_offer, offer_id, agent_id, status))
@@ -1171,6 +1196,9 @@ class FakeRoutingStore:
         await self.insert_decisions([Decision(conversation_id, "released", {"agent_id": agent_id})])
         return Closed(w.item(), capacity, held)
 
+    async def close_works(self, closes: Sequence[tuple[str, str]]) -> list[Closed | None]:
+        return [await self.close_work(conversation_id, agent_id) for conversation_id, agent_id in closes]
+
     async def add_handled(self, handled: Mapping[str, tuple[int, float]]) -> None:
         for queue, (n, seconds) in handled.items():
             s = self.stats.setdefault(queue, _QueueStats())
@@ -1225,6 +1253,9 @@ class FakeRoutingStore:
             decision = Decision(work.conversation_id, "assigned", {"agent_id": agent_id, "how": "accepted"})
             await self.insert_decisions([decision])
         return Accepted(row.offer, work)
+
+    async def accept_offers(self, accepts: Sequence[tuple[str, str, datetime]]) -> list[Accepted | None]:
+        return [await self.accept_offer(offer_id, agent_id, at) for offer_id, agent_id, at in accepts]
 
     async def end_offer(self, offer_id: str, agent_id: str, status: str) -> Offer | None:
         row = self.offers.get(offer_id)
