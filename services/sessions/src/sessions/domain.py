@@ -232,6 +232,12 @@ def session_id_for(conversation_id: str) -> str:
     return f"conv-{conversation_id}"
 
 
+def conversation_of(session_id: str) -> str | None:
+    """The conversation a conversation's session holds, from its id (`session_id_for`); None for
+    any other session."""
+    return session_id.removeprefix("conv-") if session_id.startswith("conv-") else None
+
+
 def close_refusal(session: Session | None, session_id: str, confirmed: bool) -> str | None:
     """Why `session.close` cannot be carried out (None: it can)."""
     if session_id == HOME:

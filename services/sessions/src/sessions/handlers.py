@@ -21,6 +21,14 @@ def register(runtime: Runtime) -> None:
             "work.overflowed": service.on_work_overflowed,
         },
         before_batch=service.lock_agents,
+        # each kind's first statement for the batch's records, in one round trip
+        ahead={
+            "work.offered": service.offered_ahead,
+            "work.assigned": service.assigned_ahead,
+            "work.released": service.released_ahead,
+            "work.queued": service.queued_ahead,
+        },
+        keys=service.keys,
     )
     runtime.consume(
         topics.SESSIONS_COMMANDS,
@@ -43,12 +51,15 @@ def register(runtime: Runtime) -> None:
         before_batch=service.lock_agents,
         # a command refused at parse time (too long an id, a bad field) also answers its agent
         on_invalid=contracts.reject_invalid_command,
+        ahead={"offer.accept": service.accept_ahead, "session.close": service.close_ahead},
+        keys=service.keys,
     )
     runtime.consume(
         topics.PRESENCE,
         {"presence.changed": service.on_presence_changed},
         before_batch=service.lock_agents,
         after_batch=service.write_projections,
+        keys=service.keys,
         # the status the workspace shows
         background=True,
     )
@@ -59,10 +70,11 @@ def register(runtime: Runtime) -> None:
             "conversation.ended": service.on_conversation_ended,
         },
         after_batch=service.write_projections,
+        keys=service.keys,
         # the waiting list's titles and priorities: offers carry their own
         background=True,
     )
-    runtime.consume(topics.MESSAGES, {"message.posted": service.on_message_posted})
+    runtime.consume(topics.MESSAGES, {"message.posted": service.on_message_posted}, keys=service.keys)
     runtime.consume(
         topics.ASSIST,
         {
@@ -72,6 +84,7 @@ def register(runtime: Runtime) -> None:
             "assist.case_summary_drafted": service.on_assist,
             "assist.escalation_detected": service.on_escalation_detected,
         },
+        keys=service.keys,
         # suggestions for the pane
         background=True,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -14,7 +15,9 @@ from sessions.domain import (
     ANCHOR,
     HOME,
     TRANSCRIPT_PAGE,
+    Assigned,
     Assignment,
+    Closed,
     ConversationInfo,
     Disposition,
     Draft,
@@ -28,7 +31,7 @@ from sessions.domain import (
 )
 from sessions.store import SessionsStore
 from shared import contracts as c
-from shared.messaging import Rejection, UnitOfWork
+from shared.messaging import NOT_RUN, Rejection, UnitOfWork, agents_and_conversations
 
 
 @dataclass
@@ -201,13 +204,57 @@ async def write_projections(uow: Uow) -> None:
         await uow.store.upsert_conversations(list(uow.batch.conversations.values()))
 
 
+# --- run ahead (`Consumer.ahead`): the handlers' first statements for a batch's records at once ---
+
+
+def keys(payload: c.Payload) -> list[Hashable]:
+    """What a record is about: its agents and conversations, and the conversation a conversation's
+    session holds (a close names only the session)."""
+    found = agents_and_conversations(payload)
+    session_id = getattr(payload, "session_id", None)
+    if isinstance(session_id, str) and (conversation := domain.conversation_of(session_id)) is not None:
+        found.append(("conversation", conversation))
+    return found
+
+
+async def offered_ahead(uow: Uow, items: list[tuple[c.CloudEvent, c.WorkOffered]]) -> list[SessionProfile | None]:
+    return await uow.store.receive_offers([(_offered(data), ev.time) for ev, data in items])
+
+
+async def assigned_ahead(uow: Uow, items: list[tuple[c.CloudEvent, c.WorkAssigned]]) -> list[Assigned]:
+    return await uow.store.assign_many([_assignment(data) for _, data in items])
+
+
+async def queued_ahead(uow: Uow, items: list[tuple[c.CloudEvent, c.WorkQueued]]) -> list[Any]:
+    # a re-announced place in line has no statement: its handler returns first
+    await uow.store.upsert_waiting_works([_waiting(ev, data) for ev, data in items if not data.update])
+    return [NOT_RUN if data.update else None for _, data in items]
+
+
+async def released_ahead(uow: Uow, items: list[tuple[c.CloudEvent, c.WorkReleased]]) -> list[None]:
+    await uow.store.release_assignments([(data.conversation_id, data.agent_id) for _, data in items])
+    return [None] * len(items)
+
+
+async def accept_ahead(uow: Uow, items: list[tuple[c.CloudEvent, c.AcceptOffer]]) -> list[Offer | None]:
+    now = _now()
+    return await uow.store.answer_offers([(data.offer_id, data.agent_id, "accepted", now) for _, data in items])
+
+
+async def close_ahead(uow: Uow, items: list[tuple[c.CloudEvent, c.CloseSession]]) -> list[Closed | None]:
+    # only the closes that are one statement: the others' handlers read first, and ask in their turn
+    at_once = [data for _, data in items if _closes_at_once(data)]
+    answers = iter(await uow.store.close_and_unfocus_many([(d.agent_id, d.session_id, d.note) for d in at_once]))
+    return [next(answers) if _closes_at_once(data) else NOT_RUN for _, data in items]
+
+
 # --- routing.v1 --------------------------------------------------------------------------------
 
 
-async def on_work_offered(uow: Uow, ev: c.CloudEvent, data: c.WorkOffered) -> None:
+def _offered(data: c.WorkOffered) -> Offer:
     conversation = data.conversation
     title = domain.title_for(conversation, None) if not domain.needs_visitor_number(conversation) else "Visitor"
-    offer = Offer(
+    return Offer(
         data.offer_id,
         data.agent_id,
         data.conversation_id,
@@ -217,7 +264,12 @@ async def on_work_offered(uow: Uow, ev: c.CloudEvent, data: c.WorkOffered) -> No
         title=title,
         conversation=conversation,
     )
-    agent_profile = await uow.store.receive_offer(offer, ev.time)
+
+
+async def on_work_offered(uow: Uow, ev: c.CloudEvent, data: c.WorkOffered) -> None:
+    offer = _offered(data)
+    title = offer.title
+    agent_profile = await uow.answered(ev, lambda: uow.store.receive_offer(offer, ev.time))
     if agent_profile is not None:  # a new offer (not a redelivered one)
         notify = agent_profile.offer_notifications
         uow.emit(
@@ -251,13 +303,14 @@ async def on_work_offer_expired(uow: Uow, ev: c.CloudEvent, data: c.WorkOfferExp
     )
 
 
+def _assignment(data: c.WorkAssigned) -> tuple[Assignment, str | None, int]:
+    assignment = Assignment(data.conversation_id, data.agent_id, data.channel, data.conversation, queue=data.queue)
+    return assignment, data.offer_id, domain.TRANSCRIPT_PAGE
+
+
 async def on_work_assigned(uow: Uow, ev: c.CloudEvent, data: c.WorkAssigned) -> None:
     store = uow.store
-    held = await store.assign(
-        Assignment(data.conversation_id, data.agent_id, data.channel, data.conversation, queue=data.queue),
-        data.offer_id,
-        domain.TRANSCRIPT_PAGE,
-    )
+    held = await uow.answered(ev, lambda: store.assign(*_assignment(data)))
     existing = held.session
     if existing is not None:
         if existing.agent_id == data.agent_id:
@@ -292,7 +345,7 @@ async def on_work_assigned(uow: Uow, ev: c.CloudEvent, data: c.WorkAssigned) -> 
 
 
 async def on_work_released(uow: Uow, ev: c.CloudEvent, data: c.WorkReleased) -> None:
-    await uow.store.release_assignment(data.conversation_id, data.agent_id)
+    await uow.answered(ev, lambda: uow.store.release_assignment(data.conversation_id, data.agent_id))
     if data.reason != "transferred":
         return
     # transferred away: the agent's session for it closes (its record stays in the closed list)
@@ -315,7 +368,11 @@ async def on_work_queued(uow: Uow, ev: c.CloudEvent, data: c.WorkQueued) -> None
     Home shows (moves between queues come as work.overflowed), so it costs no write."""
     if data.update:
         return
-    await uow.store.upsert_waiting_work(data.conversation_id, data.channel, data.queue, "waiting", ev.time)
+    await uow.answered(ev, lambda: uow.store.upsert_waiting_work(*_waiting(ev, data)))
+
+
+def _waiting(ev: c.CloudEvent, data: c.WorkQueued) -> tuple[str, str, str, str | None, datetime]:
+    return data.conversation_id, data.channel, data.queue, "waiting", ev.time
 
 
 async def on_work_requeued(uow: Uow, ev: c.CloudEvent, data: c.WorkRequeued) -> None:
@@ -470,7 +527,7 @@ async def _flag_escalation(uow: Uow, conversation_id: str, flag: dict[str, Any])
 async def _answer_offer(uow: Uow, ev: c.CloudEvent, data: c.AcceptOffer | c.RejectOffer, status: str) -> Offer:
     """The agent's own pending offer takes `status`, in one statement; otherwise the reason why not."""
     now = _now()
-    answered = await uow.store.answer_offer(data.offer_id, data.agent_id, status, now)
+    answered = await uow.answered(ev, lambda: uow.store.answer_offer(data.offer_id, data.agent_id, status, now))
     if answered is not None:
         return answered
     offer = await uow.store.find_offer(data.offer_id)
@@ -569,7 +626,7 @@ async def on_close_session(uow: Uow, ev: c.CloudEvent, data: c.CloseSession) -> 
     disposition's check, are read only when needed."""
     _authorise(ev, data)
     store = uow.store
-    if data.disposition is not None or not data.confirmed or data.session_id == HOME:
+    if not _closes_at_once(data):
         refusal = domain.close_refusal(
             await store.find_session(data.agent_id, data.session_id), data.session_id, data.confirmed
         )
@@ -580,7 +637,8 @@ async def on_close_session(uow: Uow, ev: c.CloudEvent, data: c.CloseSession) -> 
             raise reject(
                 ev, data.agent_id, f"unknown disposition {data.disposition!r}; known dispositions: {', '.join(known)}"
             )
-    if await _close(uow, data.agent_id, data.session_id, disposition=data.disposition, note=data.note) is None:
+    closing = _close(uow, data.agent_id, data.session_id, disposition=data.disposition, note=data.note, answered_by=ev)
+    if await closing is None:
         session = await store.find_session(data.agent_id, data.session_id)  # none open: say why
         refusal = domain.close_refusal(session, data.session_id, data.confirmed)
         raise reject(ev, data.agent_id, refusal or f"session {data.session_id!r} is not open")
@@ -594,10 +652,15 @@ async def _close(
     disposition: str | None = None,
     note: str | None = None,
     reason: str | None = None,
+    answered_by: c.CloudEvent | None = None,
 ) -> Session | None:
     """Close the open session (routing releases the capacity on session.closed); Home takes the focus
-    if it had it. None when it was not open."""
-    closed = await uow.store.close_and_unfocus(agent_id, session_id, disposition=disposition, note=note, reason=reason)
+    if it had it. None when it was not open. `answered_by`: the command whose close ran ahead."""
+
+    def close() -> Awaitable[Closed | None]:
+        return uow.store.close_and_unfocus(agent_id, session_id, disposition=disposition, note=note, reason=reason)
+
+    closed = await (close() if answered_by is None else uow.answered(answered_by, close))
     if closed is None:
         return None
     session = closed.session
@@ -615,6 +678,12 @@ async def _close(
     if closed.unfocused:
         uow.emit(c.SessionFocused(agent_id=agent_id, session_id=HOME))
     return session
+
+
+def _closes_at_once(data: c.CloseSession) -> bool:
+    """A confirmed close of a session other than Home, without a disposition: one statement, which
+    may run ahead (`close_ahead`). Any other close reads first why it could be refused."""
+    return data.disposition is None and data.confirmed and data.session_id != HOME
 
 
 async def on_focus_session(uow: Uow, ev: c.CloudEvent, data: c.FocusSession) -> None:

@@ -3,6 +3,7 @@ in-memory fake for handler tests, with the same semantics (the contract suite ru
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -277,6 +278,18 @@ class SessionsStore(Protocol):
 
     async def list_profiles(self) -> dict[str, SessionProfile]: ...
 
+    # several records' statements in one round trip, each answered in its input's place (run ahead of
+    # a batch's handlers: the records' offers, conversations and sessions are distinct)
+    async def receive_offers(self, offers: Sequence[tuple[Offer, datetime]]) -> list[SessionProfile | None]: ...
+    async def answer_offers(self, answers: Sequence[tuple[str, str, str, datetime]]) -> list[Offer | None]: ...
+    async def close_and_unfocus_many(self, closes: Sequence[tuple[str, str, str | None]]) -> list[Closed | None]:
+        """(agent, session, note): confirmed closes without a disposition."""
+        ...
+
+    async def assign_many(self, assignments: Sequence[tuple[Assignment, str | None, int]]) -> list[Assigned]: ...
+    async def upsert_waiting_works(self, works: Sequence[tuple[str, str, str, str | None, datetime]]) -> None: ...
+    async def release_assignments(self, releases: Sequence[tuple[str, str]]) -> None: ...
+
 
 class PgSessionsStore:
     def __init__(self, conn: Conn) -> None:
@@ -320,25 +333,22 @@ class PgSessionsStore:
         return Offer(**dict(row)) if row else None
 
     async def receive_offer(self, offer: Offer, queued_at: datetime) -> SessionProfile | None:
-        o = offer
-        row = await self.conn.fetchrow(
-            Q.receive_offer,
-            o.offer_id,
-            o.agent_id,
-            o.conversation_id,
-            o.channel,
-            o.queue,
-            o.title,
-            o.conversation,
-            o.status,
-            o.expires_at,
-            queued_at,
-        )
-        return None if row is None else SessionProfile.model_validate(row[0])
+        row = await self.conn.fetchrow(Q.receive_offer, *_offer_args(offer, queued_at))
+        return None if row is None else SessionProfile.model_validate(row["settings"])
+
+    async def receive_offers(self, offers: Sequence[tuple[Offer, datetime]]) -> list[SessionProfile | None]:
+        rows = await self.conn.fetchmany(Q.receive_offer, [_offer_args(o, at) for o, at in offers])  # new ones
+        new = {r["offer_id"]: SessionProfile.model_validate(r["settings"]) for r in rows}
+        return [new.get(o.offer_id) for o, _ in offers]
 
     async def answer_offer(self, offer_id: str, agent_id: str, status: str, now: datetime) -> Offer | None:
         row = await self.conn.fetchrow(Q.answer_offer, offer_id, agent_id, status, now)
         return Offer(**dict(row)) if row else None
+
+    async def answer_offers(self, answers: Sequence[tuple[str, str, str, datetime]]) -> list[Offer | None]:
+        rows = await self.conn.fetchmany(Q.answer_offer, answers)  # the offers answered
+        answered = {r["offer_id"]: Offer(**dict(r)) for r in rows}
+        return [answered.get(offer_id) for offer_id, *_ in answers]
 
     async def withdraw_offer(self, offer_id: str) -> Offer | None:
         row = await self.conn.fetchrow(Q.withdraw_offer, offer_id)
@@ -405,11 +415,12 @@ class PgSessionsStore:
         reason: str | None = None,
     ) -> Closed | None:
         row = await self.conn.fetchrow(Q.close_and_unfocus, agent_id, session_id, disposition, note, reason)
-        if row is None:
-            return None
-        found = dict(row)
-        unfocused = found.pop("unfocused")
-        return Closed(Session(**found), unfocused)
+        return None if row is None else _closed(row)
+
+    async def close_and_unfocus_many(self, closes: Sequence[tuple[str, str, str | None]]) -> list[Closed | None]:
+        rows = await self.conn.fetchmany(Q.close_and_unfocus, [(a, s, None, note, None) for a, s, note in closes])
+        closed = {(c.session.agent_id, c.session.session_id): c for c in map(_closed, rows)}
+        return [closed.get((agent_id, session_id)) for agent_id, session_id, _ in closes]
 
     async def retitle_session(
         self, agent_id: str, session_id: str, title: str, icon: str, record: dict[str, Any] | None
@@ -477,16 +488,18 @@ class PgSessionsStore:
     async def release_assignment(self, conversation_id: str, agent_id: str) -> None:
         await self.conn.execute(Q.release_assignment, conversation_id, agent_id)
 
+    async def release_assignments(self, releases: Sequence[tuple[str, str]]) -> None:
+        await self.conn.executemany(Q.release_assignment, releases)
+
     async def assign(self, assignment: Assignment, offer_id: str | None, earlier: int) -> Assigned:
-        a = assignment
-        row = await self.conn.fetchrow(
-            Q.assign, a.conversation_id, a.agent_id, a.channel, a.conversation, a.queue, offer_id, earlier
-        )
+        row = await self.conn.fetchrow(Q.assign, *_assign_args(assignment, offer_id, earlier))
         assert row is not None  # the query always answers one row
-        found = dict(row)
-        said, signals, messages = found.pop("said"), found.pop("signals"), found.pop("earlier")
-        session = Session(**found) if found["session_id"] is not None else None
-        return Assigned(session, said or {}, list(signals or []), [_message(m) for m in messages or []])
+        return _assigned(row)
+
+    async def assign_many(self, assignments: Sequence[tuple[Assignment, str | None, int]]) -> list[Assigned]:
+        rows = await self.conn.fetchmany(Q.assign, [_assign_args(*a) for a in assignments])
+        assert len(rows) == len(assignments)  # the query always answers one row
+        return [_assigned(r) for r in rows]
 
     async def list_assignments(self, agent_id: str) -> list[Assignment]:
         return [Assignment(**dict(r)) for r in await self.conn.fetch(Q.list_assignments, agent_id)]
@@ -537,6 +550,9 @@ class PgSessionsStore:
         self, conversation_id: str, channel: str, queue: str, state: str | None, queued_at: datetime
     ) -> None:
         await self.conn.execute(Q.upsert_waiting_work, conversation_id, channel, queue, state, queued_at)
+
+    async def upsert_waiting_works(self, works: Sequence[tuple[str, str, str, str | None, datetime]]) -> None:
+        await self.conn.executemany(Q.upsert_waiting_work, works)
 
     async def move_waiting_work(self, conversation_id: str, queue: str) -> None:
         await self.conn.execute(Q.move_waiting_work, conversation_id, queue)
@@ -598,6 +614,28 @@ def _now() -> datetime:
 def _message(doc: dict[str, Any]) -> Message:
     """A message read as JSON (its time an ISO string in the session's time zone)."""
     return Message(**{**doc, "time": datetime.fromisoformat(doc["time"]).astimezone(UTC)})
+
+
+def _offer_args(o: Offer, queued_at: datetime) -> tuple[Any, ...]:
+    return (o.offer_id, o.agent_id, o.conversation_id, o.channel, o.queue, o.title, o.conversation, o.status,
+            o.expires_at, queued_at)  # fmt: skip
+
+
+def _closed(row: Any) -> Closed:
+    found = dict(row)
+    unfocused = found.pop("unfocused")
+    return Closed(Session(**found), unfocused)
+
+
+def _assign_args(a: Assignment, offer_id: str | None, earlier: int) -> tuple[Any, ...]:
+    return (a.conversation_id, a.agent_id, a.channel, a.conversation, a.queue, offer_id, earlier)
+
+
+def _assigned(row: Any) -> Assigned:
+    found = dict(row)
+    said, signals, messages = found.pop("said"), found.pop("signals"), found.pop("earlier")
+    session = Session(**found) if found["session_id"] is not None else None
+    return Assigned(session, said or {}, list(signals or []), [_message(m) for m in messages or []])
 
 
 class FakeSessionsStore:
@@ -1001,3 +1039,24 @@ class FakeSessionsStore:
 
     async def list_profiles(self) -> dict[str, SessionProfile]:
         return {name: SessionProfile.model_validate(s) for name, s in sorted(self.profiles.items())}
+
+    # one by one: the same answers as PgSessionsStore's single round trips
+    async def receive_offers(self, offers: Sequence[tuple[Offer, datetime]]) -> list[SessionProfile | None]:
+        return [await self.receive_offer(offer, at) for offer, at in offers]
+
+    async def answer_offers(self, answers: Sequence[tuple[str, str, str, datetime]]) -> list[Offer | None]:
+        return [await self.answer_offer(*answer) for answer in answers]
+
+    async def close_and_unfocus_many(self, closes: Sequence[tuple[str, str, str | None]]) -> list[Closed | None]:
+        return [await self.close_and_unfocus(agent_id, session_id, note=note) for agent_id, session_id, note in closes]
+
+    async def assign_many(self, assignments: Sequence[tuple[Assignment, str | None, int]]) -> list[Assigned]:
+        return [await self.assign(*a) for a in assignments]
+
+    async def upsert_waiting_works(self, works: Sequence[tuple[str, str, str, str | None, datetime]]) -> None:
+        for work in works:
+            await self.upsert_waiting_work(*work)
+
+    async def release_assignments(self, releases: Sequence[tuple[str, str]]) -> None:
+        for conversation_id, agent_id in releases:
+            await self.release_assignment(conversation_id, agent_id)

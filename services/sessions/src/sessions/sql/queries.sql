@@ -252,8 +252,9 @@ RETURNING agent_id, seq;
 
 -- name: receive_offer
 -- work.offered: the agent has its Home, the work shows as offered, the offer is recorded once;
--- returns the agent's profile settings ('{}' without one) when the offer is new, no row otherwise.
--- (An agent inserted here is not visible to the last SELECT: it has the default profile.)
+-- returns the agent's profile settings ('{}' without one) and the offer's id when the offer is new,
+-- no row otherwise. (An agent inserted here is not visible to the last SELECT: it has the default
+-- profile.)
 WITH a AS (INSERT INTO agents (agent_id) VALUES ($2) ON CONFLICT (agent_id) DO NOTHING),
      h AS (INSERT INTO sessions (agent_id, session_id, kind, title, icon) VALUES ($2, 'home', 'home', 'Home', 'Ho')
            ON CONFLICT (agent_id, session_id) DO NOTHING),
@@ -267,6 +268,7 @@ WITH a AS (INSERT INTO agents (agent_id) VALUES ($2) ON CONFLICT (agent_id) DO N
            RETURNING offer_id)
 SELECT coalesce((SELECT p.settings FROM profiles p
                  WHERE p.name = coalesce((SELECT profile FROM agents WHERE agent_id = $2), 'default')), '{}'::jsonb)
+           AS settings, o.offer_id
 FROM o;
 
 -- name: answer_offer
