@@ -298,13 +298,15 @@ class UnitOfWork(Generic[S, B]):
         self.emitted: list[CloudEvent] = []
         self.flags: set[str] = set()
         self._counted = 0
-        self.answers: dict[str, Any] = {}  # event id -> its first statement's answer, run ahead
+        # (event id, which statement: "" the first) -> its answer, run ahead (`Consumer.ahead`)
+        self.answers: dict[tuple[str, str], Any] = {}
 
-    async def answered(self, ev: CloudEvent, call: Callable[[], Awaitable[T]]) -> T:
-        """The answer the record's first statement got ahead of its turn (`Consumer.ahead`), or
-        `call()`'s when it did not run ahead."""
-        if ev.id in self.answers:
-            answer: T = self.answers.pop(ev.id)
+    async def answered(self, ev: CloudEvent, call: Callable[[], Awaitable[T]], what: str = "") -> T:
+        """The answer the record's statement got ahead of its turn (`Consumer.ahead`: its first, or
+        one its ahead function named `what` when it ran that one too), or `call()`'s when it did not
+        run ahead."""
+        if (ev.id, what) in self.answers:
+            answer: T = self.answers.pop((ev.id, what))
             return answer
         return await call()
 
@@ -1347,7 +1349,7 @@ async def _run_ahead(
         answers = await ahead(uow, [(item.envelope, item.payload) for item in items])
         for item, answer in zip(items, answers, strict=True):
             if answer is not NOT_RUN:
-                uow.answers[item.envelope.id] = answer
+                uow.answers[(item.envelope.id, "")] = answer
 
 
 def _header(rec: ConsumerRecord[Any, Any], name: str) -> str | None:

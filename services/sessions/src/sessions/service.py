@@ -106,14 +106,22 @@ async def _open_session(
     target: dict[str, Any],
     record: dict[str, Any] | None = None,
     earlier: list[Message] | None = None,
+    answered_by: c.CloudEvent | None = None,
 ) -> None:
     """Open (or reopen) the session in the agent's focus; a conversation's earlier messages follow
-    (`earlier` when the caller read them already)."""
+    (`earlier` when the caller read them already). `answered_by`: the event whose opening may have
+    run ahead (`assigned_ahead`)."""
     store = uow.store
     icon = domain.icon(title)
-    session = Session(agent_id, session_id, kind, title, icon, conversation_id, channel, focused_tab=ANCHOR)
-    anchor = Tab(session_id, ANCHOR, anchor_kind, title, anchor=True, target=target)
-    if await store.open_session(session, anchor):  # reopened: it takes the new title
+    session, anchor = _session_and_anchor(
+        agent_id, session_id, kind, title, conversation_id, channel, anchor_kind, target
+    )
+
+    def open_it() -> Awaitable[bool]:
+        return store.open_session(session, anchor)
+
+    if await (open_it() if answered_by is None else uow.answered(answered_by, open_it, "open_session")):
+        # reopened: it takes the new title
         await store.retitle_session(agent_id, session_id, title, icon, record)
         if not (await profile(store, agent_id)).remember_tabs:
             await store.forget_app_tabs(agent_id, session_id)
@@ -143,6 +151,30 @@ async def _open_session(
             earlier = await store.list_messages_before(conversation_id, None, domain.TRANSCRIPT_PAGE)
         _deliver_earlier_messages(uow, agent_id, session_id, conversation_id, earlier)
     uow.emit(c.SessionFocused(agent_id=agent_id, session_id=session_id, conversation_id=conversation_id))
+
+
+def _session_and_anchor(
+    agent_id: str,
+    session_id: str,
+    kind: str,
+    title: str,
+    conversation_id: str | None,
+    channel: str | None,
+    anchor_kind: str,
+    target: dict[str, Any],
+) -> tuple[Session, Tab]:
+    icon = domain.icon(title)
+    session = Session(agent_id, session_id, kind, title, icon, conversation_id, channel, focused_tab=ANCHOR)
+    return session, Tab(session_id, ANCHOR, anchor_kind, title, anchor=True, target=target)
+
+
+def _conversation_session(data: c.WorkAssigned, title: str) -> tuple[Session, Tab]:
+    """The session an assignment opens, with its anchor: the conversation."""
+    session_id = domain.session_id_for(data.conversation_id)
+    target = {"conversation_id": data.conversation_id}
+    return _session_and_anchor(
+        data.agent_id, session_id, "conversation", title, data.conversation_id, data.channel, "conversation", target
+    )
 
 
 def _deliver_earlier_messages(
@@ -222,7 +254,21 @@ async def offered_ahead(uow: Uow, items: list[tuple[c.CloudEvent, c.WorkOffered]
 
 
 async def assigned_ahead(uow: Uow, items: list[tuple[c.CloudEvent, c.WorkAssigned]]) -> list[Assigned]:
-    return await uow.store.assign_many([_assignment(data) for _, data in items])
+    """The assignments, then the sessions they open, each kind in one round trip. A session opens at
+    once when nobody's session held the conversation (no transfer to carry out first) and its title
+    needs no visitor number (a statement of its own): the handler's path to `open_session` then has
+    no statement, and it takes the answer (`open_session`)."""
+    helds = await uow.store.assign_many([_assignment(data) for _, data in items])
+    opening = [
+        (ev, _conversation_session(data, domain.title_for(data.conversation, None)))
+        for (ev, data), held in zip(items, helds, strict=True)
+        if held.session is None and not domain.needs_visitor_number(data.conversation)
+    ]
+    if len(opening) > 1:
+        reopened = await uow.store.open_sessions([opened for _, opened in opening])
+        for (ev, _), answer in zip(opening, reopened, strict=True):
+            uow.answers[(ev.id, "open_session")] = answer
+    return helds
 
 
 async def queued_ahead(uow: Uow, items: list[tuple[c.CloudEvent, c.WorkQueued]]) -> list[Any]:
@@ -321,19 +367,20 @@ async def on_work_assigned(uow: Uow, ev: c.CloudEvent, data: c.WorkAssigned) -> 
     if domain.needs_visitor_number(data.conversation):
         visitor = await store.next_visitor_number(data.agent_id)
     title = domain.title_for(data.conversation, visitor)
-    session_id = domain.session_id_for(data.conversation_id)
+    session, anchor = _conversation_session(data, title)
     await _open_session(
         uow,
         data.agent_id,
-        session_id,
-        "conversation",
+        session.session_id,
+        session.kind,
         title,
         conversation_id=data.conversation_id,
         channel=data.channel,
-        anchor_kind="conversation",
-        target={"conversation_id": data.conversation_id},
+        anchor_kind=anchor.kind,
+        target=anchor.target,
         record=data.conversation.get("record"),
         earlier=held.earlier,
+        answered_by=ev,
     )
     if held.said:  # what assist said before this agent held it: the pane shows it from the start
         change = await store.merge_open_pane(data.conversation_id, held.said)

@@ -287,6 +287,7 @@ class SessionsStore(Protocol):
         ...
 
     async def assign_many(self, assignments: Sequence[tuple[Assignment, str | None, int]]) -> list[Assigned]: ...
+    async def open_sessions(self, opens: Sequence[tuple[Session, Tab]]) -> list[bool]: ...
     async def upsert_waiting_works(self, works: Sequence[tuple[str, str, str, str | None, datetime]]) -> None: ...
     async def release_assignments(self, releases: Sequence[tuple[str, str]]) -> None: ...
 
@@ -358,23 +359,12 @@ class PgSessionsStore:
         return [Offer(**dict(r)) for r in await self.conn.fetch(Q.list_pending_offers, agent_id)]
 
     async def open_session(self, session: Session, anchor: Tab) -> bool:
-        s = session
-        return bool(
-            await self.conn.fetchval(
-                Q.open_session,
-                s.agent_id,
-                s.session_id,
-                s.kind,
-                s.conversation_id,
-                s.channel,
-                s.title,
-                s.icon,
-                anchor.tab_id,
-                anchor.kind,
-                anchor.target,
-                anchor.title,
-            )
-        )
+        return bool(await self.conn.fetchval(Q.open_session, *_open_args(session, anchor)))
+
+    async def open_sessions(self, opens: Sequence[tuple[Session, Tab]]) -> list[bool]:
+        rows = await self.conn.fetchmany(Q.open_session, [_open_args(s, anchor) for s, anchor in opens])
+        assert len(rows) == len(opens)  # the query always answers one row
+        return [bool(r[0]) for r in rows]
 
     async def find_session(self, agent_id: str, session_id: str) -> Session | None:
         row = await self.conn.fetchrow(Q.get_session, agent_id, session_id)
@@ -619,6 +609,11 @@ def _message(doc: dict[str, Any]) -> Message:
 def _offer_args(o: Offer, queued_at: datetime) -> tuple[Any, ...]:
     return (o.offer_id, o.agent_id, o.conversation_id, o.channel, o.queue, o.title, o.conversation, o.status,
             o.expires_at, queued_at)  # fmt: skip
+
+
+def _open_args(s: Session, anchor: Tab) -> tuple[Any, ...]:
+    return (s.agent_id, s.session_id, s.kind, s.conversation_id, s.channel, s.title, s.icon, anchor.tab_id,
+            anchor.kind, anchor.target, anchor.title)  # fmt: skip
 
 
 def _closed(row: Any) -> Closed:
@@ -1052,6 +1047,9 @@ class FakeSessionsStore:
 
     async def assign_many(self, assignments: Sequence[tuple[Assignment, str | None, int]]) -> list[Assigned]:
         return [await self.assign(*a) for a in assignments]
+
+    async def open_sessions(self, opens: Sequence[tuple[Session, Tab]]) -> list[bool]:
+        return [await self.open_session(session, anchor) for session, anchor in opens]
 
     async def upsert_waiting_works(self, works: Sequence[tuple[str, str, str, str | None, datetime]]) -> None:
         for work in works:
