@@ -11,7 +11,7 @@ from faststream.kafka import KafkaBroker
 
 from shared import contracts as c
 from shared import topics
-from shared.messaging import Consumer, Rejection, UnitOfWork, agents_and_conversations
+from shared.messaging import Consumer, Rejection, RunAhead, UnitOfWork, agents_and_conversations
 from shared.settings import ServiceSettings
 from shared.tx import MemoryDatabase, Tx
 
@@ -20,7 +20,7 @@ class Offers:
     """A commands consumer whose offer.accept handler asks a 'store' for the offer's conversation:
     ahead, for several offers in one call; in its turn, for one."""
 
-    def __init__(self, *, keys: Any = agents_and_conversations, savepoints: bool = False) -> None:
+    def __init__(self, *, keys: Any = agents_and_conversations, savepoints: bool = False, whole: bool = False) -> None:
         self.ahead_calls: list[list[str]] = []  # offer ids, one list per call ahead
         self.own_calls: list[str] = []  # offers the handler asked for itself
         self.answers: list[tuple[str, str]] = []  # (offer, its answer) as the handlers saw them
@@ -34,7 +34,8 @@ class Offers:
             broker=KafkaBroker("127.0.0.1:1"),
             settings=ServiceSettings(transient_retries=1),
             savepoints=savepoints,
-            ahead={"offer.accept": self.accept_ahead},
+            # the accept is all its handler does (`whole`), but for offers called "later"
+            ahead={"offer.accept": RunAhead(self.accept_ahead, whole=whole, only=lambda d: d.offer_id != "later")},
             keys=keys,
         )
 
@@ -75,13 +76,24 @@ async def test_records_about_distinct_agents_run_ahead_together_and_each_handler
 
 
 async def test_a_record_about_an_agent_named_before_it_in_the_batch_waits_for_its_turn() -> None:
-    """o-3 is a-1's second record: a-1's first may change what o-3's statement finds, so o-3's runs
-    in its turn, after o-1's handler. o-4 shares nothing with anything before it: ahead."""
+    """o-3 is a-1's second record: a-1's first handler may go on writing after its first statement,
+    so o-3's runs in its turn, after o-1's handler. o-4 shares nothing with anything before it."""
     o = Offers()
     batch = [o.record("a-1", "o-1"), o.record("a-2", "o-2"), o.record("a-1", "o-3"), o.record("a-4", "o-4")]
     await o.consumer.process(batch)
     assert o.ahead_calls == [["o-1", "o-2", "o-4"]] and o.own_calls == ["o-3"]
     assert [offer for offer, _ in o.answers] == ["o-1", "o-2", "o-3", "o-4"]  # handled in the batch's order
+
+
+async def test_after_a_whole_statement_the_next_about_the_same_agent_runs_ahead_in_the_next_round_trip() -> None:
+    """When the statement is all its handler does, a-1's second record runs ahead too, after it: the
+    records about one agent keep their order. A record in its turn ("later") holds its agent back:
+    what comes after it about a-2 waits for its turn as well."""
+    o = Offers(whole=True)
+    batch = [o.record(a, offer) for a, offer in (("a-1", "o-1"), ("a-2", "later"), ("a-1", "o-3"), ("a-1", "o-4"))]
+    await o.consumer.process([*batch, o.record("a-2", "o-5"), o.record("a-3", "o-6")])
+    assert o.ahead_calls == [["o-1", "o-6"], ["o-3"], ["o-4"]] and o.own_calls == ["later", "o-5"]
+    assert [offer for offer, _ in o.answers] == ["o-1", "later", "o-3", "o-4", "o-5", "o-6"]
 
 
 def test_the_keys_are_every_agent_and_conversation_a_payload_names() -> None:
@@ -93,10 +105,7 @@ def test_the_keys_are_every_agent_and_conversation_a_payload_names() -> None:
     assert set(agents_and_conversations(assigned)) == {("agent", "a-1"), ("conversation", "c-1"), ("agent", "a-0")}
 
 
-async def test_one_record_alone_or_a_consumer_without_keys_runs_nothing_ahead() -> None:
-    alone = Offers()
-    await alone.consumer.process([alone.record("a-1", "o-1"), alone.record("a-1", "o-2")])
-    assert alone.ahead_calls == [] and alone.own_calls == ["o-1", "o-2"]
+async def test_a_consumer_without_keys_runs_nothing_ahead() -> None:
     keyless = Offers(keys=None)
     await keyless.consumer.process([keyless.record("a-1", "o-1"), keyless.record("a-2", "o-2")])
     assert keyless.ahead_calls == [] and keyless.own_calls == ["o-1", "o-2"]

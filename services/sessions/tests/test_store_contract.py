@@ -779,7 +779,7 @@ async def test_a_pane_change_reaches_the_open_session_holding_the_conversation(s
 
 async def test_a_batchs_statements_in_one_round_trip_answer_each_record_in_its_place(store: SessionsStore) -> None:
     """What runs ahead of a batch's handlers (`receive_offers`, `answer_offers`, `assign_many`,
-    `close_and_unfocus_many`, `upsert_waiting_works`, `release_assignments`) answers as the one-by-one
+    `open_sessions`, `close_and_unfocus_many`, `upsert_waiting_works`, `release_assignments`) answers as the one-by-one
     calls do, each in its input's place: nothing to answer included."""
     before = EXPIRES - timedelta(seconds=1)
     await store.upsert_waiting_works([])
@@ -807,14 +807,16 @@ async def test_a_batchs_statements_in_one_round_trip_answer_each_record_in_its_p
     assignments = [(Assignment(f"c-{i}", f"a-{i}", "chat", queue="general"), f"o-{i}", 5) for i in (1, 2)]
     assert await store.assign_many(assignments) == [Assigned(None, {}, [], []), Assigned(None, {}, [], [])]
     assert {w.conversation_id for w in await store.list_waiting_work(None)} == {"c-0", "c-3"}  # c-1, c-2 taken
-    first = await open_with_anchor(store, "a-1", "c-1")
-    second = await open_with_anchor(store, "a-2", "c-2")
+    first, second = conversation_session("a-1", "c-1"), conversation_session("a-2", "c-2")
+    assert await store.open_sessions([(first, anchor_of(first)), (second, anchor_of(second))]) == [False, False]
+    assert await store.find_focus("a-2") == second.session_id
     closes = [("a-1", first.session_id, "called back"), ("a-2", "conv-c-9", None), ("a-2", second.session_id, None)]
     closed = await store.close_and_unfocus_many(closes)
     assert [c.session.session_id if c else None for c in closed] == ["conv-c-1", None, "conv-c-2"]
     assert closed[0] is not None and closed[0].session.note == "called back" and closed[0].unfocused
     assert await store.find_focus("a-1") == "home"
 
+    assert await store.open_sessions([(first, anchor_of(first))]) == [True]  # reopened
     await store.release_assignments([("c-1", "a-1"), ("c-2", "a-9")])  # c-2 is a-2's: still held
     assert (await store.list_assignments("a-1")) == []
     assert [a.conversation_id for a in await store.list_assignments("a-2")] == ["c-2"]

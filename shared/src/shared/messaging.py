@@ -747,10 +747,22 @@ BeforeBatch = Callable[[Any, list[Payload]], Awaitable[None]]
 # emit in answer, or None. Called after the record went to the DLQ.
 OnInvalid = Callable[[dict[str, Any] | None, InvalidEvent], Payload | None]
 # Runs the first statement of several records' handlers (one event type) in one round trip, before
-# the handlers run; answers one value per record, in order, or NOT_RUN for a record it left to its
-# handler (see `Consumer.ahead`).
+# the handlers run; answers one value per record, in order (see `Consumer.ahead`).
 Ahead = Callable[[Any, list[tuple[CloudEvent, Any]]], Awaitable[Sequence[Any]]]
-NOT_RUN: Any = object()
+
+
+@dataclass(frozen=True)
+class RunAhead:
+    """How an event type's records run ahead (`Consumer.ahead`): `run` their first statements;
+    `only` the records it may run (the others' handlers take another path: in their turn); `whole`
+    when that statement is all the handler writes or reads (it then only emits), so a record after
+    it about the same agent or conversation may run ahead too, in a round trip after it."""
+
+    run: Ahead
+    whole: bool = False
+    only: Callable[[Any], bool] | None = None
+
+
 # What a payload is about (its agent, its conversation): records that share nothing may run ahead.
 Keys = Callable[[Payload], Iterable[Hashable]]
 
@@ -814,7 +826,7 @@ class Consumer:
         exit_process: Callable[[int], None] = os._exit,
         coalescer: Coalescer | None = None,
         background: bool = False,
-        ahead: dict[str, Ahead] | None = None,
+        ahead: dict[str, Ahead | RunAhead] | None = None,
         keys: Keys | None = None,
     ) -> None:
         self.service = service
@@ -833,7 +845,7 @@ class Consumer:
         self.coalescer = coalescer
         # Per event type, the handler's first statement run for a batch's records at once (asyncpg's
         # pipelined fetchmany: one round trip, where each record's own call was one): `_run_ahead`.
-        self.ahead = ahead or {}
+        self.ahead = {t: a if isinstance(a, RunAhead) else RunAhead(a) for t, a in (ahead or {}).items()}
         self.keys = keys
         self.names = topics.TopicNames(settings.topic_prefix)
         self.consumer_name = f"{service}:{topic}"
@@ -1321,34 +1333,47 @@ async def _run_ahead(
     """Run the handlers' first statements ahead, several records' in one round trip each
     (`Consumer.ahead`), and leave the answers to the handlers (`UnitOfWork.answered`).
 
-    A record runs ahead only when no record before it in the transaction shares a key with it
-    (`Consumer.keys`: its agent, its conversation): nothing it reads or writes was changed before it,
-    so its answer is the one it would get in its turn, and the records after it see what it did, as
-    they would. The walk stops at a record with no keys (or whose consumer has none): nothing after
-    it runs ahead. Only a transaction without savepoints runs ahead: a refused record rolls the whole
-    transaction back, its ahead writes with it, and the careful run that follows runs none."""
-    touched: set[Hashable] = set()
-    groups: dict[Ahead, list[Incoming]] = {}
+    A record runs ahead when every record before it in the transaction that names one of its keys
+    (`Consumer.keys`: its agents, its conversations) ran ahead too, with a `whole` statement (one
+    that is all its handler does in the database), in an earlier round trip. So the records about
+    one agent or one conversation keep their order, and nothing a record reads was changed before
+    its turn by a record that did not run yet. Records about nothing the others name run in the
+    first round trip. A record in its turn (no `RunAhead` for its type, not `only`, or after one of
+    those about the same key) holds its keys back from running ahead for the rest of the
+    transaction; a record without keys stops the walk. Only a transaction without savepoints runs
+    ahead: a refused record rolls the whole transaction back, its ahead writes with it, and the
+    careful run that follows runs none."""
+    held: set[Hashable] = set()  # keys named by a record in its turn, or by one ahead but not `whole`
+    after: dict[Hashable, int] = {}  # key -> the round of the last `whole` record ahead about it
+    rounds: dict[int, dict[RunAhead, list[Incoming]]] = {}
+    seen: set[tuple[str, str]] = set()
     for consumer, batch in parts:
         for item in batch:
-            if (consumer.consumer_name, item.envelope.id) not in fresh:
-                continue
+            claim = (consumer.consumer_name, item.envelope.id)
+            if claim not in fresh or claim in seen:
+                continue  # a duplicate: never handled
+            seen.add(claim)
             keys = set(consumer.keys(item.payload)) if consumer.keys is not None else set()
             if not keys:
                 break
-            ahead = consumer.ahead.get(item.envelope.type)
-            if ahead is not None and not keys & touched:
-                groups.setdefault(ahead, []).append(item)
-            touched |= keys
+            how = consumer.ahead.get(item.envelope.type)
+            runs = how is not None and (how.only is None or how.only(item.payload)) and not keys & held
+            if how is None or not runs:
+                held |= keys
+                continue
+            n = 1 + max((after[k] for k in keys if k in after), default=0)
+            rounds.setdefault(n, {}).setdefault(how, []).append(item)
+            if how.whole:
+                after.update(dict.fromkeys(keys, n))
+            else:
+                held |= keys
         else:
             continue
         break
-    for ahead, items in groups.items():
-        if len(items) < 2:
-            continue  # its handler's own call is the same one round trip
-        answers = await ahead(uow, [(item.envelope, item.payload) for item in items])
-        for item, answer in zip(items, answers, strict=True):
-            if answer is not NOT_RUN:
+    for n in sorted(rounds):
+        for how, items in rounds[n].items():
+            answers = await how.run(uow, [(item.envelope, item.payload) for item in items])
+            for item, answer in zip(items, answers, strict=True):
                 uow.answers[(item.envelope.id, "")] = answer
 
 

@@ -44,6 +44,7 @@ from shared.messaging import (
     Keys,
     OnInvalid,
     OutboxRelay,
+    RunAhead,
     Sequencer,
     UnitOfWork,
     declare_publishers,
@@ -225,7 +226,7 @@ class Runtime(Generic[S, B]):
         savepoints: bool = False,
         on_invalid: OnInvalid | None = None,
         background: bool = False,
-        ahead: dict[str, Ahead] | None = None,
+        ahead: dict[str, Ahead | RunAhead] | None = None,
         keys: Keys | None = None,
     ) -> Consumer:
         """Consume `topic`; `on_invalid` may answer a record refused at parse time (e.g. with

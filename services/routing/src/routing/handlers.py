@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from routing import service
 from shared import topics
+from shared.messaging import RunAhead
 from shared.messaging import agents_and_conversations as keys
 
 
@@ -29,8 +30,12 @@ def register(runtime: service.RoutingRuntime, drainer: service.Drainer) -> None:
         before_batch=service.lock_agents,
         after_batch=service.after_batch,
         on_committed=drainer.on_committed,
-        # the accepts and the closes of a batch, each kind in one round trip
-        ahead={"offer.accepted": service.accept_ahead, "session.closed": service.close_ahead},
+        # the accepts and the closes of a batch, each kind in one round trip (each handler's only
+        # statement: a close after an accept of the same agent runs in the next)
+        ahead={
+            "offer.accepted": RunAhead(service.accept_ahead, whole=True),
+            "session.closed": RunAhead(service.close_ahead, whole=True, only=service.closes_work),
+        },
         keys=keys,
     )
     runtime.consume(

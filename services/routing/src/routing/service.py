@@ -25,7 +25,7 @@ from routing.store import (
     RoutingStore,
 )
 from shared import contracts as c
-from shared.messaging import NOT_RUN, PoisonMessage, UnitOfWork
+from shared.messaging import PoisonMessage, UnitOfWork
 from shared.runtime import Runtime
 
 log = structlog.get_logger("switchboard.routing")
@@ -370,10 +370,12 @@ async def accept_ahead(uow: Uow, items: list[tuple[c.CloudEvent, c.OfferAccepted
 
 
 async def close_ahead(uow: Uow, items: list[tuple[c.CloudEvent, c.SessionClosed]]) -> list[Closed | None]:
-    # a close without a conversation has no statement: its handler returns first
-    closes = [(data.conversation_id, data.agent_id) for _, data in items if data.conversation_id]
-    answers = iter(await uow.store.close_works(closes))
-    return [next(answers) if data.conversation_id else NOT_RUN for _, data in items]
+    return await uow.store.close_works([(data.conversation_id or "", data.agent_id) for _, data in items])
+
+
+def closes_work(data: c.SessionClosed) -> bool:
+    """A close without a conversation has no statement: its handler returns first."""
+    return bool(data.conversation_id)
 
 
 # A deliberate pick or transfer is allowed in any signed-in presence (an agent away from offers may

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sessions import service
 from shared import contracts, topics
+from shared.messaging import RunAhead
 from shared.runtime import Runtime
 
 
@@ -21,12 +22,14 @@ def register(runtime: Runtime) -> None:
             "work.overflowed": service.on_work_overflowed,
         },
         before_batch=service.lock_agents,
-        # each kind's first statement for the batch's records, in one round trip
+        # each kind's first statement for the batch's records, in one round trip (`whole`: all its
+        # handler does in the database, so a record after it about the same agent or conversation
+        # runs in the next round trip)
         ahead={
-            "work.offered": service.offered_ahead,
-            "work.assigned": service.assigned_ahead,
-            "work.released": service.released_ahead,
-            "work.queued": service.queued_ahead,
+            "work.offered": RunAhead(service.offered_ahead, whole=True),
+            "work.assigned": RunAhead(service.assigned_ahead),
+            "work.released": RunAhead(service.released_ahead, whole=True, only=service.released_only),
+            "work.queued": RunAhead(service.queued_ahead, whole=True, only=service.first_queued),
         },
         keys=service.keys,
     )
@@ -51,7 +54,10 @@ def register(runtime: Runtime) -> None:
         before_batch=service.lock_agents,
         # a command refused at parse time (too long an id, a bad field) also answers its agent
         on_invalid=contracts.reject_invalid_command,
-        ahead={"offer.accept": service.accept_ahead, "session.close": service.close_ahead},
+        ahead={
+            "offer.accept": RunAhead(service.accept_ahead, whole=True),
+            "session.close": RunAhead(service.close_ahead, whole=True, only=service.closes_at_once),
+        },
         keys=service.keys,
     )
     runtime.consume(

@@ -31,7 +31,7 @@ from sessions.domain import (
 )
 from sessions.store import SessionsStore
 from shared import contracts as c
-from shared.messaging import NOT_RUN, Rejection, UnitOfWork, agents_and_conversations
+from shared.messaging import Rejection, UnitOfWork, agents_and_conversations
 
 
 @dataclass
@@ -264,22 +264,32 @@ async def assigned_ahead(uow: Uow, items: list[tuple[c.CloudEvent, c.WorkAssigne
         for (ev, data), held in zip(items, helds, strict=True)
         if held.session is None and not domain.needs_visitor_number(data.conversation)
     ]
-    if len(opening) > 1:
+    if opening:
         reopened = await uow.store.open_sessions([opened for _, opened in opening])
         for (ev, _), answer in zip(opening, reopened, strict=True):
             uow.answers[(ev.id, "open_session")] = answer
     return helds
 
 
-async def queued_ahead(uow: Uow, items: list[tuple[c.CloudEvent, c.WorkQueued]]) -> list[Any]:
-    # a re-announced place in line has no statement: its handler returns first
-    await uow.store.upsert_waiting_works([_waiting(ev, data) for ev, data in items if not data.update])
-    return [NOT_RUN if data.update else None for _, data in items]
+async def queued_ahead(uow: Uow, items: list[tuple[c.CloudEvent, c.WorkQueued]]) -> list[None]:
+    await uow.store.upsert_waiting_works([_waiting(ev, data) for ev, data in items])
+    return [None] * len(items)
+
+
+def first_queued(data: c.WorkQueued) -> bool:
+    """A re-announced place in line has no statement: its handler returns first."""
+    return not data.update
 
 
 async def released_ahead(uow: Uow, items: list[tuple[c.CloudEvent, c.WorkReleased]]) -> list[None]:
     await uow.store.release_assignments([(data.conversation_id, data.agent_id) for _, data in items])
     return [None] * len(items)
+
+
+def released_only(data: c.WorkReleased) -> bool:
+    """Released, not transferred away: the release is all its handler does (a transfer also closes the
+    agent's session, in its turn)."""
+    return data.reason != "transferred"
 
 
 async def accept_ahead(uow: Uow, items: list[tuple[c.CloudEvent, c.AcceptOffer]]) -> list[Offer | None]:
@@ -288,10 +298,8 @@ async def accept_ahead(uow: Uow, items: list[tuple[c.CloudEvent, c.AcceptOffer]]
 
 
 async def close_ahead(uow: Uow, items: list[tuple[c.CloudEvent, c.CloseSession]]) -> list[Closed | None]:
-    # only the closes that are one statement: the others' handlers read first, and ask in their turn
-    at_once = [data for _, data in items if _closes_at_once(data)]
-    answers = iter(await uow.store.close_and_unfocus_many([(d.agent_id, d.session_id, d.note) for d in at_once]))
-    return [next(answers) if _closes_at_once(data) else NOT_RUN for _, data in items]
+    """The closes that are one statement (`closes_at_once`); the others' handlers read first."""
+    return await uow.store.close_and_unfocus_many([(d.agent_id, d.session_id, d.note) for _, d in items])
 
 
 # --- routing.v1 --------------------------------------------------------------------------------
@@ -673,7 +681,7 @@ async def on_close_session(uow: Uow, ev: c.CloudEvent, data: c.CloseSession) -> 
     disposition's check, are read only when needed."""
     _authorise(ev, data)
     store = uow.store
-    if not _closes_at_once(data):
+    if not closes_at_once(data):
         refusal = domain.close_refusal(
             await store.find_session(data.agent_id, data.session_id), data.session_id, data.confirmed
         )
@@ -727,7 +735,7 @@ async def _close(
     return session
 
 
-def _closes_at_once(data: c.CloseSession) -> bool:
+def closes_at_once(data: c.CloseSession) -> bool:
     """A confirmed close of a session other than Home, without a disposition: one statement, which
     may run ahead (`close_ahead`). Any other close reads first why it could be refused."""
     return data.disposition is None and data.confirmed and data.session_id != HOME
