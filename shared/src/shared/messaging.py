@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -771,15 +772,23 @@ def agents_and_conversations(payload: Payload) -> list[Hashable]:
     """`Keys` of a service whose state is per agent and per conversation: every agent the payload
     names (`agent_id`, `to_agent`, `previous_agent_id`, ...) and every conversation."""
     keys: list[Hashable] = []
-    for name in type(payload).model_fields:
+    for name, kind in _key_fields(type(payload)):
         value = getattr(payload, name)
-        if not isinstance(value, str):
-            continue
-        if name in ("agent_id", "to_agent") or name.endswith(("_agent_id", "_agent")):
-            keys.append(("agent", value))
-        elif name.endswith("conversation_id"):
-            keys.append(("conversation", value))
+        if isinstance(value, str):
+            keys.append((kind, value))
     return keys
+
+
+@functools.cache
+def _key_fields(model: type[Payload]) -> tuple[tuple[str, str], ...]:
+    """A payload type's fields that name an agent or a conversation, found once per type."""
+    fields = []
+    for name in model.model_fields:
+        if name in ("agent_id", "to_agent") or name.endswith(("_agent_id", "_agent")):
+            fields.append((name, "agent"))
+        elif name.endswith("conversation_id"):
+            fields.append((name, "conversation"))
+    return tuple(fields)
 
 
 @dataclass
