@@ -648,9 +648,10 @@ async def test_the_drains_reads_walk_an_index_when_the_backlog_outgrew_its_stati
 
 @pytest.mark.e2e
 async def test_a_burst_of_offers_is_accepted_and_closed_by_key_whatever_the_statistics(pool: asyncpg.Pool) -> None:
-    """Statistics gathered while no offer was pending, then thousands were made: accepting one and
-    closing its work still read the offer and the work by their keys. With `status = 'pending'` the
-    planner read the whole of the pending offers' index for each accept (1,600 rows in a bench)."""
+    """Statistics gathered while no offer was pending, then thousands were made: accepting one,
+    closing its work and locking a batch's agents still read the offer and the work by their keys.
+    With `status = 'pending'` the planner read the whole of the pending offers' index for each
+    accept (1,600 rows in a bench)."""
     async with pool.acquire() as conn:
         cost = ServiceSettings.model_fields["db_random_page_cost"].default
         await conn.execute(f"SET random_page_cost = {cost}")  # as the services' connections have it
@@ -679,6 +680,7 @@ async def test_a_burst_of_offers_is_accepted_and_closed_by_key_whatever_the_stat
         assert ("work_items", "work_items_pkey") in close, close
         assert ("offers", "offers_pkey") in await scans(Q.end_offer, "o-00308", "a-1", "rejected")
         assert ("work_items", "work_items_pkey") in await scans(Q.end_work, "c-00309")
+        assert ("work_items", "work_items_pkey") in await scans(Q.lock_agents, ["a-1"], ["c-00307", "c-00308"])
         accepted = await store.accept_offer("o-00307", "a-1", at)
         assert accepted is not None and accepted.work is not None and accepted.work.status == "assigned"
 

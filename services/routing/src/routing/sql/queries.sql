@@ -100,11 +100,13 @@ RETURNING a.agent_id, before.presence, before.closed_channels,
 -- First in a batch: the agents it is about ($1), and those offered or holding its conversations' work
 -- ($2), locked in agent order. Its handlers then lock them one by one in the batch's order, and two
 -- transactions that did that with the same agents would each hold one and wait for the other.
+-- (The work items by their keys: `status || ''`, see the top of this file. With the plain condition a
+-- burst made it read the whole open work's index, 4,000 buffers a batch.)
 SELECT agent_id FROM agents
 WHERE agent_id IN (SELECT unnest($1::text[])
                    UNION
                    SELECT agent_id FROM work_items
-                   WHERE conversation_id = ANY($2::text[]) AND status IN ('offered', 'assigned'))
+                   WHERE conversation_id = ANY($2::text[]) AND status || '' IN ('offered', 'assigned'))
 ORDER BY agent_id
 FOR UPDATE;
 
