@@ -474,7 +474,7 @@ def _bare_consumer(background: bool = False, **settings: Any) -> Consumer:
 
 def test_only_a_background_consumer_gathers_and_the_setting_says_how_long() -> None:
     assert _bare_consumer().gather_s == 0.0
-    assert _bare_consumer(True).gather_s == 0.05
+    assert _bare_consumer(True).gather_s == 0.15
     assert _bare_consumer(True, background_gather_ms=200).gather_s == 0.2
     assert _bare_consumer(True, background_gather_ms=0).gather_s == 0.0
 

@@ -43,7 +43,7 @@ class ServiceSettings(BaseSettings):
     # pauses this long after a poll that brought records, so the records that follow are taken
     # together: under load it wakes a few times a second, not once per record of its topic. A
     # record after a quiet spell is handled at once; 0: every consumer takes records as they come
-    background_gather_ms: int = 50
+    background_gather_ms: int = 150
     # batches of the service's consumers that are ready while another is being handled are handled
     # together, in one transaction (shared.messaging.Coalescer); false: each in its own, as before
     coalesce_batches: bool = Field(
