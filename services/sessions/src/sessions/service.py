@@ -95,34 +95,25 @@ def _authorise(ev: c.CloudEvent, data: Any) -> None:
 
 async def _open_session(
     uow: Uow,
-    agent_id: str,
-    session_id: str,
-    kind: str,
-    title: str,
+    session: Session,
+    anchor: Tab,
     *,
-    conversation_id: str | None,
-    channel: str | None,
-    anchor_kind: str,
-    target: dict[str, Any],
     record: dict[str, Any] | None = None,
     earlier: list[Message] | None = None,
     answered_by: c.CloudEvent | None = None,
 ) -> None:
-    """Open (or reopen) the session in the agent's focus; a conversation's earlier messages follow
-    (`earlier` when the caller read them already). `answered_by`: the event whose opening may have
-    run ahead (`assigned_ahead`)."""
+    """Open (or reopen) the session (`_session_and_anchor`) in the agent's focus; a conversation's
+    earlier messages follow (`earlier` when the caller read them already). `answered_by`: the event
+    whose opening may have run ahead (`assigned_ahead`)."""
     store = uow.store
-    icon = domain.icon(title)
-    session, anchor = _session_and_anchor(
-        agent_id, session_id, kind, title, conversation_id, channel, anchor_kind, target
-    )
+    agent_id, session_id, conversation_id = session.agent_id, session.session_id, session.conversation_id
 
     def open_it() -> Awaitable[bool]:
         return store.open_session(session, anchor)
 
     if await (open_it() if answered_by is None else uow.answered(answered_by, open_it, "open_session")):
         # reopened: it takes the new title
-        await store.retitle_session(agent_id, session_id, title, icon, record)
+        await store.retitle_session(agent_id, session_id, session.title, session.icon, record)
         if not (await profile(store, agent_id)).remember_tabs:
             await store.forget_app_tabs(agent_id, session_id)
     uow.emit(
@@ -130,9 +121,9 @@ async def _open_session(
             agent_id=agent_id,
             session_id=session_id,
             conversation_id=conversation_id,
-            channel=channel,
-            title=title,
-            icon=icon,
+            channel=session.channel,
+            title=session.title,
+            icon=session.icon,
             anchor_tab_id=ANCHOR,
         )
     )
@@ -141,8 +132,8 @@ async def _open_session(
             agent_id=agent_id,
             session_id=session_id,
             tab_id=ANCHOR,
-            kind=anchor_kind,
-            title=title,
+            kind=anchor.kind,
+            title=session.title,
             conversation_id=conversation_id,
         )
     )
@@ -163,17 +154,18 @@ def _session_and_anchor(
     anchor_kind: str,
     target: dict[str, Any],
 ) -> tuple[Session, Tab]:
+    """A session to open, with its anchor tab in its focus; its icon is its title's."""
     icon = domain.icon(title)
     session = Session(agent_id, session_id, kind, title, icon, conversation_id, channel, focused_tab=ANCHOR)
     return session, Tab(session_id, ANCHOR, anchor_kind, title, anchor=True, target=target)
 
 
-def _conversation_session(data: c.WorkAssigned, title: str) -> tuple[Session, Tab]:
-    """The session an assignment opens, with its anchor: the conversation."""
-    session_id = domain.session_id_for(data.conversation_id)
-    target = {"conversation_id": data.conversation_id}
+def _conversation_session(agent_id: str, conversation_id: str, channel: str, title: str) -> tuple[Session, Tab]:
+    """The session of a conversation the agent holds, with its anchor: the conversation."""
+    session_id = domain.session_id_for(conversation_id)
+    target = {"conversation_id": conversation_id}
     return _session_and_anchor(
-        data.agent_id, session_id, "conversation", title, data.conversation_id, data.channel, "conversation", target
+        agent_id, session_id, "conversation", title, conversation_id, channel, "conversation", target
     )
 
 
@@ -260,7 +252,12 @@ async def assigned_ahead(uow: Uow, items: list[tuple[c.CloudEvent, c.WorkAssigne
     no statement, and it takes the answer (`open_session`)."""
     helds = await uow.store.assign_many([_assignment(data) for _, data in items])
     opening = [
-        (ev, _conversation_session(data, domain.title_for(data.conversation, None)))
+        (
+            ev,
+            _conversation_session(
+                data.agent_id, data.conversation_id, data.channel, domain.title_for(data.conversation, None)
+            ),
+        )
         for (ev, data), held in zip(items, helds, strict=True)
         if held.session is None and not domain.needs_visitor_number(data.conversation)
     ]
@@ -375,20 +372,9 @@ async def on_work_assigned(uow: Uow, ev: c.CloudEvent, data: c.WorkAssigned) -> 
     if domain.needs_visitor_number(data.conversation):
         visitor = await store.next_visitor_number(data.agent_id)
     title = domain.title_for(data.conversation, visitor)
-    session, anchor = _conversation_session(data, title)
+    session, anchor = _conversation_session(data.agent_id, data.conversation_id, data.channel, title)
     await _open_session(
-        uow,
-        data.agent_id,
-        session.session_id,
-        session.kind,
-        title,
-        conversation_id=data.conversation_id,
-        channel=data.channel,
-        anchor_kind=anchor.kind,
-        target=anchor.target,
-        record=data.conversation.get("record"),
-        earlier=held.earlier,
-        answered_by=ev,
+        uow, session, anchor, record=data.conversation.get("record"), earlier=held.earlier, answered_by=ev
     )
     if held.said:  # what assist said before this agent held it: the pane shows it from the start
         change = await store.merge_open_pane(data.conversation_id, held.said)
@@ -639,35 +625,17 @@ async def on_open_session(uow: Uow, ev: c.CloudEvent, data: c.OpenSession) -> No
         session_id = domain.session_id_for(data.conversation_id)
         await _not_open(uow, ev, data.agent_id, session_id)
         title = domain.title_for(assignment.conversation, await store.next_visitor_number(data.agent_id))
-        await _open_session(
-            uow,
-            data.agent_id,
-            session_id,
-            "conversation",
-            title,
-            conversation_id=data.conversation_id,
-            channel=assignment.channel,
-            anchor_kind="conversation",
-            target={"conversation_id": data.conversation_id},
-        )
+        await _open_session(uow, *_conversation_session(data.agent_id, data.conversation_id, assignment.channel, title))
         return
     if data.record is None:
         raise reject(ev, data.agent_id, "session.open needs a conversation_id of your own or a record")
     record = data.record.model_dump(exclude_none=True)
     session_id = f"rec-{data.record.type}-{data.record.id}"
     await _not_open(uow, ev, data.agent_id, session_id)
-    await _open_session(
-        uow,
-        data.agent_id,
-        session_id,
-        "record",
-        domain.record_title(record),
-        conversation_id=None,
-        channel=None,
-        anchor_kind=data.record.type,
-        target=record,
-        record=record,
+    opened = _session_and_anchor(
+        data.agent_id, session_id, "record", domain.record_title(record), None, None, data.record.type, record
     )
+    await _open_session(uow, *opened, record=record)
 
 
 async def _not_open(uow: Uow, ev: c.CloudEvent, agent_id: str, session_id: str) -> None:
